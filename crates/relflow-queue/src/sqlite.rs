@@ -1,0 +1,308 @@
+//! The embedded queue: one SQLite file in WAL mode, shared by every worker
+//! process on the machine.
+//!
+//! A claim is a lease: the row gets `lease_until = now + visibility_timeout`
+//! and is invisible to other claims until that passes. A live worker renews
+//! the lease with [`WorkQueue::keep_alive`]; a dead one stops renewing, the
+//! lease runs out and the row is claimable again. That is how a SIGKILLed
+//! worker's message gets redelivered without any coordinator.
+//!
+//! The `deliveries` counter doubles as a fencing token: `ack`, `retry`,
+//! `dead_letter` and `release` only touch the row if it still carries the
+//! count the worker claimed it with. A worker whose lease ran out (it hung,
+//! then woke up) can therefore never ack away a delivery that now belongs to
+//! someone else.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{TimeZone, Utc};
+use rusqlite::{params, Connection, OptionalExtension};
+use tokio::sync::Notify;
+
+use crate::{DeadLetter, Delivery, QueueDepth, QueueError, Result, WorkQueue};
+
+/// Tuning for [`SqliteQueue`]; the defaults suit a worker running playbooks.
+#[derive(Debug, Clone)]
+pub struct SqliteQueueOptions {
+    /// How long a claim stays invisible to other workers without a
+    /// `keep_alive`. A crashed worker's message is redelivered after this.
+    pub visibility_timeout: Duration,
+    /// How often `claim` looks for work written by other processes.
+    pub poll_interval: Duration,
+}
+
+impl Default for SqliteQueueOptions {
+    fn default() -> Self {
+        SqliteQueueOptions {
+            visibility_timeout: Duration::from_secs(60),
+            poll_interval: Duration::from_millis(200),
+        }
+    }
+}
+
+/// The embedded [`WorkQueue`]. Cheap to clone; clones share one connection.
+#[derive(Clone)]
+pub struct SqliteQueue {
+    conn: Arc<Mutex<Connection>>,
+    options: SqliteQueueOptions,
+    /// Wakes local `claim` calls as soon as this process enqueues, so a
+    /// single-process `relflow serve` does not wait for the poll interval.
+    notify: Arc<Notify>,
+    path: PathBuf,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS queue (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    payload     BLOB    NOT NULL,
+    attempt     INTEGER NOT NULL DEFAULT 1,
+    deliveries  INTEGER NOT NULL DEFAULT 0,
+    not_before  INTEGER NOT NULL,   -- unix ms; ready once now >= not_before
+    lease_until INTEGER,            -- unix ms; claimed while now < lease_until
+    last_error  TEXT
+);
+CREATE INDEX IF NOT EXISTS queue_ready ON queue (not_before, id);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id       INTEGER PRIMARY KEY AUTOINCREMENT,
+    payload  BLOB    NOT NULL,
+    reason   TEXT    NOT NULL,
+    attempt  INTEGER NOT NULL,
+    dead_at  INTEGER NOT NULL
+);
+";
+
+fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Opens a SQLite file the way every relflow component wants it: WAL so
+/// readers never block the writer, FULL sync so a committed enqueue survives
+/// power loss, and a busy timeout so several worker processes can share it.
+pub fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(conn)
+}
+
+impl SqliteQueue {
+    /// Opens (creating if needed) the queue in the SQLite file at `path`.
+    pub fn open(path: impl AsRef<Path>, options: SqliteQueueOptions) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let open_err = |source| QueueError::Open { path: path.display().to_string(), source };
+        let conn = open_connection(&path).map_err(open_err)?;
+        conn.execute_batch(SCHEMA).map_err(open_err)?;
+        Ok(SqliteQueue { conn: Arc::new(Mutex::new(conn)), options, notify: Arc::new(Notify::new()), path })
+    }
+
+    /// The file this queue lives in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` on the connection off the async runtime: SQLite calls block,
+    /// up to the busy timeout when another process holds the write lock.
+    async fn with_conn<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        let value = tokio::task::spawn_blocking(move || {
+            // A poisoned lock only means another call panicked mid-statement;
+            // SQLite itself rolled that transaction back, so the connection is fine.
+            let mut conn = conn.lock().unwrap_or_else(|poison| poison.into_inner());
+            f(&mut conn)
+        })
+        .await??;
+        Ok(value)
+    }
+
+    fn try_claim(conn: &mut Connection, visibility: i64) -> rusqlite::Result<Option<Delivery>> {
+        let now = now_ms();
+        conn.query_row(
+            "UPDATE queue SET lease_until = ?2, deliveries = deliveries + 1
+             WHERE id = (SELECT id FROM queue
+                         WHERE not_before <= ?1 AND (lease_until IS NULL OR lease_until <= ?1)
+                         ORDER BY not_before, id LIMIT 1)
+             RETURNING id, payload, attempt, deliveries",
+            params![now, now + visibility],
+            |row| {
+                Ok(Delivery {
+                    tag: row.get::<_, i64>(0)? as u64,
+                    payload: row.get(1)?,
+                    attempt: row.get(2)?,
+                    deliveries: row.get(3)?,
+                })
+            },
+        )
+        .optional()
+    }
+}
+
+#[async_trait]
+impl WorkQueue for SqliteQueue {
+    async fn enqueue(&self, payload: &[u8]) -> Result<()> {
+        let payload = payload.to_vec();
+        self.with_conn(move |c| {
+            c.execute("INSERT INTO queue (payload, not_before) VALUES (?1, ?2)", params![payload, now_ms()])
+        })
+        .await?;
+        self.notify.notify_waiters();
+        Ok(())
+    }
+
+    async fn claim(&self, wait: Duration) -> Result<Option<Delivery>> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let visibility = ms(self.options.visibility_timeout);
+        loop {
+            // Register interest before looking, so an enqueue that lands
+            // between the look and the sleep still wakes us.
+            let notified = self.notify.notified();
+            if let Some(d) = self.with_conn(move |c| Self::try_claim(c, visibility)).await? {
+                return Ok(Some(d));
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Ok(None);
+            }
+            let nap = self.options.poll_interval.min(deadline - now);
+            tokio::select! {
+                _ = notified => {}
+                _ = tokio::time::sleep(nap) => {}
+            }
+        }
+    }
+
+    async fn keep_alive(&self, d: &Delivery) -> Result<()> {
+        let (id, n) = (d.tag as i64, d.deliveries);
+        let until = now_ms() + ms(self.options.visibility_timeout);
+        self.with_conn(move |c| {
+            c.execute("UPDATE queue SET lease_until = ?3 WHERE id = ?1 AND deliveries = ?2", params![id, n, until])
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn ack(&self, d: &Delivery) -> Result<()> {
+        let (id, n) = (d.tag as i64, d.deliveries);
+        self.with_conn(move |c| c.execute("DELETE FROM queue WHERE id = ?1 AND deliveries = ?2", params![id, n]))
+            .await?;
+        Ok(())
+    }
+
+    async fn retry(&self, d: &Delivery, delay: Duration, reason: &str) -> Result<()> {
+        let (id, n, reason) = (d.tag as i64, d.deliveries, reason.to_owned());
+        let not_before = now_ms() + ms(delay);
+        self.with_conn(move |c| {
+            c.execute(
+                "UPDATE queue SET attempt = attempt + 1, not_before = ?3, lease_until = NULL, last_error = ?4
+                 WHERE id = ?1 AND deliveries = ?2",
+                params![id, n, not_before, reason],
+            )
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn dead_letter(&self, d: &Delivery, reason: &str) -> Result<()> {
+        let (id, n, reason) = (d.tag as i64, d.deliveries, reason.to_owned());
+        self.with_conn(move |c| {
+            // One transaction: the row moves, it is never in both tables or neither.
+            let tx = c.transaction()?;
+            let moved = tx.execute(
+                "INSERT INTO dead_letters (payload, reason, attempt, dead_at)
+                 SELECT payload, ?3, attempt, ?4 FROM queue WHERE id = ?1 AND deliveries = ?2",
+                params![id, n, reason, now_ms()],
+            )?;
+            if moved == 1 {
+                tx.execute("DELETE FROM queue WHERE id = ?1", params![id])?;
+            }
+            tx.commit()
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn release(&self, d: &Delivery) -> Result<()> {
+        let (id, n) = (d.tag as i64, d.deliveries);
+        self.with_conn(move |c| {
+            c.execute("UPDATE queue SET lease_until = NULL WHERE id = ?1 AND deliveries = ?2", params![id, n])
+        })
+        .await?;
+        self.notify.notify_waiters();
+        Ok(())
+    }
+
+    async fn depth(&self) -> Result<QueueDepth> {
+        self.with_conn(|c| {
+            let now = now_ms();
+            c.query_row(
+                "SELECT
+                   (SELECT count(*) FROM queue WHERE not_before <= ?1 AND (lease_until IS NULL OR lease_until <= ?1)),
+                   (SELECT count(*) FROM queue WHERE lease_until > ?1),
+                   (SELECT count(*) FROM queue WHERE not_before > ?1 AND (lease_until IS NULL OR lease_until <= ?1)),
+                   (SELECT count(*) FROM dead_letters)",
+                params![now],
+                |r| {
+                    Ok(QueueDepth {
+                        ready: r.get::<_, i64>(0)? as u64,
+                        in_flight: r.get::<_, i64>(1)? as u64,
+                        delayed: r.get::<_, i64>(2)? as u64,
+                        dead: r.get::<_, i64>(3)? as u64,
+                    })
+                },
+            )
+        })
+        .await
+    }
+
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.with_conn(move |c| {
+            let mut stmt =
+                c.prepare("SELECT id, payload, reason, attempt, dead_at FROM dead_letters ORDER BY id LIMIT ?1")?;
+            let rows = stmt.query_map(params![limit], |r| {
+                Ok(DeadLetter {
+                    id: r.get::<_, i64>(0)? as u64,
+                    payload: r.get(1)?,
+                    reason: r.get(2)?,
+                    attempt: r.get(3)?,
+                    dead_at: Utc.timestamp_millis_opt(r.get(4)?).single().unwrap_or_default(),
+                })
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn replay(&self, id: u64) -> Result<bool> {
+        let id = id as i64;
+        let replayed = self
+            .with_conn(move |c| {
+                let tx = c.transaction()?;
+                let moved = tx.execute(
+                    "INSERT INTO queue (payload, not_before) SELECT payload, ?2 FROM dead_letters WHERE id = ?1",
+                    params![id, now_ms()],
+                )?;
+                tx.execute("DELETE FROM dead_letters WHERE id = ?1", params![id])?;
+                tx.commit()?;
+                Ok(moved == 1)
+            })
+            .await?;
+        self.notify.notify_waiters();
+        Ok(replayed)
+    }
+
+    async fn purge_dead_letters(&self) -> Result<u64> {
+        self.with_conn(|c| c.execute("DELETE FROM dead_letters", []).map(|n| n as u64)).await
+    }
+}
