@@ -1,1 +1,18 @@
+//! The heart of relflow that does no I/O: the [`Message`] model and its
+//! decoders, topic patterns, `when` conditions, [`Rule`]s and the
+//! configuration that holds them.
+//!
+//! Everything here is plain data and pure functions, so the worker, the
+//! CLI's `dry-run` and the tests all see exactly the same matching logic.
 
+pub mod condition;
+pub mod config;
+pub mod loopabull;
+mod message;
+mod rules;
+mod topic;
+
+pub use config::{Config, ConfigError};
+pub use message::{json_type, validate_topic, DecodeError, Message, DEFAULT_MAX_MESSAGE_BYTES};
+pub use rules::{match_rules, Matches, Rule};
+pub use topic::{PatternError, TopicPattern};

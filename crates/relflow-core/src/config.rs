@@ -1,0 +1,335 @@
+//! `relflow.toml`: where playbooks live, how to run ansible, the worker's
+//! limits, and the rules.
+//!
+//! Loading validates everything that can be checked without running
+//! anything (patterns, conditions, playbook paths), so a broken config is
+//! refused at start-up with a message that points at the problem, instead of
+//! surfacing as dead letters later. Relative paths are relative to the config
+//! file, so a config works the same from any working directory.
+//!
+//! ```toml
+//! playbooks_dir = "playbooks"
+//!
+//! [ansible]
+//! playbook_cmd = "../.venv/bin/ansible-playbook"
+//! inventory = "localhost,"
+//!
+//! [[rule]]
+//! name = "compose-finished"
+//! topic = "org.fedoraproject.*.pungi.compose.status.change"
+//! when = 'msg.status in ["FINISHED", "FINISHED_INCOMPLETE"]'
+//! playbook = "compose_finished.yml"
+//! retries = 2
+//! ```
+
+use std::collections::HashSet;
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::condition::{Condition, ConditionError};
+use crate::rules::Rule;
+use crate::{PatternError, TopicPattern, DEFAULT_MAX_MESSAGE_BYTES};
+
+/// A loaded, validated configuration.
+#[derive(Debug)]
+pub struct Config {
+    /// The file it was loaded from.
+    pub path: PathBuf,
+    /// Absolute; every rule's playbook is inside it.
+    pub playbooks_dir: PathBuf,
+    /// Absolute; the embedded queue and run store live here.
+    pub data_dir: PathBuf,
+    pub max_message_bytes: usize,
+    pub ansible: AnsibleConfig,
+    pub worker: WorkerConfig,
+    pub queue: QueueConfig,
+    pub rules: Vec<Rule>,
+    /// Things that load but deserve the operator's eye (`relflow check` prints them).
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnsibleConfig {
+    /// The `ansible-playbook` to run (loopabull's `playbook_cmd`). A bare
+    /// name is looked up on PATH; a path is relative to the config file.
+    pub playbook_cmd: PathBuf,
+    /// Passed as ANSIBLE_CONFIG (loopabull's `cfg_file_path`).
+    pub config: Option<PathBuf>,
+    /// Default `-i` for rules that name none. None: ansible's own default.
+    pub inventory: Option<String>,
+    /// Worker environment variables passed through to ansible, beyond the
+    /// fixed allow-list (PATH, HOME, LANG, SSH_AUTH_SOCK, KRB5CCNAME).
+    pub env: Vec<String>,
+    /// Between SIGTERM and SIGKILL when a run times out.
+    #[serde(with = "humantime_serde")]
+    pub kill_grace: Duration,
+}
+
+impl Default for AnsibleConfig {
+    fn default() -> Self {
+        AnsibleConfig {
+            playbook_cmd: PathBuf::from("ansible-playbook"),
+            config: None,
+            inventory: None,
+            env: Vec::new(),
+            kill_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerConfig {
+    /// Playbook runs at once per worker process. Default: number of cores.
+    pub concurrency: usize,
+    /// On SIGTERM, how long running playbooks may take to finish before
+    /// they are stopped and their messages left for redelivery.
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
+    /// Embedded queue: how long a claimed message stays hidden from other
+    /// workers without a heartbeat; a crashed worker's message comes back after it.
+    #[serde(with = "humantime_serde")]
+    pub visibility_timeout: Duration,
+    /// First retry delay; doubles each attempt up to `retry_delay_max`.
+    #[serde(with = "humantime_serde")]
+    pub retry_delay: Duration,
+    #[serde(with = "humantime_serde")]
+    pub retry_delay_max: Duration,
+    /// A message handed out this many times without finishing (it kills
+    /// every worker that takes it) is dead-lettered.
+    pub max_deliveries: u32,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            concurrency: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            drain_timeout: Duration::from_secs(300),
+            visibility_timeout: Duration::from_secs(60),
+            retry_delay: Duration::from_secs(10),
+            retry_delay_max: Duration::from_secs(3600),
+            max_deliveries: 10,
+        }
+    }
+}
+
+impl WorkerConfig {
+    /// Exponential backoff: `retry_delay * 2^(attempt-1)`, capped.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(30));
+        self.retry_delay.saturating_mul(factor).min(self.retry_delay_max)
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueConfig {
+    /// `amqp://...` for RabbitMQ. Unset: the embedded SQLite queue in `data_dir`.
+    pub url: Option<String>,
+}
+
+/// How a rule names its playbook.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlaybookSpec {
+    /// A fixed file under the playbooks dir.
+    File(PathBuf),
+    /// loopabull's `routing_keys: [all]`: the file is derived from each
+    /// message's topic by a translator.
+    FromTopic(crate::loopabull::Translator),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}\n  (pass --config FILE or set RELFLOW_CONFIG)")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config {path} is not valid TOML:\n{message}")]
+    Toml { path: PathBuf, message: String },
+    #[error("config {path} is not a valid loopabull YAML config: {message}")]
+    Yaml { path: PathBuf, message: String },
+    #[error("config {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+/// Why a rule's playbook cannot be used. A permanent failure: retrying will
+/// not make the file appear, so the worker dead-letters at once.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum PlaybookError {
+    #[error("playbook path {0:?} must be relative to playbooks_dir and must not contain `..`")]
+    Escapes(String),
+    #[error("playbook {0} does not exist")]
+    Missing(PathBuf),
+    #[error("playbook {path} resolves to {target}, outside playbooks_dir (symlink?)")]
+    OutsideDir { path: PathBuf, target: PathBuf },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    playbooks_dir: PathBuf,
+    data_dir: Option<PathBuf>,
+    max_message_bytes: Option<usize>,
+    #[serde(default)]
+    ansible: AnsibleConfig,
+    #[serde(default)]
+    worker: WorkerConfig,
+    #[serde(default)]
+    queue: QueueConfig,
+    #[serde(default, rename = "rule")]
+    rules: Vec<RawRule>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    name: String,
+    topic: String,
+    when: Option<String>,
+    playbook: PathBuf,
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    timeout: Duration,
+    #[serde(default)]
+    retries: u32,
+    inventory: Option<String>,
+    limit: Option<String>,
+    concurrency_group: Option<String>,
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(3600)
+}
+
+/// Accepts a relative path made only of normal components: no root, no
+/// `..`. Checked on the words alone, before the file system is asked, so
+/// even a playbook that does not exist yet cannot point outside.
+pub fn check_relative(path: &Path) -> Result<(), PlaybookError> {
+    let ok = !path.as_os_str().is_empty()
+        && path.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+    if ok {
+        Ok(())
+    } else {
+        Err(PlaybookError::Escapes(path.display().to_string()))
+    }
+}
+
+impl Config {
+    /// Loads `relflow.toml`, or a loopabull YAML config when the file ends in
+    /// `.yml`/`.yaml`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        let is_yaml = matches!(path.extension().and_then(|e| e.to_str()), Some("yml" | "yaml"));
+        if is_yaml {
+            crate::loopabull::from_yaml(path, &text)
+        } else {
+            Self::from_toml(path, &text)
+        }
+    }
+
+    /// Parses TOML text as if it had been read from `path`.
+    pub fn from_toml(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig =
+            toml::from_str(text).map_err(|e| ConfigError::Toml { path: path.into(), message: e.to_string() })?;
+        let invalid = |message: String| ConfigError::Invalid { path: path.into(), message };
+        let mut config = Config::base(path, &raw.playbooks_dir, raw.data_dir.as_deref());
+        config.ansible = raw.ansible;
+        config.worker = raw.worker;
+        config.queue = raw.queue;
+        config.max_message_bytes = raw.max_message_bytes.unwrap_or(DEFAULT_MAX_MESSAGE_BYTES);
+        if config.worker.concurrency == 0 {
+            return Err(invalid("worker.concurrency must be at least 1".into()));
+        }
+        let mut names = HashSet::new();
+        for r in raw.rules {
+            let at = |m: String| invalid(format!("rule {:?}: {m}", r.name));
+            if !names.insert(r.name.clone()) {
+                return Err(at("two rules have this name; names must be unique".into()));
+            }
+            let topic = TopicPattern::parse(&r.topic).map_err(|e: PatternError| at(e.to_string()))?;
+            let when = r.when.as_deref().map(Condition::compile).transpose().map_err(|e: ConditionError| at(e.to_string()))?;
+            check_relative(&r.playbook).map_err(|e| at(e.to_string()))?;
+            if r.timeout.is_zero() {
+                return Err(at("timeout must be more than 0s".into()));
+            }
+            config.rules.push(Rule {
+                name: r.name,
+                topic,
+                when,
+                playbook: PlaybookSpec::File(r.playbook),
+                timeout: r.timeout,
+                retries: r.retries,
+                inventory: r.inventory,
+                limit: r.limit,
+                concurrency_group: r.concurrency_group,
+            });
+        }
+        if config.rules.is_empty() {
+            config.warnings.push("no [[rule]] is defined: every message will be acked as a no-op".into());
+        }
+        config.resolve_paths();
+        Ok(config)
+    }
+
+    /// A config with defaults and no rules, its directories resolved
+    /// against the config file's directory.
+    pub(crate) fn base(path: &Path, playbooks_dir: &Path, data_dir: Option<&Path>) -> Config {
+        let base = config_dir(path);
+        let data_dir = match (data_dir, std::env::var_os("RELFLOW_DATA_DIR")) {
+            (Some(d), _) => base.join(d),
+            (None, Some(env)) => PathBuf::from(env),
+            (None, None) => base.join(".relflow"),
+        };
+        Config {
+            path: path.to_path_buf(),
+            playbooks_dir: base.join(playbooks_dir),
+            data_dir,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            ansible: AnsibleConfig::default(),
+            worker: WorkerConfig::default(),
+            queue: QueueConfig::default(),
+            rules: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    /// Makes file paths in `[ansible]` relative to the config file. A bare
+    /// command name (`ansible-playbook`) stays as is, for a PATH lookup.
+    pub(crate) fn resolve_paths(&mut self) {
+        let base = config_dir(&self.path);
+        if self.ansible.playbook_cmd.components().count() > 1 {
+            self.ansible.playbook_cmd = base.join(&self.ansible.playbook_cmd);
+        }
+        if let Some(cfg) = &self.ansible.config {
+            self.ansible.config = Some(base.join(cfg));
+        }
+    }
+
+    /// The playbook file `rule` runs for a message on `topic`, checked to
+    /// exist and to stay inside `playbooks_dir` even through symlinks.
+    pub fn playbook_path(&self, rule: &Rule, topic: &str) -> Result<PathBuf, PlaybookError> {
+        let relative = match &rule.playbook {
+            PlaybookSpec::File(p) => p.clone(),
+            PlaybookSpec::FromTopic(t) => t.translate(topic),
+        };
+        check_relative(&relative)?;
+        let path = self.playbooks_dir.join(&relative);
+        let target = path.canonicalize().map_err(|_| PlaybookError::Missing(path.clone()))?;
+        let root = self.playbooks_dir.canonicalize().map_err(|_| PlaybookError::Missing(self.playbooks_dir.clone()))?;
+        if !target.starts_with(&root) {
+            return Err(PlaybookError::OutsideDir { path, target });
+        }
+        Ok(target)
+    }
+
+    /// The SQLite file of the embedded queue and run store.
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("relflow.sqlite3")
+    }
+}
+
+fn config_dir(path: &Path) -> PathBuf {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf())
+}

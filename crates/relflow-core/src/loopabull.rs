@@ -1,0 +1,150 @@
+//! Loading a loopabull YAML config unchanged, so Fedora's existing setup
+//! (and its playbooks) move to relflow without edits.
+//!
+//! loopabull 0.0.7 reads:
+//!
+//! ```yaml
+//! plugins:
+//!   looper: {name: fedmsgrabbitmq, ...}   # how messages arrive
+//!   translator: {name: rkname}            # rkname (default) or rkdirectory
+//! routing_keys:
+//!   - org.fedoraproject.prod.buildsys.build.state.change   # or `all` first
+//! ansible:
+//!   playbooks_dir: /srv/loopabull-tasks/playbooks
+//!   cfg_file_path: /etc/ansible/ansible.cfg
+//!   playbook_cmd: /usr/bin/ansible-playbook
+//! ```
+//!
+//! Older loopabull spelled the translator `path_translator:` at the top level
+//! and had `ansible.inventory_path`; both are accepted. Each routing key
+//! becomes a rule that runs `<playbooks_dir>/<translated key>.yml`, exactly
+//! the path loopabull builds. `all` (as the first key, as loopabull checks it)
+//! becomes one rule for every topic whose playbook is derived per message.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{check_relative, Config, ConfigError, PlaybookSpec};
+use crate::rules::Rule;
+use crate::TopicPattern;
+
+/// loopabull's routing-key-to-playbook translators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Translator {
+    /// `a.b.c` -> `a.b.c.yml`
+    Rkname,
+    /// `a.b.c` -> `a/b/c.yml`
+    Rkdirectory,
+}
+
+impl Translator {
+    /// The playbook path, relative to the playbooks dir, for `routing_key`.
+    pub fn translate(self, routing_key: &str) -> PathBuf {
+        match self {
+            Translator::Rkname => PathBuf::from(format!("{routing_key}.yml")),
+            Translator::Rkdirectory => {
+                let mut path: PathBuf = routing_key.split('.').collect();
+                let file = format!("{}.yml", path.file_name().map(|f| f.to_string_lossy()).unwrap_or_default());
+                path.set_file_name(file);
+                path
+            }
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct RawLoopabull {
+    #[serde(default)]
+    routing_keys: Vec<String>,
+    ansible: RawAnsible,
+    #[serde(default)]
+    plugins: Option<RawPlugins>,
+    /// loopabull before 0.0.5.
+    path_translator: Option<Translator>,
+    /// loopabull before 0.0.5: the looper's name.
+    plugin: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawAnsible {
+    playbooks_dir: PathBuf,
+    cfg_file_path: Option<PathBuf>,
+    playbook_cmd: Option<PathBuf>,
+    inventory_path: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawPlugins {
+    looper: Option<RawPlugin>,
+    translator: Option<RawPlugin>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawPlugin {
+    name: String,
+}
+
+/// Builds a [`Config`] from loopabull YAML text read from `path`.
+pub fn from_yaml(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    let raw: RawLoopabull =
+        serde_yaml::from_str(text).map_err(|e| ConfigError::Yaml { path: path.into(), message: e.to_string() })?;
+    let invalid = |message: String| ConfigError::Invalid { path: path.into(), message };
+
+    let translator = match raw.plugins.as_ref().and_then(|p| p.translator.as_ref()) {
+        Some(t) => match t.name.to_lowercase().as_str() {
+            "rkname" => Translator::Rkname,
+            "rkdirectory" => Translator::Rkdirectory,
+            other => return Err(invalid(format!("unknown translator {other:?}; loopabull has rkname and rkdirectory"))),
+        },
+        None => raw.path_translator.unwrap_or(Translator::Rkname),
+    };
+
+    let mut config = Config::base(path, &raw.ansible.playbooks_dir, None);
+    if let Some(cmd) = raw.ansible.playbook_cmd {
+        config.ansible.playbook_cmd = cmd;
+    }
+    config.ansible.config = raw.ansible.cfg_file_path;
+    config.ansible.inventory = raw.ansible.inventory_path;
+
+    let looper = raw.plugins.as_ref().and_then(|p| p.looper.as_ref()).map(|l| l.name.clone()).or(raw.plugin);
+    if let Some(looper) = looper {
+        config.warnings.push(format!(
+            "loopabull looper {looper:?} is not used: relflow takes messages from its own queue \
+             (feed it with `relflow publish` or `relflow bridge`)"
+        ));
+    }
+
+    let rule = |name: &str, topic: TopicPattern, playbook: PlaybookSpec| Rule {
+        name: name.to_owned(),
+        topic,
+        when: None,
+        playbook,
+        // loopabull had no timeout; an hour stops a hung playbook without
+        // cutting a long compose sync short.
+        timeout: Duration::from_secs(3600),
+        retries: 0,
+        inventory: None,
+        limit: None,
+        concurrency_group: None,
+    };
+    // loopabull: `if rk not in routing_keys and routing_keys[0] != "all"`.
+    if raw.routing_keys.first().map(String::as_str) == Some("all") {
+        let all = TopicPattern::parse("#").map_err(|e| invalid(e.to_string()))?;
+        config.rules.push(rule("all", all, PlaybookSpec::FromTopic(translator)));
+    } else {
+        for key in &raw.routing_keys {
+            let topic = TopicPattern::parse(key).map_err(|e| invalid(format!("routing key {key:?}: {e}")))?;
+            let playbook = translator.translate(key);
+            check_relative(&playbook).map_err(|e| invalid(format!("routing key {key:?}: {e}")))?;
+            config.rules.push(rule(key, topic, PlaybookSpec::File(playbook)));
+        }
+    }
+    if config.rules.is_empty() {
+        config.warnings.push("routing_keys is empty: every message will be acked as a no-op".into());
+    }
+    config.resolve_paths();
+    Ok(config)
+}

@@ -1,0 +1,79 @@
+//! Rules: which playbook runs for which messages.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::condition::{Condition, EvalError, Input};
+use crate::config::PlaybookSpec;
+use crate::{Message, TopicPattern};
+
+/// One validated rule from the configuration.
+#[derive(Debug, Serialize)]
+pub struct Rule {
+    pub name: String,
+    #[serde(serialize_with = "ser_display")]
+    pub topic: TopicPattern,
+    #[serde(serialize_with = "ser_condition")]
+    pub when: Option<Condition>,
+    /// Which file under the playbooks dir; see [`crate::Config::playbook_path`].
+    pub playbook: PlaybookSpec,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// How many times a failed run is retried before it is dead-lettered.
+    pub retries: u32,
+    pub inventory: Option<String>,
+    pub limit: Option<String>,
+    /// Rules with the same group never run at the same time.
+    pub concurrency_group: Option<String>,
+}
+
+fn ser_display<S: serde::Serializer>(t: &TopicPattern, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(t.as_str())
+}
+
+fn ser_condition<S: serde::Serializer>(c: &Option<Condition>, s: S) -> Result<S::Ok, S::Error> {
+    match c {
+        Some(c) => s.serialize_some(c.source()),
+        None => s.serialize_none(),
+    }
+}
+
+/// What matching one message against all rules found.
+#[derive(Debug, Default)]
+pub struct Matches<'r> {
+    /// The rules to run, in config order.
+    pub rules: Vec<&'r Rule>,
+    /// Rules whose topic matched but whose condition could not be evaluated
+    /// (treated as no match). Worth a log line: the condition is probably wrong.
+    pub errors: Vec<(&'r Rule, EvalError)>,
+}
+
+impl Rule {
+    fn check(&self, msg: &Message, input: &mut Option<Input>) -> Result<bool, EvalError> {
+        if !self.topic.matches(&msg.topic) {
+            return Ok(false);
+        }
+        match &self.when {
+            None => Ok(true),
+            Some(cond) => cond.evaluate(input.get_or_insert_with(|| Input::new(msg))),
+        }
+    }
+}
+
+/// Every rule that applies to `msg`. One message may match several rules;
+/// each becomes its own run.
+pub fn match_rules<'r>(rules: &'r [Rule], msg: &Message) -> Matches<'r> {
+    // Converting the payload for CEL costs more than matching topics, so it
+    // is done once per message, and only if some topic matched.
+    let mut input = None;
+    let mut found = Matches::default();
+    for rule in rules {
+        match rule.check(msg, &mut input) {
+            Ok(true) => found.rules.push(rule),
+            Ok(false) => {}
+            Err(e) => found.errors.push((rule, e)),
+        }
+    }
+    found
+}
