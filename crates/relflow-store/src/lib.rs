@@ -1,0 +1,191 @@
+//! The run store: every playbook run relflow makes, kept for operators and
+//! for the worker's own idempotence.
+//!
+//! The worker asks [`RunStore::has_succeeded`] before running a rule for a
+//! message. Because the run is recorded before the message is acked, a crash
+//! between the two makes the queue redeliver a message whose work is already
+//! done, and this check is what keeps it from running twice.
+
+mod sqlite;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+pub use sqlite::SqliteStore;
+
+/// Where a run is, or how it ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Running,
+    Succeeded,
+    Failed,
+    TimedOut,
+    /// Stopped by relflow (worker shutdown past its drain timeout).
+    Cancelled,
+    /// Could not start (ansible-playbook missing, playbook missing, ...).
+    Error,
+    /// Its worker died mid-run; the message was redelivered and run again.
+    Abandoned,
+}
+
+impl RunStatus {
+    pub const ALL: [RunStatus; 7] = [
+        RunStatus::Running,
+        RunStatus::Succeeded,
+        RunStatus::Failed,
+        RunStatus::TimedOut,
+        RunStatus::Cancelled,
+        RunStatus::Error,
+        RunStatus::Abandoned,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::TimedOut => "timed_out",
+            RunStatus::Cancelled => "cancelled",
+            RunStatus::Error => "error",
+            RunStatus::Abandoned => "abandoned",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<RunStatus> {
+        RunStatus::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A run about to start.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    pub id: String,
+    pub message_id: String,
+    pub topic: String,
+    pub rule: String,
+    pub playbook: String,
+    pub attempt: u32,
+    /// Which worker ran it (`host:pid`), for operators chasing a run.
+    pub worker: String,
+    /// The message as queued, so a run can be inspected and replayed later.
+    pub message: serde_json::Value,
+}
+
+/// Task counts over all hosts, as in ansible's recap.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskCounts {
+    pub ok: u32,
+    pub changed: u32,
+    pub failed: u32,
+    pub skipped: u32,
+    pub unreachable: u32,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    pub status: RunStatus,
+    pub exit_code: Option<i32>,
+    pub counts: TaskCounts,
+    /// Per-task results (a JSON array; the runner defines the items).
+    pub tasks: serde_json::Value,
+    pub log: String,
+    /// Why it did not succeed, in words.
+    pub error: Option<String>,
+}
+
+/// One run as listed.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRecord {
+    pub id: String,
+    pub message_id: String,
+    pub topic: String,
+    pub rule: String,
+    pub playbook: String,
+    pub attempt: u32,
+    pub status: RunStatus,
+    pub exit_code: Option<i32>,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub counts: TaskCounts,
+    pub error: Option<String>,
+    pub worker: String,
+}
+
+/// One run with everything recorded about it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunDetail {
+    #[serde(flatten)]
+    pub record: RunRecord,
+    pub message: serde_json::Value,
+    pub tasks: serde_json::Value,
+    pub log: String,
+}
+
+/// Which runs to list: all filters are optional and combine with AND;
+/// newest first.
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    pub topic: Option<String>,
+    pub rule: Option<String>,
+    pub status: Option<RunStatus>,
+    pub message_id: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    pub limit: usize,
+    pub offset: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("run store error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("cannot open the run store at {path}: {source}")]
+    Open {
+        path: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("run id prefix {0:?} matches more than one run; give more characters")]
+    Ambiguous(String),
+    #[error("run store error: {0}")]
+    Backend(String),
+    #[error("the run store task failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Where runs are recorded.
+#[async_trait]
+pub trait RunStore: Send + Sync {
+    /// Records a run as started. Earlier runs of the same (message, rule)
+    /// still marked running are marked abandoned: their worker died, which
+    /// is why the message came back.
+    async fn start(&self, run: &NewRun) -> Result<()>;
+
+    /// Records how run `id` ended.
+    async fn finish(&self, id: &str, outcome: &RunOutcome) -> Result<()>;
+
+    /// Whether `rule` already ran successfully for message `message_id`.
+    async fn has_succeeded(&self, message_id: &str, rule: &str) -> Result<bool>;
+
+    async fn list(&self, filter: &RunFilter) -> Result<Vec<RunRecord>>;
+
+    /// A run by id, or by a unique prefix of its id.
+    async fn get(&self, id: &str) -> Result<Option<RunDetail>>;
+
+    /// Counts a message that matched no rule (acked as a no-op, not a run).
+    async fn count_noop(&self) -> Result<()>;
+
+    /// How many messages were acked as no-ops.
+    async fn noop_count(&self) -> Result<u64>;
+}
