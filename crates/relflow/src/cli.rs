@@ -1,0 +1,175 @@
+//! The command line: every subcommand and flag, with the help text users see.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// relflow: bus messages in, Ansible playbooks run, every run recorded.
+///
+/// Messages (fedmsg, fedora-messaging, webhooks, `relflow publish`) go on a
+/// durable queue; workers match them against the rules in the config and run
+/// the matching playbooks with the message as extra vars (`msg`, `topic`,
+/// `msg_id`, `headers`, `sent_at`, `relflow`). A message is acked only after
+/// its runs are recorded.
+///
+/// Quick start:  relflow --config examples/relflow.toml check
+///               relflow --config examples/relflow.toml publish FILE.json
+///               relflow --config examples/relflow.toml worker --drain
+///               relflow --config examples/relflow.toml runs list
+#[derive(Debug, Parser)]
+#[command(name = "relflow", version, max_term_width = 100)]
+pub struct Cli {
+    /// Config file: relflow TOML, or a loopabull YAML (.yml/.yaml).
+    #[arg(long, short, global = true, env = "RELFLOW_CONFIG", default_value = "relflow.toml")]
+    pub config: PathBuf,
+
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "RELFLOW_LOG_FORMAT")]
+    pub log_format: LogFormat,
+
+    /// More log detail (-v debug, -vv trace). RELFLOW_LOG=<filter> overrides.
+    #[arg(long, short, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate the config and list the rules; exits non-zero on any error.
+    ///
+    /// Also checks that every rule's playbook exists inside playbooks_dir
+    /// and that ansible-playbook can be found.
+    Check(JsonFlag),
+
+    /// Put messages on the work queue.
+    ///
+    /// Either a topic and a JSON body (`relflow publish --topic a.b.c '{"k": 1}'`,
+    /// body from stdin if omitted), or fedmsg envelope / fedora-messaging JSON
+    /// files (`-` reads one message from stdin).
+    Publish(PublishArgs),
+
+    /// Show which rules each message matches and the exact extra vars the
+    /// playbooks would get. Runs nothing, queues nothing.
+    DryRun {
+        /// fedmsg envelope or fedora-messaging JSON files; `-` for stdin.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+
+    /// Take messages from the queue and run the matching playbooks.
+    ///
+    /// SIGTERM or Ctrl-C stops taking new messages and lets running
+    /// playbooks finish (up to worker.drain_timeout); unfinished messages
+    /// are left on the queue for another worker.
+    Worker(WorkerArgs),
+
+    /// Recorded playbook runs.
+    #[command(subcommand)]
+    Runs(RunsCommand),
+
+    /// Messages relflow gave up on, with the reason.
+    #[command(subcommand, name = "dead-letters")]
+    DeadLetters(DeadLettersCommand),
+
+    /// Queue depth and run counts at a glance.
+    Status(JsonFlag),
+
+    /// Internal: the per-run process supervisor (see relflow-ansible).
+    #[command(name = "__supervise", hide = true)]
+    Supervise,
+}
+
+#[derive(Debug, Args, Clone, Copy)]
+pub struct JsonFlag {
+    /// Machine-readable JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// Publish one message on this topic, with BODY as its JSON object body.
+    #[arg(long, short)]
+    pub topic: Option<String>,
+
+    /// With --topic: the JSON body (read from stdin if omitted).
+    /// Without --topic: message files (`-` for stdin).
+    pub inputs: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// Exit once the queue has no work left (nothing ready, delayed or in flight).
+    #[arg(long)]
+    pub drain: bool,
+
+    /// Playbook runs at once (overrides worker.concurrency).
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// Runs, newest first.
+    List(RunsListArgs),
+    /// One run: status, timings, task results (ID may be a unique prefix).
+    Show {
+        id: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// The full ansible-playbook output of a run.
+    Log { id: String },
+}
+
+#[derive(Debug, Args)]
+pub struct RunsListArgs {
+    #[arg(long)]
+    pub rule: Option<String>,
+    #[arg(long)]
+    pub topic: Option<String>,
+    /// running, succeeded, failed, timed_out, cancelled, error or abandoned.
+    #[arg(long)]
+    pub status: Option<String>,
+    /// Only runs started within this long ago, e.g. `2h`, `3d`.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub since: Option<std::time::Duration>,
+    /// Only runs for this message id.
+    #[arg(long)]
+    pub message: Option<String>,
+    #[arg(long, default_value_t = 50)]
+    pub limit: usize,
+    #[arg(long, default_value_t = 0)]
+    pub offset: usize,
+    #[command(flatten)]
+    pub json: JsonFlag,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeadLettersCommand {
+    /// Dead letters, oldest first, with their reasons.
+    List {
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Put a dead letter back on the queue as a fresh first attempt.
+    Replay { id: u64 },
+    /// Delete every dead letter.
+    Purge {
+        /// Required: purging cannot be undone.
+        #[arg(long)]
+        yes: bool,
+    },
+}

@@ -1,0 +1,98 @@
+//! `relflow check`: is this config going to work?
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Result;
+use relflow_core::config::PlaybookSpec;
+use relflow_core::Config;
+use serde_json::json;
+
+pub async fn run(path: &Path, json: bool) -> Result<ExitCode> {
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            if json {
+                super::print_json(&json!({"ok": false, "problems": [e.to_string()]}))?;
+            } else {
+                eprintln!("error: {e}");
+            }
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let problems = problems(&config);
+    if json {
+        super::print_json(&json!({
+            "ok": problems.is_empty(),
+            "config": config.path,
+            "playbooks_dir": config.playbooks_dir,
+            "data_dir": config.data_dir,
+            "queue": config.queue.url.as_deref().unwrap_or("embedded (SQLite)"),
+            "rules": config.rules,
+            "warnings": config.warnings,
+            "problems": problems,
+        }))?;
+    } else {
+        println!("config:        {}", config.path.display());
+        println!("playbooks_dir: {}", config.playbooks_dir.display());
+        println!("data_dir:      {}", config.data_dir.display());
+        println!("queue:         {}", config.queue.url.as_deref().unwrap_or("embedded (SQLite)"));
+        println!("{} rule(s):", config.rules.len());
+        for rule in &config.rules {
+            let playbook = match &rule.playbook {
+                PlaybookSpec::File(p) => p.display().to_string(),
+                PlaybookSpec::FromTopic(t) => format!("<topic via {t:?}>"),
+            };
+            println!("  {:<24} {} -> {}", rule.name, rule.topic, playbook);
+            if let Some(when) = &rule.when {
+                println!("  {:<24} when {}", "", when.source());
+            }
+        }
+        for w in &config.warnings {
+            println!("warning: {w}");
+        }
+        for p in &problems {
+            eprintln!("error: {p}");
+        }
+        if problems.is_empty() {
+            println!("ok");
+        }
+    }
+    Ok(if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// What would make runs fail even though the config parsed.
+fn problems(config: &Config) -> Vec<String> {
+    let mut problems = Vec::new();
+    if !config.playbooks_dir.is_dir() {
+        problems.push(format!("playbooks_dir {} is not a directory", config.playbooks_dir.display()));
+    }
+    for rule in &config.rules {
+        if let PlaybookSpec::File(_) = rule.playbook {
+            // The topic only matters for topic-derived playbooks.
+            if let Err(e) = config.playbook_path(rule, "") {
+                problems.push(format!("rule {:?}: {e}", rule.name));
+            }
+        }
+    }
+    if find_program(&config.ansible.playbook_cmd).is_none() {
+        problems.push(format!(
+            "ansible playbook_cmd {} not found (run scripts/setup.sh for a local venv, or set [ansible] playbook_cmd)",
+            config.ansible.playbook_cmd.display()
+        ));
+    }
+    if let Some(cfg) = &config.ansible.config {
+        if !cfg.is_file() {
+            problems.push(format!("ansible config {} does not exist", cfg.display()));
+        }
+    }
+    problems
+}
+
+/// Resolves a program like the shell would: a path as is, a bare name on PATH.
+fn find_program(program: &Path) -> Option<PathBuf> {
+    if program.components().count() > 1 {
+        return program.is_file().then(|| program.to_path_buf());
+    }
+    std::env::split_paths(&std::env::var_os("PATH")?).map(|dir| dir.join(program)).find(|p| p.is_file())
+}

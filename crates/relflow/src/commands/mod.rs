@@ -1,0 +1,55 @@
+//! One module per subcommand; each returns the process exit code.
+
+mod check;
+mod dead_letters;
+mod dry_run;
+mod publish;
+mod runs;
+mod status;
+mod worker;
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use relflow_core::Config;
+
+use crate::cli::{Cli, Command};
+
+pub async fn run(cli: Cli) -> Result<ExitCode> {
+    let config = || load_config(&cli.config);
+    match cli.command {
+        Command::Check(json) => check::run(&cli.config, json.json).await,
+        Command::Publish(args) => publish::run(&config()?, args).await,
+        Command::DryRun { files, json } => dry_run::run(&config()?, &files, json.json),
+        Command::Worker(args) => worker::run(config()?, args).await,
+        Command::Runs(cmd) => runs::run(&config()?, cmd).await,
+        Command::DeadLetters(cmd) => dead_letters::run(&config()?, cmd).await,
+        Command::Status(json) => status::run(&config()?, json.json).await,
+        Command::Supervise => anyhow::bail!("__supervise is internal: relflow starts it itself"),
+    }
+}
+
+fn load_config(path: &Path) -> Result<Config> {
+    let config = Config::load(path)?;
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
+    Ok(config)
+}
+
+/// Reads a file, or stdin for `-`.
+fn read_input(path: &Path) -> Result<Vec<u8>> {
+    if path == Path::new("-") {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf).context("cannot read stdin")?;
+        Ok(buf)
+    } else {
+        std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+    }
+}
+
+fn print_json(value: &impl serde::Serialize) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}

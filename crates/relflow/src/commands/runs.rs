@@ -1,0 +1,108 @@
+//! `relflow runs list|show|log`
+
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use relflow_core::Config;
+use relflow_store::{RunDetail, RunFilter, RunStatus, RunStore, SqliteStore};
+
+use crate::cli::{RunsCommand, RunsListArgs};
+
+pub async fn run(config: &Config, cmd: RunsCommand) -> Result<ExitCode> {
+    let store = SqliteStore::open(config.database_path())?;
+    match cmd {
+        RunsCommand::List(args) => list(&store, args).await,
+        RunsCommand::Show { id, json } => {
+            let run = find(&store, &id).await?;
+            if json.json {
+                super::print_json(&run)?;
+            } else {
+                show(&run);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        RunsCommand::Log { id } => {
+            print!("{}", find(&store, &id).await?.log);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn find(store: &SqliteStore, id: &str) -> Result<RunDetail> {
+    store.get(id).await?.with_context(|| format!("no run with id {id:?} (see `relflow runs list`)"))
+}
+
+async fn list(store: &SqliteStore, a: RunsListArgs) -> Result<ExitCode> {
+    let status = match a.status.as_deref() {
+        None => None,
+        Some(s) => match RunStatus::parse(s) {
+            Some(st) => Some(st),
+            None => bail!(
+                "unknown status {s:?}; use one of: {}",
+                RunStatus::ALL.map(RunStatus::as_str).join(", ")
+            ),
+        },
+    };
+    let filter = RunFilter {
+        topic: a.topic,
+        rule: a.rule,
+        status,
+        message_id: a.message,
+        since: a.since.map(|d| chrono::Utc::now() - chrono::Duration::from_std(d).unwrap_or_default()),
+        until: None,
+        limit: a.limit,
+        offset: a.offset,
+    };
+    let runs = store.list(&filter).await?;
+    if a.json.json {
+        super::print_json(&runs)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if runs.is_empty() {
+        println!("no runs");
+    }
+    for r in &runs {
+        let took = r.finished_at.map(|f| format!("{:.1}s", (f - r.started_at).num_milliseconds() as f64 / 1000.0));
+        println!(
+            "{}  {:<10} {:<20} {:<24} attempt {} {:>7}  {}",
+            &r.id[..r.id.len().min(8)],
+            r.status,
+            r.started_at.format("%Y-%m-%d %H:%M:%S"),
+            r.rule,
+            r.attempt,
+            took.unwrap_or_default(),
+            r.topic
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn show(d: &RunDetail) {
+    let r = &d.record;
+    println!("run        {}", r.id);
+    println!("status     {}{}", r.status, r.exit_code.map(|c| format!(" (exit {c})")).unwrap_or_default());
+    println!("rule       {}", r.rule);
+    println!("playbook   {}", r.playbook);
+    println!("message    {} ({})", r.message_id, r.topic);
+    println!("attempt    {}", r.attempt);
+    println!("worker     {}", r.worker);
+    println!("started    {}", r.started_at.to_rfc3339());
+    if let Some(f) = r.finished_at {
+        println!("finished   {}", f.to_rfc3339());
+    }
+    let c = r.counts;
+    println!("tasks      ok={} changed={} failed={} skipped={} unreachable={}", c.ok, c.changed, c.failed, c.skipped, c.unreachable);
+    if let Some(e) = &r.error {
+        println!("error      {e}");
+    }
+    for t in d.tasks.as_array().map(Vec::as_slice).unwrap_or_default() {
+        println!(
+            "  {:<12} {:<16} {}{}",
+            t["status"].as_str().unwrap_or(""),
+            t["host"].as_str().unwrap_or(""),
+            t["task"].as_str().unwrap_or(""),
+            t["msg"].as_str().map(|m| format!(": {m}")).unwrap_or_default()
+        );
+    }
+    println!("(full output: relflow runs log {})", &r.id[..r.id.len().min(8)]);
+}

@@ -1,0 +1,33 @@
+//! `relflow status`: queue depth and run counts.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use relflow_core::Config;
+use relflow_store::{RunFilter, RunStatus};
+use serde_json::json;
+
+use crate::backends::Backends;
+
+pub async fn run(config: &Config, as_json: bool) -> Result<ExitCode> {
+    let b = Backends::open(config)?;
+    let depth = b.queue.depth().await?;
+    let mut runs = serde_json::Map::new();
+    for status in RunStatus::ALL {
+        let filter = RunFilter { status: Some(status), ..Default::default() };
+        runs.insert(status.as_str().into(), b.store.list(&filter).await?.len().into());
+    }
+    let noop = b.store.noop_count().await?;
+    if as_json {
+        super::print_json(&json!({"queue": depth, "runs": runs, "noop_messages": noop}))?;
+    } else {
+        println!(
+            "queue: {} ready, {} in flight, {} delayed, {} dead",
+            depth.ready, depth.in_flight, depth.delayed, depth.dead
+        );
+        let counts: Vec<_> = runs.iter().filter(|(_, n)| n.as_u64() != Some(0)).map(|(k, n)| format!("{n} {k}")).collect();
+        println!("runs:  {}", if counts.is_empty() { "none".into() } else { counts.join(", ") });
+        println!("no-op messages (matched no rule): {noop}");
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,32 @@
+//! `relflow worker`
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Result;
+use relflow_core::Config;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio_util::sync::CancellationToken;
+
+use crate::backends::Backends;
+use crate::cli::WorkerArgs;
+use crate::worker::Worker;
+
+pub async fn run(config: Config, args: WorkerArgs) -> Result<ExitCode> {
+    let backends = Backends::open(&config)?;
+    let concurrency = args.concurrency.unwrap_or(config.worker.concurrency).max(1);
+    let worker = Arc::new(Worker::new(Arc::new(config), backends.queue, backends.store, concurrency)?);
+    let shutdown = CancellationToken::new();
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let on_signal = shutdown.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: finishing running playbooks, taking no new messages"),
+            _ = int.recv() => tracing::info!("interrupted: finishing running playbooks, taking no new messages"),
+        }
+        on_signal.cancel();
+    });
+    worker.run(args.drain, shutdown).await?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,55 @@
+//! The `relflow` binary: the CLI in front of relflow's crates.
+
+mod backends;
+mod cli;
+mod commands;
+mod worker;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use cli::{Cli, Command, LogFormat};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    // The per-run supervisor is this same binary, re-executed. It must not
+    // start a runtime or parse flags: it only babysits one ansible-playbook.
+    let mut args = std::env::args_os();
+    if args.nth(1).as_deref() == Some(std::ffi::OsStr::new(relflow_ansible::SUPERVISE_ARG)) {
+        relflow_ansible::supervise_main(std::env::args_os());
+    }
+
+    let cli = Cli::parse();
+    init_logging(&cli);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(commands::run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(cli: &Cli) {
+    let default = match (&cli.command, cli.verbose) {
+        (_, 1) => "debug",
+        (_, v) if v >= 2 => "trace",
+        // The worker's status lines are its output; other commands print
+        // results on stdout and keep stderr for warnings.
+        (Command::Worker(_), _) => "info",
+        _ => "warn",
+    };
+    let filter = EnvFilter::try_from_env("RELFLOW_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => builder.with_target(false).init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

@@ -1,0 +1,371 @@
+//! The worker: claim a message, run every rule it matches, record each run,
+//! then settle the message with the queue.
+//!
+//! Settling follows DESIGN.md's ack semantics:
+//!
+//! | what happened                              | what the queue is told            |
+//! |--------------------------------------------|-----------------------------------|
+//! | every matching rule succeeded (or none matched) | `ack`                        |
+//! | a rule failed and has retries left         | `retry` after exponential backoff |
+//! | a rule failed with no retries left         | `dead_letter` with the reasons    |
+//! | undecodable payload, missing playbook      | `dead_letter` at once             |
+//! | worker shutting down mid-run               | `release` (redelivered, not a failure) |
+//! | worker killed                              | nothing: the lease runs out, redelivered |
+//!
+//! Runs are recorded before the message is settled, and a rule that already
+//! succeeded for a message is skipped, so a redelivery never repeats work
+//! that finished: at-least-once delivery, exactly-once successful runs.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+use futures_util::future::join_all;
+use relflow_ansible::{ExtraVars, Outcome, PlaybookRun, RunInfo, RunResult, Runner, RunnerConfig};
+use relflow_core::config::PlaybookError;
+use relflow_core::{match_rules, Config, Message, Rule};
+use relflow_queue::{Delivery, WorkQueue};
+use relflow_store::{NewRun, RunOutcome, RunStatus, RunStore, TaskCounts};
+use tokio::sync::{Mutex, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+/// How long one `claim` waits before the loop checks for shutdown/drain.
+const CLAIM_WAIT: Duration = Duration::from_secs(1);
+
+pub struct Worker {
+    config: Arc<Config>,
+    queue: Arc<dyn WorkQueue>,
+    store: Arc<dyn RunStore>,
+    runner: Arc<Runner>,
+    /// Bounds playbook runs at once; shared by all messages in flight.
+    run_slots: Arc<Semaphore>,
+    concurrency: usize,
+    /// One lock per concurrency group seen so far.
+    groups: Arc<std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>>,
+    id: String,
+}
+
+/// What happened to one rule for one delivery.
+enum RuleResult {
+    Succeeded,
+    /// Ran before and succeeded; skipped.
+    AlreadyDone,
+    /// Failed; retrying may help.
+    Failed(String),
+    /// Cannot succeed by retrying (missing playbook, ...).
+    Permanent(String),
+    /// Stopped because the worker is shutting down.
+    Interrupted,
+}
+
+impl Worker {
+    pub fn new(
+        config: Arc<Config>,
+        queue: Arc<dyn WorkQueue>,
+        store: Arc<dyn RunStore>,
+        concurrency: usize,
+    ) -> Result<Worker> {
+        let mut runner = RunnerConfig::new(&config.ansible.playbook_cmd, config.data_dir.join("ansible"));
+        runner.ansible_config = config.ansible.config.clone();
+        runner.env_passthrough = config.ansible.env.clone();
+        runner.kill_grace = config.ansible.kill_grace;
+        let host = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
+        Ok(Worker {
+            runner: Arc::new(Runner::new(runner)?),
+            config,
+            queue,
+            store,
+            run_slots: Arc::new(Semaphore::new(concurrency)),
+            concurrency,
+            groups: Default::default(),
+            id: format!("{host}:{}", std::process::id()),
+        })
+    }
+
+    /// Runs until `shutdown` fires, or, with `drain`, until the queue has no
+    /// work left. On shutdown, running playbooks get `drain_timeout` to
+    /// finish; then they are stopped and their messages released.
+    pub async fn run(self: Arc<Self>, drain: bool, shutdown: CancellationToken) -> Result<()> {
+        let kill = CancellationToken::new();
+        let in_flight = Arc::new(Semaphore::new(self.concurrency));
+        let mut tasks = JoinSet::new();
+        info!(worker = %self.id, concurrency = self.concurrency, rules = self.config.rules.len(), "worker started");
+        loop {
+            while tasks.try_join_next().is_some() {}
+            let permit = tokio::select! {
+                p = in_flight.clone().acquire_owned() => p?,
+                _ = shutdown.cancelled() => break,
+            };
+            let claimed = tokio::select! {
+                c = self.queue.claim(CLAIM_WAIT) => c,
+                _ = shutdown.cancelled() => break,
+            };
+            match claimed {
+                Ok(Some(delivery)) => {
+                    let (me, kill) = (Arc::clone(&self), kill.clone());
+                    tasks.spawn(async move {
+                        me.handle(delivery, kill).await;
+                        drop(permit);
+                    });
+                }
+                Ok(None) if drain && tasks.is_empty() => match self.queue.depth().await {
+                    Ok(depth) if depth.pending() == 0 => {
+                        info!("queue drained, exiting");
+                        break;
+                    }
+                    Ok(depth) => info!(ready = depth.ready, delayed = depth.delayed, in_flight = depth.in_flight, "waiting for queued work"),
+                    Err(e) => warn!("cannot read queue depth: {e}"),
+                },
+                Ok(None) => {}
+                Err(e) => {
+                    // The queue is down (broker restart, disk full...). Keep
+                    // the worker alive and try again: nothing is lost, the
+                    // messages are still on the queue.
+                    warn!("cannot claim from the queue, retrying in 1s: {e}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+        if !tasks.is_empty() {
+            info!(running = tasks.len(), timeout = ?self.config.worker.drain_timeout, "draining: waiting for running playbooks");
+            let drained = tokio::time::timeout(self.config.worker.drain_timeout, async {
+                while tasks.join_next().await.is_some() {}
+            });
+            if drained.await.is_err() {
+                warn!("drain timeout passed: stopping running playbooks; their messages go back on the queue");
+                kill.cancel();
+                while tasks.join_next().await.is_some() {}
+            }
+        }
+        info!("worker stopped");
+        Ok(())
+    }
+
+    /// Everything for one delivery, ending with exactly one of ack, retry,
+    /// dead_letter or release. Never panics on bad input, never returns an
+    /// error: a queue error here is logged and the lease runs out, which
+    /// redelivers the message.
+    async fn handle(&self, d: Delivery, kill: CancellationToken) {
+        let settled = match Message::from_queue_payload(&d.payload, self.config.max_message_bytes) {
+            Err(e) => self.queue.dead_letter(&d, &format!("undecodable message: {e}")).await,
+            Ok(_) if d.deliveries > self.config.worker.max_deliveries => {
+                let reason = format!(
+                    "delivered {} times without finishing (over worker.max_deliveries); a worker probably \
+                     crashed on it each time",
+                    d.deliveries
+                );
+                self.queue.dead_letter(&d, &reason).await
+            }
+            Ok(msg) => {
+                let keep_alive = self.keep_alive(&d);
+                let settled = self.process(&d, &msg, kill).await;
+                keep_alive.cancel();
+                settled
+            }
+        };
+        if let Err(e) = settled {
+            warn!(tag = d.tag, "could not settle the message with the queue (it will be redelivered): {e}");
+        }
+    }
+
+    /// Renews the lease every third of the visibility timeout until cancelled.
+    fn keep_alive(&self, d: &Delivery) -> CancellationToken {
+        let stop = CancellationToken::new();
+        let (queue, d, stop2) = (Arc::clone(&self.queue), d.clone(), stop.clone());
+        let every = (self.config.worker.visibility_timeout / 3).max(Duration::from_millis(100));
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop2.cancelled() => return,
+                    _ = tokio::time::sleep(every) => {}
+                }
+                if let Err(e) = queue.keep_alive(&d).await {
+                    warn!("cannot renew the lease on a running message: {e}");
+                }
+            }
+        });
+        stop
+    }
+
+    async fn process(&self, d: &Delivery, msg: &Message, kill: CancellationToken) -> relflow_queue::Result<()> {
+        let matches = match_rules(&self.config.rules, msg);
+        for (rule, err) in &matches.errors {
+            warn!(rule = %rule.name, msg_id = %msg.id, "condition could not be evaluated, treating as no match: {err}");
+        }
+        if matches.rules.is_empty() {
+            info!(msg_id = %msg.id, topic = %msg.topic, "no rule matched; acked as a no-op");
+            if let Err(e) = self.store.count_noop().await {
+                warn!("cannot count the no-op: {e}");
+            }
+            return self.queue.ack(d).await;
+        }
+
+        // Several rules of one message run side by side (each still takes a run slot).
+        let runs = matches.rules.iter().map(|rule| self.run_rule(rule, msg, d.attempt, kill.clone()));
+        let results = join_all(runs).await;
+
+        let mut permanent = Vec::new();
+        let mut failed = Vec::new();
+        let mut retry_left = false;
+        for (rule, result) in matches.rules.iter().zip(results) {
+            match result {
+                RuleResult::Succeeded | RuleResult::AlreadyDone => {}
+                RuleResult::Interrupted => return self.queue.release(d).await,
+                RuleResult::Permanent(why) => permanent.push(format!("rule {:?}: {why}", rule.name)),
+                RuleResult::Failed(why) => {
+                    retry_left |= d.attempt <= rule.retries;
+                    failed.push(format!("rule {:?} (attempt {}/{}): {why}", rule.name, d.attempt, rule.retries + 1));
+                }
+            }
+        }
+        if !permanent.is_empty() {
+            permanent.extend(failed);
+            return self.queue.dead_letter(d, &permanent.join("; ")).await;
+        }
+        if failed.is_empty() {
+            return self.queue.ack(d).await;
+        }
+        let reason = failed.join("; ");
+        if retry_left {
+            let delay = self.config.worker.backoff(d.attempt);
+            info!(msg_id = %msg.id, ?delay, "retrying later: {reason}");
+            self.queue.retry(d, delay, &reason).await
+        } else {
+            warn!(msg_id = %msg.id, "no retries left, dead-lettering: {reason}");
+            self.queue.dead_letter(d, &reason).await
+        }
+    }
+
+    async fn run_rule(&self, rule: &Rule, msg: &Message, attempt: u32, kill: CancellationToken) -> RuleResult {
+        match self.store.has_succeeded(&msg.id, &rule.name).await {
+            Ok(true) => {
+                info!(rule = %rule.name, msg_id = %msg.id, "already ran successfully for this message; skipping");
+                return RuleResult::AlreadyDone;
+            }
+            Ok(false) => {}
+            // Without the store we cannot record the run, so do not run it:
+            // retry once the store is back.
+            Err(e) => return RuleResult::Failed(format!("run store unavailable: {e}")),
+        }
+        if attempt > rule.retries + 1 {
+            // Another rule of this message is still retrying; this one used
+            // up its own attempts earlier.
+            return RuleResult::Failed("failed earlier; no retries left".into());
+        }
+        let playbook = self.config.playbook_path(rule, &msg.topic);
+        let _group = self.group_lock(rule).await;
+        let _slot = self.run_slots.acquire().await;
+        let run_id = uuid::Uuid::new_v4().to_string();
+        let new_run = NewRun {
+            id: run_id.clone(),
+            message_id: msg.id.clone(),
+            topic: msg.topic.clone(),
+            rule: rule.name.clone(),
+            playbook: match &playbook {
+                Ok(p) => p.display().to_string(),
+                Err(PlaybookError::Missing(p)) => p.display().to_string(),
+                Err(_) => format!("{:?}", rule.playbook),
+            },
+            attempt,
+            worker: self.id.clone(),
+            message: serde_json::to_value(msg).unwrap_or_default(),
+        };
+        if let Err(e) = self.store.start(&new_run).await {
+            return RuleResult::Failed(format!("cannot record the run: {e}"));
+        }
+        let playbook = match playbook {
+            Ok(p) => p,
+            Err(e) => {
+                let outcome = error_outcome(e.to_string());
+                self.finish(&run_id, &outcome).await;
+                return RuleResult::Permanent(e.to_string());
+            }
+        };
+        info!(rule = %rule.name, msg_id = %msg.id, run = %run_id, attempt, playbook = %playbook.display(), "running playbook");
+        let run = PlaybookRun {
+            playbook,
+            inventory: rule.inventory.clone().or_else(|| self.config.ansible.inventory.clone()),
+            limit: rule.limit.clone(),
+            timeout: rule.timeout,
+            vars: extra_vars(msg, &rule.name, &run_id, attempt),
+            cwd: self.config.playbooks_dir.clone(),
+            log_path: None,
+        };
+        let result = self.runner.run(&run, kill).await;
+        let outcome = run_outcome(&result);
+        info!(rule = %rule.name, run = %run_id, status = %outcome.status, exit_code = ?result.exit_code,
+              ok = result.stats.ok, changed = result.stats.changed, failed = result.stats.failed, "run finished");
+        self.finish(&run_id, &outcome).await;
+        match result.outcome {
+            Outcome::Succeeded => RuleResult::Succeeded,
+            Outcome::Cancelled => RuleResult::Interrupted,
+            Outcome::SpawnFailed => RuleResult::Permanent(outcome.error.unwrap_or_default()),
+            Outcome::Failed | Outcome::TimedOut => RuleResult::Failed(outcome.error.unwrap_or_default()),
+        }
+    }
+
+    async fn finish(&self, run_id: &str, outcome: &RunOutcome) {
+        if let Err(e) = self.store.finish(run_id, outcome).await {
+            warn!(run = %run_id, "cannot record how the run ended: {e}");
+        }
+    }
+
+    async fn group_lock(&self, rule: &Rule) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        let group = rule.concurrency_group.as_ref()?;
+        let lock = {
+            let mut groups = self.groups.lock().unwrap_or_else(|p| p.into_inner());
+            Arc::clone(groups.entry(group.clone()).or_default())
+        };
+        Some(lock.lock_owned().await)
+    }
+}
+
+/// The extra vars DESIGN.md promises a playbook: exactly `msg`, `topic`,
+/// `msg_id`, `headers`, `sent_at` and `relflow`.
+pub fn extra_vars(msg: &Message, rule: &str, run_id: &str, attempt: u32) -> ExtraVars {
+    ExtraVars {
+        msg: msg.body.clone(),
+        topic: msg.topic.clone(),
+        msg_id: msg.id.clone(),
+        headers: msg.headers.clone(),
+        sent_at: msg.sent_at.map(|t| t.to_rfc3339()),
+        relflow: RunInfo { run_id: run_id.to_owned(), rule: rule.to_owned(), attempt },
+    }
+}
+
+fn run_outcome(r: &RunResult) -> RunOutcome {
+    RunOutcome {
+        status: match r.outcome {
+            Outcome::Succeeded => RunStatus::Succeeded,
+            Outcome::Failed => RunStatus::Failed,
+            Outcome::TimedOut => RunStatus::TimedOut,
+            Outcome::Cancelled => RunStatus::Cancelled,
+            Outcome::SpawnFailed => RunStatus::Error,
+        },
+        exit_code: r.exit_code,
+        counts: TaskCounts {
+            ok: r.stats.ok,
+            changed: r.stats.changed,
+            failed: r.stats.failed,
+            skipped: r.stats.skipped,
+            unreachable: r.stats.unreachable,
+        },
+        tasks: serde_json::to_value(&r.tasks).unwrap_or_default(),
+        log: r.log.clone(),
+        error: r.error.clone(),
+    }
+}
+
+fn error_outcome(error: String) -> RunOutcome {
+    RunOutcome {
+        status: RunStatus::Error,
+        exit_code: None,
+        counts: TaskCounts::default(),
+        tasks: serde_json::Value::Array(Vec::new()),
+        log: String::new(),
+        error: Some(error),
+    }
+}
