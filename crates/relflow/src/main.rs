@@ -3,6 +3,7 @@
 mod backends;
 mod cli;
 mod commands;
+mod locks;
 mod worker;
 
 use std::process::ExitCode;

@@ -16,7 +16,6 @@
 //! succeeded for a message is skipped, so a redelivery never repeats work
 //! that finished: at-least-once delivery, exactly-once successful runs.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,10 +26,12 @@ use relflow_core::config::PlaybookError;
 use relflow_core::{match_rules, Config, Message, Rule};
 use relflow_queue::{Delivery, WorkQueue};
 use relflow_store::{NewRun, RunOutcome, RunStatus, RunStore, TaskCounts};
-use tokio::sync::{Mutex, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
+
+use crate::locks::{KeyedGuard, KeyedLocks};
 
 /// How long one `claim` waits before the loop checks for shutdown/drain.
 const CLAIM_WAIT: Duration = Duration::from_secs(1);
@@ -43,8 +44,11 @@ pub struct Worker {
     /// Bounds playbook runs at once; shared by all messages in flight.
     run_slots: Arc<Semaphore>,
     concurrency: usize,
-    /// One lock per concurrency group seen so far.
-    groups: Arc<std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>>,
+    /// Rules in one concurrency group run one at a time.
+    groups: KeyedLocks,
+    /// Copies of one message are handled one at a time, so the second sees
+    /// the first's recorded success instead of racing it.
+    messages: KeyedLocks,
     id: String,
 }
 
@@ -80,7 +84,8 @@ impl Worker {
             store,
             run_slots: Arc::new(Semaphore::new(concurrency)),
             concurrency,
-            groups: Default::default(),
+            groups: KeyedLocks::default(),
+            messages: KeyedLocks::default(),
             id: format!("{host}:{}", std::process::id()),
         })
     }
@@ -161,6 +166,7 @@ impl Worker {
             }
             Ok(msg) => {
                 let keep_alive = self.keep_alive(&d);
+                let _one_at_a_time = self.messages.lock(&msg.id).await;
                 let settled = self.process(&d, &msg, kill).await;
                 keep_alive.cancel();
                 settled
@@ -313,13 +319,8 @@ impl Worker {
         }
     }
 
-    async fn group_lock(&self, rule: &Rule) -> Option<tokio::sync::OwnedMutexGuard<()>> {
-        let group = rule.concurrency_group.as_ref()?;
-        let lock = {
-            let mut groups = self.groups.lock().unwrap_or_else(|p| p.into_inner());
-            Arc::clone(groups.entry(group.clone()).or_default())
-        };
-        Some(lock.lock_owned().await)
+    async fn group_lock(&self, rule: &Rule) -> Option<KeyedGuard> {
+        Some(self.groups.lock(rule.concurrency_group.as_ref()?).await)
     }
 }
 

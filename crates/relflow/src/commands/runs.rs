@@ -4,16 +4,19 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use relflow_core::Config;
-use relflow_store::{RunDetail, RunFilter, RunStatus, RunStore, SqliteStore};
+use relflow_store::{RunDetail, RunFilter, RunStatus, RunStore};
+
+use crate::backends::Backends;
 
 use crate::cli::{RunsCommand, RunsListArgs};
 
 pub async fn run(config: &Config, cmd: RunsCommand) -> Result<ExitCode> {
-    let store = SqliteStore::open(config.database_path())?;
+    let store = Backends::open(config)?.store;
+    let store = store.as_ref();
     match cmd {
-        RunsCommand::List(args) => list(&store, args).await,
+        RunsCommand::List(args) => list(store, args).await,
         RunsCommand::Show { id, json } => {
-            let run = find(&store, &id).await?;
+            let run = find(store, &id).await?;
             if json.json {
                 super::print_json(&run)?;
             } else {
@@ -22,17 +25,17 @@ pub async fn run(config: &Config, cmd: RunsCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         RunsCommand::Log { id } => {
-            print!("{}", find(&store, &id).await?.log);
+            print!("{}", find(store, &id).await?.log);
             Ok(ExitCode::SUCCESS)
         }
     }
 }
 
-async fn find(store: &SqliteStore, id: &str) -> Result<RunDetail> {
+async fn find(store: &dyn RunStore, id: &str) -> Result<RunDetail> {
     store.get(id).await?.with_context(|| format!("no run with id {id:?} (see `relflow runs list`)"))
 }
 
-async fn list(store: &SqliteStore, a: RunsListArgs) -> Result<ExitCode> {
+async fn list(store: &dyn RunStore, a: RunsListArgs) -> Result<ExitCode> {
     let status = match a.status.as_deref() {
         None => None,
         Some(s) => match RunStatus::parse(s) {

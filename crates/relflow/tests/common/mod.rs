@@ -1,0 +1,157 @@
+//! A throwaway relflow setup per test: config, playbooks and data dir in a
+//! temp dir, the real `relflow` binary and the real `ansible-playbook` from
+//! the project venv (scripts/setup.sh creates it).
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+pub fn ansible_playbook() -> PathBuf {
+    let path = std::env::var_os("RELFLOW_ANSIBLE_PLAYBOOK")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".venv/bin/ansible-playbook"));
+    assert!(path.is_file(), "{} missing: run scripts/setup.sh first", path.display());
+    path
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    repo_root().join("../shared/fixtures/messages").join(name)
+}
+
+/// A play on localhost over the local connection, with the given tasks.
+pub fn play(tasks: &str) -> String {
+    format!(
+        "- hosts: localhost\n  connection: local\n  gather_facts: false\n  vars:\n    \
+         ansible_python_interpreter: \"{{{{ ansible_playbook_python }}}}\"\n  tasks:\n{tasks}"
+    )
+}
+
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+}
+
+impl Env {
+    /// `rules` is TOML appended after the common settings.
+    pub fn new(rules: &str) -> Env {
+        Self::with_settings("", rules)
+    }
+
+    /// `worker` is extra lines for the [worker] table.
+    pub fn with_settings(worker: &str, rules: &str) -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("playbooks")).unwrap();
+        let config = dir.path().join("relflow.toml");
+        // Defaults for the [worker] table, each replaced by a line of `worker` with the same key.
+        let defaults = ["concurrency = 2", "retry_delay = \"200ms\"", "drain_timeout = \"30s\""];
+        let key = |line: &str| line.split('=').next().unwrap_or("").trim().to_owned();
+        let overridden: Vec<String> = worker.lines().map(key).collect();
+        let mut worker_table: Vec<&str> = defaults.into_iter().filter(|d| !overridden.contains(&key(d))).collect();
+        worker_table.extend(worker.lines());
+        let text = format!(
+            "playbooks_dir = \"playbooks\"\ndata_dir = \"data\"\n\n[ansible]\nplaybook_cmd = {:?}\n\
+             inventory = \"localhost,\"\nkill_grace = \"1s\"\n\n[worker]\n{}\n\n{rules}",
+            ansible_playbook().display().to_string(),
+            worker_table.join("\n")
+        );
+        std::fs::write(&config, text).unwrap();
+        Env { dir, config }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn playbook(&self, name: &str, text: &str) {
+        let path = self.path("playbooks").join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_relflow"));
+        cmd.arg("--config").arg(&self.config).args(args).env_remove("RELFLOW_CONFIG").env_remove("RELFLOW_DATA_DIR");
+        cmd
+    }
+
+    /// Runs relflow to completion; panics with its output if it fails.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(out.status.success(), "relflow {args:?} failed:\n{}", describe(&out));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).stdin(Stdio::null()).output().unwrap()
+    }
+
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut args = args.to_vec();
+        args.push("--json");
+        serde_json::from_str(&self.ok(&args)).unwrap()
+    }
+
+    pub fn spawn_worker(&self, extra: &[&str]) -> Child {
+        let mut args = vec!["worker"];
+        args.extend_from_slice(extra);
+        self.command(&args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap()
+    }
+
+    pub fn runs(&self) -> Vec<Value> {
+        self.json(&["runs", "list", "--limit", "0"]).as_array().unwrap().clone()
+    }
+
+    pub fn publish_body(&self, topic: &str, body: &Value) -> String {
+        self.ok(&["publish", "--topic", topic, &body.to_string()])
+    }
+}
+
+pub fn describe(out: &Output) -> String {
+    format!(
+        "status {}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Polls `f` until it returns Some, or panics after `limit` with `what`.
+pub fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Pids of live processes whose command line contains `needle`.
+pub fn processes_with(needle: &str) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        let zombie = std::fs::read_to_string(entry.path().join("stat"))
+            .map(|s| s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+            .unwrap_or(false);
+        if cmdline.contains(needle) && !zombie && pid != std::process::id() {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+pub fn exists(p: &Path) -> bool {
+    p.exists()
+}
