@@ -1,0 +1,116 @@
+# relflow's own callback plugin: one JSON line per task result, plus the final
+# stats, appended to the file named by $RELFLOW_EVENTS_FILE. relflow parses it
+# into per-task results; the human stdout callback is left alone for the log.
+# ansible-core ships no JSON-lines callback, hence this file. It is embedded in
+# the relflow binary and written to the runner's private work dir.
+from __future__ import annotations
+
+DOCUMENTATION = '''
+    name: relflow_events
+    type: notification
+    short_description: JSON lines of task results for relflow
+    description:
+      - Appends one JSON object per task result and one for the final stats
+        to the file named by the RELFLOW_EVENTS_FILE environment variable.
+    requirements:
+      - enabled in callbacks_enabled (relflow sets ANSIBLE_CALLBACKS_ENABLED)
+'''
+
+import json
+import os
+
+from ansible.plugins.callback import CallbackBase
+
+MAX_MSG = 4000
+
+
+def _text(value):
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        try:
+            value = json.dumps(value, default=str)
+        except Exception:
+            value = str(value)
+    if len(value) > MAX_MSG:
+        value = value[:MAX_MSG] + '...'
+    return value
+
+
+def _parts(result):
+    # ansible-core >= 2.19 has public host/task/result; older ones only the
+    # underscore names (loopabull-era installs may run an older ansible).
+    host = getattr(result, 'host', None) or result._host
+    task = getattr(result, 'task', None) or result._task
+    res = getattr(result, 'result', None)
+    if res is None:
+        res = result._result
+    return host, task, res
+
+
+class CallbackModule(CallbackBase):
+    CALLBACK_VERSION = 2.0
+    CALLBACK_TYPE = 'notification'
+    CALLBACK_NAME = 'relflow_events'
+    CALLBACK_NEEDS_ENABLED = True
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._path = os.environ.get('RELFLOW_EVENTS_FILE')
+        self._play = ''
+
+    def _emit(self, event):
+        if not self._path:
+            return
+        line = json.dumps(event, default=str, ensure_ascii=True) + '\n'
+        # Append and close each time so a killed run still leaves every
+        # finished result on disk.
+        with open(self._path, 'a', encoding='utf-8') as f:
+            f.write(line)
+
+    def _task_event(self, result, status, ignored=False):
+        host, task, res = _parts(result)
+        msg = res.get('msg')
+        if status in ('failed', 'unreachable'):
+            stderr = res.get('stderr')
+            if stderr:
+                msg = '%s: %s' % (msg, stderr) if msg else stderr
+        elif status == 'skipped' and msg is None:
+            msg = res.get('skip_reason')
+        self._emit({
+            'event': 'task',
+            'host': host.get_name(),
+            'play': self._play,
+            'task': task.get_name(),
+            'status': 'ignored' if ignored else status,
+            'msg': _text(msg),
+        })
+
+    def v2_playbook_on_play_start(self, play):
+        self._play = play.get_name()
+
+    def v2_runner_on_ok(self, result):
+        _, _, res = _parts(result)
+        self._task_event(result, 'changed' if res.get('changed') else 'ok')
+
+    def v2_runner_on_failed(self, result, ignore_errors=False):
+        self._task_event(result, 'failed', ignored=ignore_errors)
+
+    def v2_runner_on_skipped(self, result):
+        self._task_event(result, 'skipped')
+
+    def v2_runner_on_unreachable(self, result):
+        self._task_event(result, 'unreachable')
+
+    def v2_playbook_on_stats(self, stats):
+        hosts = {}
+        for host in sorted(stats.processed.keys()):
+            s = stats.summarize(host)
+            hosts[host] = {
+                'ok': s.get('ok', 0),
+                'changed': s.get('changed', 0),
+                'failed': s.get('failures', 0),
+                'skipped': s.get('skipped', 0),
+                'unreachable': s.get('unreachable', 0),
+            }
+        self._emit({'event': 'stats', 'hosts': hosts})

@@ -1,0 +1,25 @@
+//! Runs one `ansible-playbook` safely, for relflow's workers.
+//!
+//! * The message becomes [`ExtraVars`]: six fixed top-level names, in a vars
+//!   file where every string that could be a template is tagged `!unsafe`
+//!   (never templated), mode 0600, deleted after the run
+//!   (see [`ExtraVars::to_unsafe_yaml`]).
+//! * The playbook sees an allow-listed environment only ([`ENV_ALLOWED`] plus
+//!   configured names).
+//! * Each run is wrapped in a supervisor process ([`supervise_main`]) that
+//!   owns the whole process tree, so a timeout, a cancel or the death of the
+//!   worker leaves no ansible or module process behind.
+//! * The log is captured (and optionally teed live to a file); per-task
+//!   results come from relflow's own callback plugin.
+//!
+//! See README.md for the reasoning.
+
+mod events;
+mod runner;
+mod supervise;
+mod vars;
+
+pub use events::{Stats, TaskResult, TaskStatus};
+pub use runner::{Outcome, PlaybookRun, RunResult, Runner, RunnerConfig, RunnerError, ENV_ALLOWED};
+pub use supervise::{supervise_main, SUPERVISE_ARG};
+pub use vars::{ExtraVars, RunInfo};

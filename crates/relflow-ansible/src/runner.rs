@@ -1,0 +1,492 @@
+//! Runs one playbook: vars file, environment allow-list, supervisor, timeout
+//! and cancellation, log capture, per-task results.
+
+use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::mpsc;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, Command};
+use tokio_util::sync::CancellationToken;
+
+use crate::events::{self, Stats, TaskResult, TaskStatus};
+use crate::supervise::{SPAWN_FAILED_EXIT, SPAWN_FAILED_MARKER, SUPERVISE_ARG};
+use crate::vars::ExtraVars;
+
+/// Worker environment variables a playbook may see (if set). Everything else
+/// is dropped: a worker's environment holds broker passwords and tokens that a
+/// playbook, or a module it runs, has no business reading.
+pub const ENV_ALLOWED: &[&str] = &["PATH", "HOME", "SSH_AUTH_SOCK", "KRB5CCNAME", "LANG"];
+const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+/// Extra time the supervisor gets, beyond the grace period, to finish its
+/// SIGKILL round and exit before the runner SIGKILLs it.
+const SUPERVISOR_MARGIN: Duration = Duration::from_secs(5);
+/// How long the log is still read after the supervisor exited.
+const DRAIN: Duration = Duration::from_secs(2);
+/// In-memory log cap; the tee file (`log_path`) gets everything.
+const MAX_LOG: usize = 16 << 20;
+const MAX_STDERR: usize = 64 << 10;
+
+/// How the runner runs playbooks; one per worker.
+#[derive(Debug, Clone)]
+pub struct RunnerConfig {
+    /// The `ansible-playbook` program (e.g. `.venv/bin/ansible-playbook`, or
+    /// loopabull's `playbook_cmd`).
+    pub ansible_playbook: PathBuf,
+    /// Exported as `ANSIBLE_CONFIG`.
+    pub ansible_config: Option<PathBuf>,
+    /// Further worker environment variables let through to the playbook.
+    pub env_passthrough: Vec<String>,
+    /// Private directory for the callback plugin and the per-run temp files
+    /// (created 0700 if missing).
+    pub work_dir: PathBuf,
+    /// Time between SIGTERM and SIGKILL when a run is torn down.
+    pub kill_grace: Duration,
+    /// The program that understands `__supervise` (the relflow binary, or
+    /// `relflow-supervise`).
+    pub supervisor: PathBuf,
+}
+
+impl RunnerConfig {
+    /// Defaults: no ANSIBLE_CONFIG, no passthrough, 10 s grace, and this very
+    /// executable as the supervisor.
+    pub fn new(ansible_playbook: impl Into<PathBuf>, work_dir: impl Into<PathBuf>) -> Self {
+        RunnerConfig {
+            ansible_playbook: ansible_playbook.into(),
+            ansible_config: None,
+            env_passthrough: Vec::new(),
+            work_dir: work_dir.into(),
+            kill_grace: Duration::from_secs(10),
+            supervisor: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("relflow")),
+        }
+    }
+}
+
+/// One playbook run.
+#[derive(Debug, Clone)]
+pub struct PlaybookRun {
+    /// Absolute path, already validated by the configuration.
+    pub playbook: PathBuf,
+    /// `--inventory=` value (from configuration, never from the message).
+    pub inventory: Option<String>,
+    /// `--limit=` value (from configuration, never from the message).
+    pub limit: Option<String>,
+    pub timeout: Duration,
+    pub vars: ExtraVars,
+    /// Working directory (the playbooks dir).
+    pub cwd: PathBuf,
+    /// If set, the live log is also written here as it is produced.
+    pub log_path: Option<PathBuf>,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Succeeded,
+    Failed,
+    TimedOut,
+    Cancelled,
+    /// The playbook or `ansible-playbook` could not be started at all.
+    SpawnFailed,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Succeeded => "succeeded",
+            Outcome::Failed => "failed",
+            Outcome::TimedOut => "timedout",
+            Outcome::Cancelled => "cancelled",
+            Outcome::SpawnFailed => "spawnfailed",
+        }
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Everything recorded about a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunResult {
+    pub outcome: Outcome,
+    /// ansible-playbook's exit code (128 + signal if it was killed); `None`
+    /// if it never ran or the supervisor itself had to be killed.
+    pub exit_code: Option<i32>,
+    /// stdout and stderr, interleaved as written.
+    pub log: String,
+    pub tasks: Vec<TaskResult>,
+    pub stats: Stats,
+    /// Why, in a sentence, when the outcome is not `Succeeded`.
+    pub error: Option<String>,
+}
+
+impl RunResult {
+    fn spawn_failed(error: String) -> Self {
+        RunResult {
+            outcome: Outcome::SpawnFailed,
+            exit_code: None,
+            log: String::new(),
+            tasks: Vec::new(),
+            stats: Stats::default(),
+            error: Some(error),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    #[error("cannot prepare runner work dir {path}: {source}")]
+    WorkDir { path: PathBuf, source: std::io::Error },
+}
+
+/// Runs playbooks; cheap to share (`&self`), many runs may be in flight.
+#[derive(Debug)]
+pub struct Runner {
+    cfg: RunnerConfig,
+    plugin_dir: PathBuf,
+}
+
+impl Runner {
+    /// Creates the work dir (0700) and writes the callback plugin into it.
+    pub fn new(cfg: RunnerConfig) -> Result<Self, RunnerError> {
+        let plugin_dir = cfg.work_dir.join("callback_plugins");
+        let err = |source| RunnerError::WorkDir { path: cfg.work_dir.clone(), source };
+        create_private_dir(&cfg.work_dir).map_err(err)?;
+        create_private_dir(&plugin_dir).map_err(err)?;
+        // Write-then-rename: several workers may share the work dir, and
+        // ansible must never load a half-written plugin.
+        let mut tmp = tempfile::NamedTempFile::new_in(&plugin_dir).map_err(err)?;
+        tmp.write_all(events::CALLBACK_PLUGIN.as_bytes()).map_err(err)?;
+        let target = plugin_dir.join(format!("{}.py", events::CALLBACK_NAME));
+        tmp.persist(&target).map_err(|e| err(e.error))?;
+        Ok(Runner { cfg, plugin_dir })
+    }
+
+    pub fn config(&self) -> &RunnerConfig {
+        &self.cfg
+    }
+
+    /// Runs the playbook to completion, timeout or cancellation. Never
+    /// panics on bad input; every failure is a [`RunResult`].
+    pub async fn run(&self, run: &PlaybookRun, cancel: CancellationToken) -> RunResult {
+        if !run.playbook.is_file() {
+            return RunResult::spawn_failed(format!("playbook not found: {}", run.playbook.display()));
+        }
+        if !run.cwd.is_dir() {
+            return RunResult::spawn_failed(format!("playbooks dir not found: {}", run.cwd.display()));
+        }
+        // Both temp files are 0600 and removed when dropped, i.e. at the end
+        // of this function whatever happened (or if the future is dropped).
+        let temp = |prefix: &str, suffix: &str| {
+            tempfile::Builder::new().prefix(prefix).suffix(suffix).tempfile_in(&self.cfg.work_dir)
+        };
+        let vars_file = match temp("vars-", ".yml").and_then(|mut f| {
+            f.write_all(run.vars.to_unsafe_yaml().as_bytes())?;
+            f.flush()?;
+            Ok(f)
+        }) {
+            Ok(f) => f,
+            Err(e) => return RunResult::spawn_failed(format!("cannot write vars file: {e}")),
+        };
+        let events_file = match temp("events-", ".jsonl") {
+            Ok(f) => f,
+            Err(e) => return RunResult::spawn_failed(format!("cannot create events file: {e}")),
+        };
+
+        let cmd = self.command(run, vars_file.path(), events_file.path());
+        let mut child = match spawn(cmd).await {
+            Ok(c) => c,
+            Err(e) => {
+                return RunResult::spawn_failed(format!(
+                    "cannot start supervisor {}: {e}",
+                    self.cfg.supervisor.display()
+                ))
+            }
+        };
+        let mut guard = TermOnDrop(child.id());
+        let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+            return RunResult::spawn_failed("supervisor pipes missing".into());
+        };
+        let exited = CancellationToken::new();
+        let tee = open_tee(run.log_path.as_deref()).await;
+        let (log, err_out, (status, stopped)) = tokio::join!(
+            read_stream(stdout, tee, exited.clone(), MAX_LOG),
+            read_stream(stderr, Ok(None), exited.clone(), MAX_STDERR),
+            async {
+                let r = self.wait(&mut child, run.timeout, &cancel).await;
+                exited.cancel();
+                r
+            },
+        );
+        guard.0 = None;
+        drop(vars_file);
+
+        let events_text = std::fs::read_to_string(events_file.path()).unwrap_or_default();
+        let (tasks, stats) = events::parse(&events_text);
+        let mut log = String::from_utf8_lossy(&log).into_owned();
+        let err_out = String::from_utf8_lossy(&err_out).into_owned();
+        if !err_out.trim().is_empty() {
+            if !log.is_empty() && !log.ends_with('\n') {
+                log.push('\n');
+            }
+            log.push_str(&err_out);
+        }
+        let exit_code = status.and_then(|s| s.code());
+        let (outcome, error) = if let Some(why) = stopped {
+            let error = match why {
+                Outcome::TimedOut => format!("timed out after {}", humanize(run.timeout)),
+                _ => "cancelled".to_string(),
+            };
+            (why, Some(error))
+        } else if exit_code == Some(SPAWN_FAILED_EXIT) && err_out.contains(SPAWN_FAILED_MARKER) {
+            let line = err_out.lines().find(|l| l.contains(SPAWN_FAILED_MARKER)).unwrap_or_default();
+            (Outcome::SpawnFailed, Some(line.trim_start_matches("relflow-supervise: ").to_string()))
+        } else if exit_code == Some(0) {
+            (Outcome::Succeeded, None)
+        } else {
+            (Outcome::Failed, Some(describe_failure(&tasks, &log, exit_code)))
+        };
+        RunResult { outcome, exit_code, log, tasks, stats, error }
+    }
+
+    /// The supervisor command line. Nothing from the message is on it: the
+    /// variables are in the vars file, referenced as `@PATH`.
+    fn command(&self, run: &PlaybookRun, vars: &Path, events: &Path) -> Command {
+        let mut cmd = Command::new(&self.cfg.supervisor);
+        cmd.arg(SUPERVISE_ARG)
+            .arg(self.cfg.kill_grace.as_millis().to_string())
+            .arg("--")
+            .arg(&self.cfg.ansible_playbook);
+        // `--opt=value` so a value starting with `-` cannot become an option.
+        if let Some(inv) = &run.inventory {
+            cmd.arg(format!("--inventory={inv}"));
+        }
+        if let Some(limit) = &run.limit {
+            cmd.arg(format!("--limit={limit}"));
+        }
+        cmd.arg(concat_os(OsStr::new("--extra-vars=@"), vars.as_os_str()));
+        cmd.arg("--").arg(&run.playbook);
+        cmd.current_dir(&run.cwd)
+            .env_clear()
+            .envs(self.child_env(events))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Own process group: a Ctrl-C on the worker's terminal is the
+            // worker's to handle (drain or cancel), not delivered to runs.
+            .process_group(0);
+        cmd
+    }
+
+    /// The allow-listed environment, plus what the runner itself needs.
+    fn child_env(&self, events: &Path) -> BTreeMap<OsString, OsString> {
+        let mut env = BTreeMap::new();
+        let names = ENV_ALLOWED.iter().copied().chain(self.cfg.env_passthrough.iter().map(String::as_str));
+        for name in names {
+            if let Some(v) = std::env::var_os(name) {
+                env.insert(OsString::from(name), v);
+            }
+        }
+        env.entry("PATH".into()).or_insert_with(|| DEFAULT_PATH.into());
+        if let Some(cfg) = &self.cfg.ansible_config {
+            env.insert("ANSIBLE_CONFIG".into(), cfg.into());
+        }
+        // Keep callbacks/plugin paths the operator passed through, add ours.
+        let mut enabled = OsString::from(events::CALLBACK_NAME);
+        if let Some(v) = env.get(OsStr::new("ANSIBLE_CALLBACKS_ENABLED")).filter(|v| !v.is_empty()) {
+            enabled = concat_os(&concat_os(v, OsStr::new(",")), &enabled);
+        }
+        let mut plugins = self.plugin_dir.clone().into_os_string();
+        if let Some(v) = env.get(OsStr::new("ANSIBLE_CALLBACK_PLUGINS")).filter(|v| !v.is_empty()) {
+            plugins = concat_os(&concat_os(&plugins, OsStr::new(":")), v);
+        }
+        let ours: [(&str, OsString); 6] = [
+            ("ANSIBLE_CALLBACKS_ENABLED", enabled),
+            ("ANSIBLE_CALLBACK_PLUGINS", plugins),
+            (events::EVENTS_ENV, events.into()),
+            ("ANSIBLE_FORCE_COLOR", "0".into()),
+            ("ANSIBLE_NOCOLOR", "1".into()),
+            ("PYTHONUNBUFFERED", "1".into()),
+        ];
+        for (k, v) in ours {
+            env.insert(k.into(), v);
+        }
+        env
+    }
+
+    /// Waits for the supervisor; on timeout or cancel asks it to tear the run
+    /// down (SIGTERM), and SIGKILLs it only if it overstays grace + margin.
+    /// Returns the exit status and, if the run was stopped, why.
+    async fn wait(
+        &self,
+        child: &mut Child,
+        timeout: Duration,
+        cancel: &CancellationToken,
+    ) -> (Option<std::process::ExitStatus>, Option<Outcome>) {
+        let why = tokio::select! {
+            st = child.wait() => return (st.ok(), None),
+            _ = tokio::time::sleep(timeout) => Outcome::TimedOut,
+            _ = cancel.cancelled() => Outcome::Cancelled,
+        };
+        // Not yet reaped, so the pid cannot have been reused.
+        if let Some(pid) = child.id() {
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+        }
+        let limit = self.cfg.kill_grace + SUPERVISOR_MARGIN;
+        match tokio::time::timeout(limit, child.wait()).await {
+            Ok(st) => (st.ok(), Some(why)),
+            Err(_) => {
+                tracing::warn!("supervisor did not exit {limit:?} after SIGTERM; killing it");
+                let _ = child.start_kill();
+                (child.wait().await.ok(), Some(why))
+            }
+        }
+    }
+}
+
+/// If a run's future is dropped mid-run, the supervisor still gets SIGTERM
+/// and tears the run down.
+struct TermOnDrop(Option<u32>);
+
+impl Drop for TermOnDrop {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+        }
+    }
+}
+
+struct SpawnRequest {
+    cmd: Command,
+    handle: tokio::runtime::Handle,
+    reply: tokio::sync::oneshot::Sender<std::io::Result<Child>>,
+}
+
+/// Spawns on one long-lived thread. `PR_SET_PDEATHSIG` fires when the
+/// *thread* that forked the supervisor exits, not the process; spawning from
+/// a runtime thread that later retires (e.g. a blocking-pool thread) would
+/// kill healthy runs. This thread lives as long as the process.
+async fn spawn(mut cmd: Command) -> std::io::Result<Child> {
+    static SPAWNER: OnceLock<Option<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
+    let spawner = SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<SpawnRequest>();
+        let started = std::thread::Builder::new().name("relflow-spawner".into()).spawn(move || {
+            for mut req in rx {
+                let _rt = req.handle.enter();
+                let _ = req.reply.send(req.cmd.spawn());
+            }
+        });
+        started.ok().map(|_| tx)
+    });
+    let Some(tx) = spawner else {
+        tracing::warn!("no spawner thread; spawning on the current thread");
+        return cmd.spawn();
+    };
+    let (reply, rx) = tokio::sync::oneshot::channel();
+    let req = SpawnRequest { cmd, handle: tokio::runtime::Handle::current(), reply };
+    if let Err(mpsc::SendError(mut req)) = tx.send(req) {
+        return req.cmd.spawn();
+    }
+    rx.await.unwrap_or_else(|_| Err(std::io::Error::other("spawner thread gone")))
+}
+
+type Tee = Result<Option<tokio::fs::File>, String>;
+
+async fn open_tee(path: Option<&Path>) -> Tee {
+    let Some(path) = path else { return Ok(None) };
+    match tokio::fs::File::create(path).await {
+        Ok(f) => Ok(Some(f)),
+        Err(e) => Err(format!("[relflow: cannot write live log {}: {e}]\n", path.display())),
+    }
+}
+
+/// Reads a stream to EOF (or until `DRAIN` after the supervisor exited, in
+/// case something that survived holds the pipe), teeing to `tee`.
+async fn read_stream(mut r: impl AsyncRead + Unpin, tee: Tee, exited: CancellationToken, max: usize) -> Vec<u8> {
+    let (mut tee, mut out) = match tee {
+        Ok(t) => (t, Vec::new()),
+        Err(note) => (None, note.into_bytes()),
+    };
+    let drain = async {
+        exited.cancelled().await;
+        tokio::time::sleep(DRAIN).await;
+    };
+    tokio::pin!(drain);
+    let mut buf = vec![0u8; 8192];
+    let mut truncated = false;
+    loop {
+        let n = tokio::select! {
+            r = r.read(&mut buf) => match r { Ok(0) | Err(_) => break, Ok(n) => n },
+            _ = &mut drain => break,
+        };
+        if let Some(f) = tee.as_mut() {
+            if f.write_all(&buf[..n]).await.and(f.flush().await).is_err() {
+                tee = None;
+            }
+        }
+        if out.len() + n <= max {
+            out.extend_from_slice(&buf[..n]);
+        } else if !truncated {
+            truncated = true;
+            out.extend_from_slice(b"\n[relflow: log truncated here; see the live log file for the rest]\n");
+        }
+    }
+    out
+}
+
+/// A one-line reason for a failed run: the last failed task if there is
+/// one, else Ansible's own error line, else the exit code.
+fn describe_failure(tasks: &[TaskResult], log: &str, exit_code: Option<i32>) -> String {
+    let failed = tasks
+        .iter()
+        .rev()
+        .find(|t| matches!(t.status, TaskStatus::Failed | TaskStatus::Unreachable));
+    if let Some(t) = failed {
+        let what = if t.status == TaskStatus::Unreachable { "unreachable" } else { "failed" };
+        let msg = t.msg.as_deref().unwrap_or("no message");
+        return format!("task '{}' {what} on {}: {msg}", t.task, t.host);
+    }
+    let code = match exit_code {
+        Some(c) => format!("exit code {c}"),
+        None => "killed".to_string(),
+    };
+    match log.lines().find(|l| l.starts_with("[ERROR]") || l.starts_with("ERROR!")) {
+        Some(line) => format!("ansible-playbook failed ({code}): {}", line.trim()),
+        None => format!("ansible-playbook failed ({code})"),
+    }
+}
+
+fn humanize(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
+    }
+}
+
+fn concat_os(a: &OsStr, b: &OsStr) -> OsString {
+    let mut s = a.to_os_string();
+    s.push(b);
+    s
+}
+
+fn create_private_dir(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    match std::fs::DirBuilder::new().recursive(true).mode(0o700).create(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}

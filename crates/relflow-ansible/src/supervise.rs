@@ -1,0 +1,268 @@
+//! The per-run supervisor: `<exe> __supervise <grace-ms> -- <program> <args...>`.
+//!
+//! Why a separate process: killing `ansible-playbook`'s process group is not
+//! enough to end a run. Ansible forks workers, modules run under `/bin/sh -c`,
+//! and a task may `setsid` or double-fork a daemon; all of those escape a
+//! process-group kill and would outlive a timed-out run. The supervisor
+//! closes every exit:
+//!
+//! * `PR_SET_CHILD_SUBREAPER`: every orphan of the run is re-parented to the
+//!   supervisor instead of init, so "all processes of this run" is exactly
+//!   "all descendants of the supervisor", found by walking `/proc/*/stat`.
+//! * `PR_SET_PDEATHSIG(SIGTERM)`: if the worker dies (even by SIGKILL), the
+//!   supervisor gets SIGTERM and tears the run down.
+//! * On SIGTERM/SIGINT/SIGHUP, or when the program exits, it sends SIGTERM
+//!   (and SIGCONT, for stopped processes) to every descendant, waits up to
+//!   the grace period, SIGKILLs what is left, reaps everything, and exits with
+//!   the program's exit code (128 + signal if it was killed).
+//!
+//! The program's stdout and stderr both go to the supervisor's stdout, so the
+//! runner reads one stream in the order it was written. The supervisor's own
+//! diagnostics go to its stderr, prefixed with `relflow-supervise:`.
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsString;
+use std::os::fd::AsFd;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::prctl;
+use nix::sys::signal::{kill, SigSet, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{getpid, getppid, Pid};
+
+/// The argv[1] that selects supervisor mode in the relflow binary.
+pub const SUPERVISE_ARG: &str = "__supervise";
+/// Exit code and stderr marker when the program could not be started; the
+/// runner turns these into `Outcome::SpawnFailed`.
+pub(crate) const SPAWN_FAILED_EXIT: i32 = 127;
+pub(crate) const SPAWN_FAILED_MARKER: &str = "relflow-supervise: cannot run";
+/// How long SIGKILLed processes get to disappear before we give up (a process
+/// stuck in uninterruptible sleep cannot be killed at all).
+const KILL_WAIT: Duration = Duration::from_secs(10);
+const POLL: Duration = Duration::from_millis(20);
+
+/// Entry point of supervisor mode. Pass the whole `std::env::args_os()` (the
+/// leading program name is skipped) or the arguments from `__supervise` on.
+///
+/// Must be called before the process starts any thread: it blocks signals in
+/// the calling thread and waits for them synchronously.
+pub fn supervise_main(args: impl Iterator<Item = OsString>) -> ! {
+    let code = match parse_args(args) {
+        Ok((grace, argv)) => supervise(grace, &argv),
+        Err(usage) => {
+            eprintln!("relflow-supervise: {usage}");
+            eprintln!("usage: {SUPERVISE_ARG} <grace-ms> -- <program> [args...]");
+            2
+        }
+    };
+    std::process::exit(code)
+}
+
+fn parse_args(args: impl Iterator<Item = OsString>) -> Result<(Duration, Vec<OsString>), String> {
+    let mut args: Vec<OsString> = args.collect();
+    if args.first().is_some_and(|a| a != SUPERVISE_ARG) {
+        args.remove(0); // argv[0]
+    }
+    let mut it = args.into_iter();
+    if it.next().as_deref() != Some(SUPERVISE_ARG.as_ref()) {
+        return Err(format!("first argument must be {SUPERVISE_ARG}"));
+    }
+    let grace = it
+        .next()
+        .and_then(|g| g.to_str().and_then(|s| s.parse::<u64>().ok()))
+        .ok_or("grace must be a number of milliseconds")?;
+    if it.next().as_deref() != Some("--".as_ref()) {
+        return Err("expected -- before the program".into());
+    }
+    let argv: Vec<OsString> = it.collect();
+    if argv.is_empty() {
+        return Err("no program given".into());
+    }
+    Ok((Duration::from_millis(grace), argv))
+}
+
+fn supervise(grace: Duration, argv: &[OsString]) -> i32 {
+    // Block the signals we care about first, so none is lost between here and
+    // the sigwait loop; std resets the mask in the spawned program.
+    let mut signals = SigSet::empty();
+    for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGCHLD] {
+        signals.add(s);
+    }
+    if let Err(e) = signals.thread_block() {
+        eprintln!("relflow-supervise: cannot block signals: {e}");
+        return 125;
+    }
+    let parent = getppid();
+    if let Err(e) = prctl::set_pdeathsig(Signal::SIGTERM) {
+        eprintln!("relflow-supervise: PR_SET_PDEATHSIG: {e}");
+        return 125;
+    }
+    if getppid() != parent {
+        // The worker died before PDEATHSIG was armed: nothing to run for.
+        return 128 + Signal::SIGTERM as i32;
+    }
+    if let Err(e) = prctl::set_child_subreaper(true) {
+        eprintln!("relflow-supervise: PR_SET_CHILD_SUBREAPER: {e}");
+        return 125;
+    }
+
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..]);
+    if let Ok(fd) = std::io::stdout().as_fd().try_clone_to_owned() {
+        cmd.stderr(Stdio::from(fd));
+    }
+    let child = match cmd.spawn() {
+        Ok(c) => Pid::from_raw(c.id() as i32),
+        Err(e) => {
+            eprintln!("{SPAWN_FAILED_MARKER} {}: {e}", argv[0].to_string_lossy());
+            return SPAWN_FAILED_EXIT;
+        }
+    };
+
+    let mut status = None;
+    loop {
+        match signals.wait() {
+            Ok(Signal::SIGCHLD) => {
+                reap(child, &mut status);
+                if status.is_some() {
+                    break;
+                }
+            }
+            Ok(_) => break, // SIGTERM / SIGINT / SIGHUP: tear down
+            Err(e) => {
+                eprintln!("relflow-supervise: sigwait: {e}");
+                break;
+            }
+        }
+    }
+    teardown(grace, child, &mut status);
+    match status {
+        Some(WaitStatus::Exited(_, code)) => code,
+        Some(WaitStatus::Signaled(_, sig, _)) => 128 + sig as i32,
+        _ => 128 + Signal::SIGKILL as i32,
+    }
+}
+
+/// Kills every descendant: SIGTERM (+SIGCONT) first, SIGKILL after `grace`.
+/// Re-scans each round, since killed processes' orphans re-parent to us and
+/// new processes may have been forked in the meantime.
+fn teardown(grace: Duration, child: Pid, status: &mut Option<WaitStatus>) {
+    let me = getpid();
+    let deadline = Instant::now() + grace;
+    let mut termed = HashSet::new();
+    loop {
+        reap(child, status);
+        let alive = descendants(me);
+        if alive.is_empty() {
+            return;
+        }
+        if Instant::now() >= deadline {
+            break;
+        }
+        for pid in alive {
+            if termed.insert(pid) {
+                let _ = kill(pid, Signal::SIGTERM);
+                let _ = kill(pid, Signal::SIGCONT);
+            }
+        }
+        std::thread::sleep(POLL);
+    }
+    let deadline = Instant::now() + KILL_WAIT;
+    loop {
+        reap(child, status);
+        let alive = descendants(me);
+        if alive.is_empty() {
+            return;
+        }
+        if Instant::now() >= deadline {
+            eprintln!("relflow-supervise: {} process(es) survived SIGKILL: {alive:?}", alive.len());
+            return;
+        }
+        for pid in alive {
+            let _ = kill(pid, Signal::SIGKILL);
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// Reaps every exited child (ours or adopted orphans), recording the status
+/// of the supervised program.
+fn reap(child: Pid, status: &mut Option<WaitStatus>) {
+    loop {
+        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return,
+            Ok(s) => {
+                if s.pid() == Some(child) && matches!(s, WaitStatus::Exited(..) | WaitStatus::Signaled(..)) {
+                    *status = Some(s);
+                }
+            }
+            Err(Errno::EINTR) => continue,
+            Err(_) => return,
+        }
+    }
+}
+
+/// Live (non-zombie) descendants of `root`, from a snapshot of `/proc`.
+pub(crate) fn descendants(root: Pid) -> Vec<Pid> {
+    let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    for entry in dir.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue; // exited while we looked
+        };
+        if let Some((state, ppid)) = parse_stat(&stat) {
+            if state != 'Z' && state != 'X' {
+                children.entry(ppid).or_default().push(pid);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let mut stack = vec![root.as_raw()];
+    while let Some(p) = stack.pop() {
+        if let Some(kids) = children.get(&p) {
+            for &k in kids {
+                out.push(Pid::from_raw(k));
+                stack.push(k);
+            }
+        }
+    }
+    out
+}
+
+/// `(state, ppid)` from `/proc/PID/stat`. The command name is in parentheses
+/// and may itself contain spaces and parentheses, so split after the last `)`.
+fn parse_stat(stat: &str) -> Option<(char, i32)> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    Some((state, ppid))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_stat_with_odd_command_names() {
+        assert_eq!(parse_stat("42 (a) b (c)) S 7 42 42 0"), Some(('S', 7)));
+        assert_eq!(parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn parses_args_with_or_without_argv0() {
+        let a = |v: &[&str]| parse_args(v.iter().map(OsString::from));
+        let (g, argv) = a(&["relflow", "__supervise", "1500", "--", "prog", "-x"]).unwrap_or_default();
+        assert_eq!((g, argv.len()), (Duration::from_millis(1500), 2));
+        assert!(a(&["__supervise", "10", "--", "prog"]).is_ok());
+        assert!(a(&["__supervise", "ten", "--", "prog"]).is_err());
+        assert!(a(&["__supervise", "10", "--"]).is_err());
+    }
+}
