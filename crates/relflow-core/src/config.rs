@@ -45,6 +45,7 @@ pub struct Config {
     pub ansible: AnsibleConfig,
     pub worker: WorkerConfig,
     pub queue: QueueConfig,
+    pub store: StoreConfig,
     pub rules: Vec<Rule>,
     /// Things that load but deserve the operator's eye (`relflow check` prints them).
     pub warnings: Vec<String>,
@@ -124,10 +125,27 @@ impl WorkerConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct QueueConfig {
     /// `amqp://...` for RabbitMQ. Unset: the embedded SQLite queue in `data_dir`.
+    pub url: Option<String>,
+    /// RabbitMQ: prefix of the queue names relflow declares (`<prefix>.work`,
+    /// `<prefix>.dead`, ...), so several relflow setups can share a vhost.
+    pub prefix: String,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig { url: None, prefix: "relflow".into() }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `postgres://...` so all workers share one run history. Unset: SQLite
+    /// in `data_dir`.
     pub url: Option<String>,
 }
 
@@ -178,6 +196,8 @@ struct RawConfig {
     worker: WorkerConfig,
     #[serde(default)]
     queue: QueueConfig,
+    #[serde(default)]
+    store: StoreConfig,
     #[serde(default, rename = "rule")]
     rules: Vec<RawRule>,
 }
@@ -237,6 +257,7 @@ impl Config {
         config.ansible = raw.ansible;
         config.worker = raw.worker;
         config.queue = raw.queue;
+        config.store = raw.store;
         config.max_message_bytes = raw.max_message_bytes.unwrap_or(DEFAULT_MAX_MESSAGE_BYTES);
         if config.worker.concurrency == 0 {
             return Err(invalid("worker.concurrency must be at least 1".into()));
@@ -289,6 +310,7 @@ impl Config {
             ansible: AnsibleConfig::default(),
             worker: WorkerConfig::default(),
             queue: QueueConfig::default(),
+            store: StoreConfig::default(),
             rules: Vec::new(),
             warnings: Vec::new(),
         }
