@@ -1,6 +1,7 @@
-//! The SQLite run store, on a real file.
+//! The run store contract, checked on both backends: a real SQLite file and
+//! a real PostgreSQL database (127.0.0.1:5432, a fresh database per test).
 
-use relflow_store::{NewRun, RunFilter, RunOutcome, RunStatus, RunStore, SqliteStore, StoreError, TaskCounts};
+use relflow_store::{NewRun, PgStore, RunFilter, RunOutcome, RunStatus, RunStore, SqliteStore, StoreError, TaskCounts};
 use serde_json::json;
 
 fn new_run(id: &str, message_id: &str, rule: &str) -> NewRun {
@@ -27,15 +28,71 @@ fn outcome(status: RunStatus) -> RunOutcome {
     }
 }
 
-fn store() -> (tempfile::TempDir, SqliteStore) {
-    let dir = tempfile::tempdir().unwrap();
-    let s = SqliteStore::open(dir.path().join("runs.sqlite3")).unwrap();
-    (dir, s)
+/// Keeps a backend's resources alive for one test and cleans them up after.
+enum Guard {
+    Dir(#[allow(dead_code)] tempfile::TempDir),
+    Db(String),
 }
 
-#[tokio::test]
-async fn a_run_is_recorded_from_start_to_finish() {
-    let (_d, s) = store();
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Guard::Db(name) = self {
+            let _ = std::process::Command::new("psql")
+                .args(["-h", "127.0.0.1", "-U", "postgres", "-qc", &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")])
+                .output();
+        }
+    }
+}
+
+async fn sqlite() -> (Guard, Box<dyn RunStore>) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SqliteStore::open(dir.path().join("runs.sqlite3")).unwrap();
+    (Guard::Dir(dir), Box::new(s))
+}
+
+async fn postgres() -> (Guard, Box<dyn RunStore>) {
+    let name = format!("relflow_test_{}", std::process::id()) + &format!("_{}", rand_suffix());
+    let (admin, conn) = tokio_postgres::connect("host=127.0.0.1 user=postgres dbname=postgres", tokio_postgres::NoTls)
+        .await
+        .expect("PostgreSQL on 127.0.0.1:5432 (scripts/test.sh starts it)");
+    tokio::spawn(conn);
+    admin.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
+    let s = PgStore::connect(&format!("host=127.0.0.1 user=postgres dbname={name}")).await.unwrap();
+    (Guard::Db(name), Box::new(s))
+}
+
+fn rand_suffix() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!("{}_{}", N.fetch_add(1, Ordering::Relaxed), chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0) % 1_000_000)
+}
+
+/// Each contract test, once per backend.
+macro_rules! both {
+    ($name:ident, $body:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                let (_g, s) = super::sqlite().await;
+                super::$body(s.as_ref()).await;
+            }
+            #[tokio::test]
+            async fn postgres() {
+                let (_g, s) = super::postgres().await;
+                super::$body(s.as_ref()).await;
+            }
+        }
+    };
+}
+
+both!(recorded_from_start_to_finish, a_run_is_recorded_from_start_to_finish);
+both!(only_success_counts, only_a_success_counts_as_done_for_a_message_and_rule);
+both!(redelivery_abandons, a_redelivered_run_abandons_the_dead_workers_run);
+both!(list_filters_pages, list_filters_and_pages_newest_first);
+both!(prefix_get, get_by_unique_prefix);
+both!(noop, noop_counter);
+
+async fn a_run_is_recorded_from_start_to_finish(s: &dyn RunStore) {
     s.start(&new_run("aaaa-1", "m1", "r")).await.unwrap();
     let running = s.get("aaaa-1").await.unwrap().unwrap();
     assert_eq!(running.record.status, RunStatus::Running);
@@ -52,9 +109,7 @@ async fn a_run_is_recorded_from_start_to_finish() {
     assert!(done.record.finished_at.unwrap() >= done.record.started_at);
 }
 
-#[tokio::test]
-async fn only_a_success_counts_as_done_for_a_message_and_rule() {
-    let (_d, s) = store();
+async fn only_a_success_counts_as_done_for_a_message_and_rule(s: &dyn RunStore) {
     assert!(!s.has_succeeded("m1", "r").await.unwrap());
     s.start(&new_run("1", "m1", "r")).await.unwrap();
     s.finish("1", &outcome(RunStatus::Failed)).await.unwrap();
@@ -66,9 +121,7 @@ async fn only_a_success_counts_as_done_for_a_message_and_rule() {
     assert!(!s.has_succeeded("m2", "r").await.unwrap());
 }
 
-#[tokio::test]
-async fn a_redelivered_run_abandons_the_dead_workers_run() {
-    let (_d, s) = store();
+async fn a_redelivered_run_abandons_the_dead_workers_run(s: &dyn RunStore) {
     s.start(&new_run("dead", "m1", "r")).await.unwrap();
     s.start(&new_run("alive", "m1", "r")).await.unwrap();
     let dead = s.get("dead").await.unwrap().unwrap();
@@ -77,9 +130,7 @@ async fn a_redelivered_run_abandons_the_dead_workers_run() {
     assert_eq!(s.get("alive").await.unwrap().unwrap().record.status, RunStatus::Running);
 }
 
-#[tokio::test]
-async fn list_filters_and_pages_newest_first() {
-    let (_d, s) = store();
+async fn list_filters_and_pages_newest_first(s: &dyn RunStore) {
     for i in 0..5 {
         s.start(&new_run(&format!("run-{i}"), &format!("m{i}"), if i % 2 == 0 { "even" } else { "odd" })).await.unwrap();
         s.finish(&format!("run-{i}"), &outcome(if i == 4 { RunStatus::Failed } else { RunStatus::Succeeded }))
@@ -99,9 +150,7 @@ async fn list_filters_and_pages_newest_first() {
     assert!(s.list(&future).await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn get_by_unique_prefix() {
-    let (_d, s) = store();
+async fn get_by_unique_prefix(s: &dyn RunStore) {
     s.start(&new_run("abc123", "m1", "r")).await.unwrap();
     s.start(&new_run("abd456", "m2", "r")).await.unwrap();
     assert_eq!(s.get("abc").await.unwrap().unwrap().record.id, "abc123");
@@ -111,9 +160,7 @@ async fn get_by_unique_prefix() {
     assert!(matches!(s.get("a%").await, Err(StoreError::Ambiguous(_))), "`a%` reads as the prefix `a`");
 }
 
-#[tokio::test]
-async fn noop_counter() {
-    let (_d, s) = store();
+async fn noop_counter(s: &dyn RunStore) {
     assert_eq!(s.noop_count().await.unwrap(), 0);
     s.count_noop().await.unwrap();
     s.count_noop().await.unwrap();

@@ -1,0 +1,276 @@
+//! The shared run store: PostgreSQL, so workers on many hosts see one history
+//! and agree on which (message, rule) runs already succeeded.
+//!
+//! One `tokio_postgres::Client` serves every call (it pipelines concurrent
+//! queries on one connection); if the connection drops (PostgreSQL restart,
+//! network blip) the next call reconnects, so a worker outlives its database.
+
+use async_trait::async_trait;
+use chrono::{DateTime, TimeZone, Utc};
+use tokio::sync::Mutex;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, NoTls, Row};
+
+use crate::{NewRun, Result, RunDetail, RunFilter, RunOutcome, RunRecord, RunStatus, RunStore, StoreError, TaskCounts};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS relflow_runs (
+    id          TEXT PRIMARY KEY,
+    message_id  TEXT    NOT NULL,
+    topic       TEXT    NOT NULL,
+    rule        TEXT    NOT NULL,
+    playbook    TEXT    NOT NULL,
+    attempt     INTEGER NOT NULL,
+    status      TEXT    NOT NULL,
+    exit_code   INTEGER,
+    started_at  BIGINT  NOT NULL,   -- unix ms, as in the SQLite store
+    finished_at BIGINT,
+    ok INTEGER NOT NULL DEFAULT 0, changed INTEGER NOT NULL DEFAULT 0, failed INTEGER NOT NULL DEFAULT 0,
+    skipped INTEGER NOT NULL DEFAULT 0, unreachable INTEGER NOT NULL DEFAULT 0,
+    error       TEXT,
+    worker      TEXT    NOT NULL,
+    message     JSONB   NOT NULL,
+    tasks       JSONB   NOT NULL DEFAULT '[]',
+    log         TEXT    NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS relflow_runs_message_rule ON relflow_runs (message_id, rule);
+CREATE INDEX IF NOT EXISTS relflow_runs_started ON relflow_runs (started_at);
+CREATE TABLE IF NOT EXISTS relflow_counters (name TEXT PRIMARY KEY, value BIGINT NOT NULL);
+";
+
+const RECORD_COLUMNS: &str = "id, message_id, topic, rule, playbook, attempt, status, exit_code, started_at, \
+     finished_at, ok, changed, failed, skipped, unreachable, error, worker";
+
+/// The PostgreSQL [`RunStore`].
+pub struct PgStore {
+    url: String,
+    client: Mutex<Option<Client>>,
+}
+
+fn pg(e: tokio_postgres::Error) -> StoreError {
+    StoreError::Backend(format!("PostgreSQL: {e}"))
+}
+
+fn time(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+fn count(r: &Row, i: usize) -> u32 {
+    r.get::<_, i32>(i).max(0) as u32
+}
+
+fn record(r: &Row) -> RunRecord {
+    RunRecord {
+        id: r.get(0),
+        message_id: r.get(1),
+        topic: r.get(2),
+        rule: r.get(3),
+        playbook: r.get(4),
+        attempt: count(r, 5),
+        status: RunStatus::parse(r.get(6)).unwrap_or(RunStatus::Error),
+        exit_code: r.get(7),
+        started_at: time(r.get(8)),
+        finished_at: r.get::<_, Option<i64>>(9).map(time),
+        counts: TaskCounts {
+            ok: count(r, 10),
+            changed: count(r, 11),
+            failed: count(r, 12),
+            skipped: count(r, 13),
+            unreachable: count(r, 14),
+        },
+        error: r.get(15),
+        worker: r.get(16),
+    }
+}
+
+/// Opens a connection and drives it on its own task.
+pub(crate) async fn connect(url: &str) -> Result<Client> {
+    let (client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .map_err(|e| StoreError::Backend(format!("cannot connect to PostgreSQL at {}: {e}", redact(url))))?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::warn!("PostgreSQL connection closed: {e}");
+        }
+    });
+    Ok(client)
+}
+
+/// The URL without its password, for error messages and logs.
+pub(crate) fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            let user = creds.split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl PgStore {
+    /// Connects and creates the tables if needed. `url` is a libpq-style URL
+    /// or key=value string, e.g. `postgres://relflow@db.example/relflow`.
+    pub async fn connect(url: &str) -> Result<PgStore> {
+        let client = connect(url).await?;
+        client.batch_execute(SCHEMA).await.map_err(pg)?;
+        Ok(PgStore { url: url.to_owned(), client: Mutex::new(Some(client)) })
+    }
+
+    /// The live client, reconnecting if the last one died.
+    async fn client(&self) -> Result<tokio::sync::MappedMutexGuard<'_, Client>> {
+        let mut slot = self.client.lock().await;
+        if slot.as_ref().is_none_or(Client::is_closed) {
+            *slot = Some(connect(&self.url).await?);
+        }
+        Ok(tokio::sync::MutexGuard::map(slot, |c| c.as_mut().expect("just connected")))
+    }
+}
+
+#[async_trait]
+impl RunStore for PgStore {
+    async fn start(&self, run: &NewRun) -> Result<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        let now = Utc::now().timestamp_millis();
+        tx.execute(
+            "UPDATE relflow_runs SET status = 'abandoned', finished_at = $3,
+                    error = 'the worker running it stopped before it finished; the message was redelivered'
+             WHERE message_id = $1 AND rule = $2 AND status = 'running'",
+            &[&run.message_id, &run.rule, &now],
+        )
+        .await
+        .map_err(pg)?;
+        tx.execute(
+            "INSERT INTO relflow_runs (id, message_id, topic, rule, playbook, attempt, status, started_at, worker, message)
+             VALUES ($1, $2, $3, $4, $5, $6, 'running', $7, $8, $9)",
+            &[&run.id, &run.message_id, &run.topic, &run.rule, &run.playbook, &(run.attempt as i32), &now, &run.worker, &run.message],
+        )
+        .await
+        .map_err(pg)?;
+        tx.commit().await.map_err(pg)
+    }
+
+    async fn finish(&self, id: &str, o: &RunOutcome) -> Result<()> {
+        let c = o.counts;
+        let client = self.client().await?;
+        client
+            .execute(
+                "UPDATE relflow_runs SET status = $2, exit_code = $3, finished_at = $4, ok = $5, changed = $6,
+                        failed = $7, skipped = $8, unreachable = $9, tasks = $10, log = $11, error = $12
+                 WHERE id = $1",
+                &[
+                    &id,
+                    &o.status.as_str(),
+                    &o.exit_code,
+                    &Utc::now().timestamp_millis(),
+                    &(c.ok as i32),
+                    &(c.changed as i32),
+                    &(c.failed as i32),
+                    &(c.skipped as i32),
+                    &(c.unreachable as i32),
+                    &o.tasks,
+                    // PostgreSQL TEXT cannot hold NUL; a playbook printing one must not lose its run record.
+                    &o.log.replace('\0', "\u{FFFD}"),
+                    &o.error,
+                ],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(())
+    }
+
+    async fn has_succeeded(&self, message_id: &str, rule: &str) -> Result<bool> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT 1 FROM relflow_runs WHERE message_id = $1 AND rule = $2 AND status = 'succeeded' LIMIT 1",
+                &[&message_id, &rule],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(row.is_some())
+    }
+
+    async fn list(&self, f: &RunFilter) -> Result<Vec<RunRecord>> {
+        let (where_sql, args) = filter_sql(f);
+        let limit = if f.limit == 0 { i64::MAX } else { f.limit as i64 };
+        let sql = format!(
+            "SELECT {RECORD_COLUMNS} FROM relflow_runs WHERE {where_sql} ORDER BY started_at DESC, id LIMIT {limit} OFFSET {}",
+            f.offset
+        );
+        let refs: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a.as_ref() as &(dyn ToSql + Sync)).collect();
+        let client = self.client().await?;
+        Ok(client.query(&sql, &refs).await.map_err(pg)?.iter().map(record).collect())
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<RunDetail>> {
+        let pattern = format!("{}%", id.replace(['%', '_', '\\'], ""));
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                &format!("SELECT {RECORD_COLUMNS}, message, tasks, log FROM relflow_runs WHERE id LIKE $1 LIMIT 2"),
+                &[&pattern],
+            )
+            .await
+            .map_err(pg)?;
+        let mut found: Vec<RunDetail> = rows
+            .iter()
+            .map(|r| RunDetail { record: record(r), message: r.get(17), tasks: r.get(18), log: r.get(19) })
+            .collect();
+        match found.len() {
+            0 => Ok(None),
+            1 => Ok(found.pop()),
+            _ if found.iter().any(|d| d.record.id == id) => Ok(found.into_iter().find(|d| d.record.id == id)),
+            _ => Err(StoreError::Ambiguous(id.to_owned())),
+        }
+    }
+
+    async fn count_noop(&self) -> Result<()> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO relflow_counters (name, value) VALUES ('noop', 1)
+                 ON CONFLICT (name) DO UPDATE SET value = relflow_counters.value + 1",
+                &[],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(())
+    }
+
+    async fn noop_count(&self) -> Result<u64> {
+        let client = self.client().await?;
+        let row = client.query_opt("SELECT value FROM relflow_counters WHERE name = 'noop'", &[]).await.map_err(pg)?;
+        Ok(row.map(|r| r.get::<_, i64>(0).max(0) as u64).unwrap_or(0))
+    }
+}
+
+/// The WHERE clause and its arguments for a [`RunFilter`].
+fn filter_sql(f: &RunFilter) -> (String, Vec<Box<dyn ToSql + Sync + Send>>) {
+    let mut clauses = vec!["TRUE".to_owned()];
+    let mut args: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
+    let mut add = |clause: &str, v: Box<dyn ToSql + Sync + Send>| {
+        args.push(v);
+        clauses.push(format!("{clause} ${}", args.len()));
+    };
+    if let Some(t) = &f.topic {
+        add("topic =", Box::new(t.clone()));
+    }
+    if let Some(r) = &f.rule {
+        add("rule =", Box::new(r.clone()));
+    }
+    if let Some(s) = f.status {
+        add("status =", Box::new(s.as_str().to_owned()));
+    }
+    if let Some(m) = &f.message_id {
+        add("message_id =", Box::new(m.clone()));
+    }
+    if let Some(t) = f.since {
+        add("started_at >=", Box::new(t.timestamp_millis()));
+    }
+    if let Some(t) = f.until {
+        add("started_at <", Box::new(t.timestamp_millis()));
+    }
+    (clauses.join(" AND "), args)
+}
