@@ -37,6 +37,8 @@ pub enum EvalError {
     Failed(String),
     #[error("condition gave {0}, not a boolean")]
     NotBool(String),
+    #[error("expression gave {0}, not a string, number or boolean")]
+    NotString(String),
 }
 
 impl Condition {
@@ -54,6 +56,19 @@ impl Condition {
 
     pub fn source(&self) -> &str {
         &self.source
+    }
+
+    /// The expression's value as text, for `concurrency_group = { expr = ... }`.
+    /// Strings come out as they are; numbers and booleans in their CEL form.
+    pub fn evaluate_string(&self, input: &Input) -> Result<String, EvalError> {
+        match self.program.execute(&input.context) {
+            Ok(CelValue::String(s)) => Ok(s.to_string()),
+            Ok(CelValue::Int(i)) => Ok(i.to_string()),
+            Ok(CelValue::UInt(u)) => Ok(u.to_string()),
+            Ok(CelValue::Bool(b)) => Ok(b.to_string()),
+            Ok(other) => Err(EvalError::NotString(format!("{other:?}"))),
+            Err(e) => Err(EvalError::Failed(e.to_string())),
+        }
     }
 
     /// `Ok(false)` for a missing key; `Err` for anything else that is not a boolean.

@@ -29,8 +29,13 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::condition::{Condition, ConditionError};
-use crate::rules::Rule;
+use crate::rules::{GroupSpec, Rule};
 use crate::{PatternError, TopicPattern, DEFAULT_MAX_MESSAGE_BYTES};
+
+pub mod http;
+pub use http::HttpConfig;
+pub mod ingest;
+pub use ingest::{FedmsgConfig, IngestConfig, SourceConfig};
 
 /// A loaded, validated configuration.
 #[derive(Debug)]
@@ -46,6 +51,14 @@ pub struct Config {
     pub worker: WorkerConfig,
     pub queue: QueueConfig,
     pub store: StoreConfig,
+    /// `[http]`: `relflow serve`.
+    pub http: HttpConfig,
+    /// `[ingest]`: dedupe window and webhook address for `relflow bridge`.
+    pub ingest: IngestConfig,
+    /// `[fedmsg]`: CA, CRL and routing policy for fedmsg signatures.
+    pub fedmsg: Option<FedmsgConfig>,
+    /// `[[source]]`: where `relflow bridge` takes messages from.
+    pub sources: Vec<SourceConfig>,
     pub rules: Vec<Rule>,
     /// Things that load but deserve the operator's eye (`relflow check` prints them).
     pub warnings: Vec<String>,
@@ -118,6 +131,13 @@ impl Default for WorkerConfig {
 }
 
 impl WorkerConfig {
+    /// Every distinct retry delay a rule allowing `max_retries` can ask for.
+    pub fn retry_delays(&self, max_retries: u32) -> Vec<Duration> {
+        let mut delays: Vec<Duration> = (1..=max_retries.min(64)).map(|a| self.backoff(a)).collect();
+        delays.dedup();
+        delays
+    }
+
     /// Exponential backoff: `retry_delay * 2^(attempt-1)`, capped.
     pub fn backoff(&self, attempt: u32) -> Duration {
         let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(30));
@@ -130,14 +150,15 @@ impl WorkerConfig {
 pub struct QueueConfig {
     /// `amqp://...` for RabbitMQ. Unset: the embedded SQLite queue in `data_dir`.
     pub url: Option<String>,
-    /// RabbitMQ: prefix of the queue names relflow declares (`<prefix>.work`,
-    /// `<prefix>.dead`, ...), so several relflow setups can share a vhost.
+    /// RabbitMQ: prepended to the names of the queues relflow declares
+    /// (`relflow.work`, `relflow.dead`, `relflow.retry.<delay>`), so several
+    /// relflow setups can share a vhost.
     pub prefix: String,
 }
 
 impl Default for QueueConfig {
     fn default() -> Self {
-        QueueConfig { url: None, prefix: "relflow".into() }
+        QueueConfig { url: None, prefix: String::new() }
     }
 }
 
@@ -198,6 +219,13 @@ struct RawConfig {
     queue: QueueConfig,
     #[serde(default)]
     store: StoreConfig,
+    #[serde(default)]
+    http: HttpConfig,
+    #[serde(default)]
+    ingest: IngestConfig,
+    fedmsg: Option<FedmsgConfig>,
+    #[serde(default, rename = "source")]
+    sources: Vec<SourceConfig>,
     #[serde(default, rename = "rule")]
     rules: Vec<RawRule>,
 }
@@ -215,7 +243,14 @@ struct RawRule {
     retries: u32,
     inventory: Option<String>,
     limit: Option<String>,
-    concurrency_group: Option<String>,
+    concurrency_group: Option<RawGroup>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawGroup {
+    Fixed(String),
+    Expr { expr: String },
 }
 
 fn default_timeout() -> Duration {
@@ -258,6 +293,11 @@ impl Config {
         config.worker = raw.worker;
         config.queue = raw.queue;
         config.store = raw.store;
+        config.http = raw.http;
+        config.ingest = raw.ingest;
+        config.fedmsg = raw.fedmsg;
+        config.sources = raw.sources;
+        ingest::validate(&mut config.sources, config.fedmsg.as_mut(), &config_dir(path)).map_err(invalid)?;
         config.max_message_bytes = raw.max_message_bytes.unwrap_or(DEFAULT_MAX_MESSAGE_BYTES);
         if config.worker.concurrency == 0 {
             return Err(invalid("worker.concurrency must be at least 1".into()));
@@ -271,6 +311,13 @@ impl Config {
             let topic = TopicPattern::parse(&r.topic).map_err(|e: PatternError| at(e.to_string()))?;
             let when = r.when.as_deref().map(Condition::compile).transpose().map_err(|e: ConditionError| at(e.to_string()))?;
             check_relative(&r.playbook).map_err(|e| at(e.to_string()))?;
+            let concurrency_group = match r.concurrency_group {
+                None => None,
+                Some(RawGroup::Fixed(name)) => Some(GroupSpec::Fixed(name)),
+                Some(RawGroup::Expr { expr }) => Some(GroupSpec::Expr {
+                    expr: Condition::compile(&expr).map_err(|e| at(format!("concurrency_group: {e}")))?,
+                }),
+            };
             if r.timeout.is_zero() {
                 return Err(at("timeout must be more than 0s".into()));
             }
@@ -283,7 +330,7 @@ impl Config {
                 retries: r.retries,
                 inventory: r.inventory,
                 limit: r.limit,
-                concurrency_group: r.concurrency_group,
+                concurrency_group,
             });
         }
         if config.rules.is_empty() {
@@ -311,6 +358,10 @@ impl Config {
             worker: WorkerConfig::default(),
             queue: QueueConfig::default(),
             store: StoreConfig::default(),
+            http: HttpConfig::default(),
+            ingest: IngestConfig::default(),
+            fedmsg: None,
+            sources: Vec::new(),
             rules: Vec::new(),
             warnings: Vec::new(),
         }

@@ -25,7 +25,39 @@ pub struct Rule {
     pub inventory: Option<String>,
     pub limit: Option<String>,
     /// Rules with the same group never run at the same time.
-    pub concurrency_group: Option<String>,
+    pub concurrency_group: Option<GroupSpec>,
+}
+
+/// `concurrency_group = "compose"`, or `concurrency_group = { expr = "..." }`
+/// to compute the group from the message (e.g. one group per release).
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum GroupSpec {
+    Fixed(String),
+    Expr {
+        #[serde(serialize_with = "ser_expr")]
+        expr: Condition,
+    },
+}
+
+fn ser_expr<S: serde::Serializer>(c: &Condition, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(c.source())
+}
+
+impl GroupSpec {
+    /// The lock name for `msg`. An expression that cannot be evaluated on
+    /// this message falls back to the expression's own text: all such
+    /// messages then share one group, which is safe (they serialize) where
+    /// the alternative, no group, could run two releases' work at once.
+    pub fn group_for(&self, msg: &Message) -> String {
+        match self {
+            GroupSpec::Fixed(name) => name.clone(),
+            GroupSpec::Expr { expr } => {
+                let value = expr.evaluate_string(&Input::new(msg));
+                format!("{}={}", expr.source(), value.unwrap_or_default())
+            }
+        }
+    }
 }
 
 fn ser_display<S: serde::Serializer>(t: &TopicPattern, s: S) -> Result<S::Ok, S::Error> {

@@ -146,6 +146,16 @@ pub struct RunFilter {
     pub offset: usize,
 }
 
+/// How many runs started in one hour ended (or are) in one status; the web
+/// page's "runs per hour" chart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HourlyCount {
+    /// Start of the hour (UTC).
+    pub hour: DateTime<Utc>,
+    pub status: RunStatus,
+    pub count: u64,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("run store error: {0}")]
@@ -182,6 +192,14 @@ pub trait RunStore: Send + Sync {
 
     async fn list(&self, filter: &RunFilter) -> Result<Vec<RunRecord>>;
 
+    /// How many runs match `filter`, ignoring its `limit` and `offset`
+    /// (the total behind a paginated list).
+    async fn count(&self, filter: &RunFilter) -> Result<u64>;
+
+    /// Runs started at or after `since`, counted per hour and status,
+    /// oldest hour first. Hours without runs are left out.
+    async fn runs_per_hour(&self, since: DateTime<Utc>) -> Result<Vec<HourlyCount>>;
+
     /// A run by id, or by a unique prefix of its id.
     async fn get(&self, id: &str) -> Result<Option<RunDetail>>;
 
@@ -190,4 +208,29 @@ pub trait RunStore: Send + Sync {
 
     /// How many messages were acked as no-ops.
     async fn noop_count(&self) -> Result<u64>;
+
+    /// Waits until no other worker holds `name`, then holds it until the
+    /// guard is dropped. Rules in one `concurrency_group` take this lock, so
+    /// they never overlap even across worker processes and hosts: the run
+    /// store is the one thing all workers share. A worker that dies releases
+    /// its locks (the OS drops its file locks; PostgreSQL its session's).
+    async fn lock(&self, name: &str) -> Result<LockGuard>;
+}
+
+/// Holds a [`RunStore::lock`] until dropped.
+pub struct LockGuard {
+    _held: Box<dyn Send + Sync>,
+}
+
+impl LockGuard {
+    pub(crate) fn new(held: impl Send + Sync + 'static) -> LockGuard {
+        LockGuard { _held: Box::new(held) }
+    }
+}
+
+/// A lock name as a fixed-size key (file name, advisory lock id): names can
+/// be anything a CEL expression returns.
+pub(crate) fn lock_key(name: &str) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(name.as_bytes()).into()
 }

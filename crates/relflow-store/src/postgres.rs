@@ -11,7 +11,7 @@ use tokio::sync::Mutex;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Row};
 
-use crate::{NewRun, Result, RunDetail, RunFilter, RunOutcome, RunRecord, RunStatus, RunStore, StoreError, TaskCounts};
+use crate::{lock_key, HourlyCount, LockGuard, NewRun, Result, RunDetail, RunFilter, RunOutcome, RunRecord, RunStatus, RunStore, StoreError, TaskCounts};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS relflow_runs (
@@ -204,6 +204,37 @@ impl RunStore for PgStore {
         Ok(client.query(&sql, &refs).await.map_err(pg)?.iter().map(record).collect())
     }
 
+    async fn count(&self, f: &RunFilter) -> Result<u64> {
+        let (where_sql, args) = filter_sql(f);
+        let refs: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a.as_ref() as &(dyn ToSql + Sync)).collect();
+        let client = self.client().await?;
+        let row = client
+            .query_one(&format!("SELECT COUNT(*) FROM relflow_runs WHERE {where_sql}"), &refs)
+            .await
+            .map_err(pg)?;
+        Ok(row.get::<_, i64>(0).max(0) as u64)
+    }
+
+    async fn runs_per_hour(&self, since: DateTime<Utc>) -> Result<Vec<HourlyCount>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT (started_at / 3600000) * 3600000 AS hour, status, COUNT(*) FROM relflow_runs
+                 WHERE started_at >= $1 GROUP BY hour, status ORDER BY hour, status",
+                &[&since.timestamp_millis()],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(rows
+            .iter()
+            .map(|r| HourlyCount {
+                hour: time(r.get(0)),
+                status: RunStatus::parse(r.get(1)).unwrap_or(RunStatus::Error),
+                count: r.get::<_, i64>(2).max(0) as u64,
+            })
+            .collect())
+    }
+
     async fn get(&self, id: &str) -> Result<Option<RunDetail>> {
         let pattern = format!("{}%", id.replace(['%', '_', '\\'], ""));
         let client = self.client().await?;
@@ -237,6 +268,17 @@ impl RunStore for PgStore {
             .await
             .map_err(pg)?;
         Ok(())
+    }
+
+    async fn lock(&self, name: &str) -> Result<LockGuard> {
+        // A session-level advisory lock on a connection of its own: on the
+        // shared client it would be re-entrant for every run of this
+        // process, and closing the connection (drop, or the worker dying)
+        // is what releases it.
+        let client = connect(&self.url).await?;
+        let key = i64::from_be_bytes(lock_key(name)[..8].try_into().unwrap_or_default());
+        client.execute("SELECT pg_advisory_lock($1)", &[&key]).await.map_err(pg)?;
+        Ok(LockGuard::new(client))
     }
 
     async fn noop_count(&self) -> Result<u64> {

@@ -9,7 +9,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::types::Value as Sql;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 
-use crate::{NewRun, Result, RunDetail, RunFilter, RunOutcome, RunRecord, RunStatus, RunStore, StoreError, TaskCounts};
+use crate::{lock_key, HourlyCount, LockGuard, NewRun, Result, RunDetail, RunFilter, RunOutcome, RunRecord, RunStatus, RunStore, StoreError, TaskCounts};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS runs (
@@ -43,6 +43,12 @@ const RECORD_COLUMNS: &str = "id, message_id, topic, rule, playbook, attempt, st
 #[derive(Clone)]
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
+    /// Lock files for concurrency groups: `<db dir>/locks/<sha256>.lock`.
+    lock_dir: std::path::PathBuf,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn time(ms: i64) -> DateTime<Utc> {
@@ -75,6 +81,35 @@ fn record(r: &Row<'_>) -> rusqlite::Result<RunRecord> {
     })
 }
 
+/// The `WHERE` clause (never empty) and its arguments for a filter.
+fn where_clause(f: &RunFilter) -> (String, Vec<Sql>) {
+    let mut sql = String::from("1=1");
+    let mut args: Vec<Sql> = Vec::new();
+    let mut add = |clause: &str, v: Sql| {
+        args.push(v);
+        sql.push_str(&format!(" AND {clause} ?{}", args.len()));
+    };
+    if let Some(t) = &f.topic {
+        add("topic =", Sql::Text(t.clone()));
+    }
+    if let Some(r) = &f.rule {
+        add("rule =", Sql::Text(r.clone()));
+    }
+    if let Some(s) = f.status {
+        add("status =", Sql::Text(s.as_str().into()));
+    }
+    if let Some(m) = &f.message_id {
+        add("message_id =", Sql::Text(m.clone()));
+    }
+    if let Some(t) = f.since {
+        add("started_at >=", Sql::Integer(t.timestamp_millis()));
+    }
+    if let Some(t) = f.until {
+        add("started_at <", Sql::Integer(t.timestamp_millis()));
+    }
+    (sql, args)
+}
+
 impl SqliteStore {
     pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore> {
         let path = path.as_ref();
@@ -84,7 +119,8 @@ impl SqliteStore {
         conn.pragma_update(None, "journal_mode", "WAL").map_err(open_err)?;
         conn.pragma_update(None, "synchronous", "FULL").map_err(open_err)?;
         conn.execute_batch(SCHEMA).map_err(open_err)?;
-        Ok(SqliteStore { conn: Arc::new(Mutex::new(conn)) })
+        let lock_dir = path.parent().unwrap_or(Path::new(".")).join("locks");
+        Ok(SqliteStore { conn: Arc::new(Mutex::new(conn)), lock_dir })
     }
 
     /// Runs `f` on the connection off the async runtime (SQLite blocks).
@@ -180,34 +216,46 @@ impl RunStore for SqliteStore {
     async fn list(&self, f: &RunFilter) -> Result<Vec<RunRecord>> {
         let f = f.clone();
         self.with_conn(move |c| {
-            let mut sql = format!("SELECT {RECORD_COLUMNS} FROM runs WHERE 1=1");
-            let mut args: Vec<Sql> = Vec::new();
-            let mut add = |clause: &str, v: Sql| {
-                args.push(v);
-                sql.push_str(&format!(" AND {clause} ?{}", args.len()));
-            };
-            if let Some(t) = f.topic {
-                add("topic =", Sql::Text(t));
-            }
-            if let Some(r) = f.rule {
-                add("rule =", Sql::Text(r));
-            }
-            if let Some(s) = f.status {
-                add("status =", Sql::Text(s.as_str().into()));
-            }
-            if let Some(m) = f.message_id {
-                add("message_id =", Sql::Text(m));
-            }
-            if let Some(t) = f.since {
-                add("started_at >=", Sql::Integer(t.timestamp_millis()));
-            }
-            if let Some(t) = f.until {
-                add("started_at <", Sql::Integer(t.timestamp_millis()));
-            }
+            let (clause, args) = where_clause(&f);
             let limit = if f.limit == 0 { i64::MAX } else { f.limit as i64 };
-            sql.push_str(&format!(" ORDER BY started_at DESC, id LIMIT {limit} OFFSET {}", f.offset));
+            let sql = format!(
+                "SELECT {RECORD_COLUMNS} FROM runs WHERE {clause} ORDER BY started_at DESC, id LIMIT {limit} OFFSET {}",
+                f.offset
+            );
             let mut stmt = c.prepare(&sql)?;
             let rows = stmt.query_map(params_from_iter(args), record)?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    async fn count(&self, f: &RunFilter) -> Result<u64> {
+        let f = f.clone();
+        self.with_conn(move |c| {
+            let (clause, args) = where_clause(&f);
+            let n: i64 =
+                c.query_row(&format!("SELECT COUNT(*) FROM runs WHERE {clause}"), params_from_iter(args), |r| r.get(0))?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn runs_per_hour(&self, since: DateTime<Utc>) -> Result<Vec<HourlyCount>> {
+        self.with_conn(move |c| {
+            // Integer division by an hour in ms buckets `started_at`; plain SQL
+            // so the PostgreSQL store can say the same thing.
+            let mut stmt = c.prepare(
+                "SELECT (started_at / 3600000) * 3600000 AS hour, status, COUNT(*) FROM runs
+                 WHERE started_at >= ?1 GROUP BY hour, status ORDER BY hour, status",
+            )?;
+            let rows = stmt.query_map(params![since.timestamp_millis()], |r| {
+                let status: String = r.get(1)?;
+                Ok(HourlyCount {
+                    hour: time(r.get(0)?),
+                    status: RunStatus::parse(&status).unwrap_or(RunStatus::Error),
+                    count: r.get::<_, i64>(2)? as u64,
+                })
+            })?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
         .await
@@ -246,6 +294,21 @@ impl RunStore for SqliteStore {
             Ok(())
         })
         .await
+    }
+
+    async fn lock(&self, name: &str) -> Result<LockGuard> {
+        // flock: every worker process on this host sees it, and the kernel
+        // releases it when the holder dies, however it dies.
+        let path = self.lock_dir.join(format!("{}.lock", hex(&lock_key(name))));
+        let dir = self.lock_dir.clone();
+        let file = tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&dir)?;
+            let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
+            nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| std::io::Error::from(e))
+        })
+        .await?
+        .map_err(|e| StoreError::Backend(format!("cannot take the concurrency-group lock {name:?}: {e}")))?;
+        Ok(LockGuard::new(file))
     }
 
     async fn noop_count(&self) -> Result<u64> {

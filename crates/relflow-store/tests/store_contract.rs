@@ -91,6 +91,8 @@ both!(redelivery_abandons, a_redelivered_run_abandons_the_dead_workers_run);
 both!(list_filters_pages, list_filters_and_pages_newest_first);
 both!(prefix_get, get_by_unique_prefix);
 both!(noop, noop_counter);
+both!(group_locks, locks_exclude_other_holders_and_release_on_drop);
+both!(count_and_hourly, count_ignores_paging_and_hours_group_by_status);
 
 async fn a_run_is_recorded_from_start_to_finish(s: &dyn RunStore) {
     s.start(&new_run("aaaa-1", "m1", "r")).await.unwrap();
@@ -165,4 +167,38 @@ async fn noop_counter(s: &dyn RunStore) {
     s.count_noop().await.unwrap();
     s.count_noop().await.unwrap();
     assert_eq!(s.noop_count().await.unwrap(), 2);
+}
+
+async fn count_ignores_paging_and_hours_group_by_status(s: &dyn RunStore) {
+    let before = chrono::Utc::now() - chrono::Duration::hours(1);
+    for (i, status) in [RunStatus::Succeeded, RunStatus::Failed, RunStatus::Succeeded].into_iter().enumerate() {
+        s.start(&new_run(&format!("run-{i}"), &format!("m{i}"), "r")).await.unwrap();
+        s.finish(&format!("run-{i}"), &outcome(status)).await.unwrap();
+    }
+    s.start(&new_run("still-running", "m9", "other")).await.unwrap();
+    assert_eq!(s.count(&RunFilter { limit: 1, offset: 1, ..Default::default() }).await.unwrap(), 4, "limit/offset ignored");
+    assert_eq!(s.count(&RunFilter { rule: Some("r".into()), ..Default::default() }).await.unwrap(), 3);
+    assert_eq!(s.count(&RunFilter { status: Some(RunStatus::Failed), ..Default::default() }).await.unwrap(), 1);
+
+    let hours = s.runs_per_hour(before).await.unwrap();
+    let total = |st: RunStatus| hours.iter().filter(|h| h.status == st).map(|h| h.count).sum::<u64>();
+    assert_eq!((total(RunStatus::Succeeded), total(RunStatus::Failed), total(RunStatus::Running)), (2, 1, 1), "{hours:?}");
+    assert!(hours.iter().all(|h| h.hour.timestamp() % 3600 == 0 && h.hour >= before - chrono::Duration::hours(1)), "{hours:?}");
+    assert!(s.runs_per_hour(chrono::Utc::now() + chrono::Duration::hours(1)).await.unwrap().is_empty());
+}
+
+async fn locks_exclude_other_holders_and_release_on_drop(s: &dyn RunStore) {
+    let compose = s.lock("compose").await.unwrap();
+    // Another name is independent.
+    let _other = tokio::time::timeout(std::time::Duration::from_secs(10), s.lock("release=f41")).await.expect("not blocked");
+    // The same name waits until the holder lets go (each lock call is its
+    // own flock / PostgreSQL session, exactly as in two worker processes).
+    let waiter = s.lock("compose");
+    tokio::pin!(waiter);
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(300), &mut waiter).await.is_err(),
+        "a second holder must wait"
+    );
+    drop(compose);
+    tokio::time::timeout(std::time::Duration::from_secs(10), waiter).await.expect("released on drop").unwrap();
 }
