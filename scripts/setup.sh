@@ -17,6 +17,18 @@ if [ ! -x .venv/bin/ansible-playbook ] || ! .venv/bin/ansible-playbook --version
 fi
 echo "==> $(.venv/bin/ansible-playbook --version | head -1)" >&2
 
+# RELFLOW_TEST_PY=1: the real bus clients the ingest tests publish with
+# (fedmsg signs with the test keys, pyzmq publishes, fedora-messaging's CLI
+# publishes to RabbitMQ). fedmsg 1.1.7 needs pyOpenSSL's load_crl, removed in
+# pyOpenSSL 24.3; service-identity is held back to match that cryptography.
+if [ "${RELFLOW_TEST_PY:-0}" = 1 ]; then
+    if ! .venv/bin/python -c 'import fedmsg.crypto.x509_ng as x, zmq, fedora_messaging; assert x._cryptography' 2>/dev/null; then
+        echo "==> installing fedmsg, pyzmq, fedora-messaging into .venv (RELFLOW_TEST_PY=1)" >&2
+        .venv/bin/pip install --quiet --disable-pip-version-check \
+            "fedmsg==1.1.7" pyzmq fedora-messaging "pyOpenSSL<24.3" "service-identity<24.2"
+    fi
+fi
+
 if [ "${RELFLOW_SKIP_BUILD:-0}" != 1 ]; then
     echo "==> building relflow (release)" >&2
     cargo build --release --locked --bin relflow

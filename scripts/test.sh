@@ -40,7 +40,21 @@ fi
 wait_port 5672 RabbitMQ
 wait_port 5432 PostgreSQL
 
-RELFLOW_SKIP_BUILD=1 ./scripts/setup.sh
+RELFLOW_SKIP_BUILD=1 RELFLOW_TEST_PY=1 ./scripts/setup.sh
 
 say "cargo test (whole workspace)"
 cargo test --workspace --locked
+
+# The web page in headless Chromium (Debian's package) against a real
+# `relflow serve`; playwright-core is pinned in package-lock.json.
+say "browser test (crates/relflow/tests/browser)"
+need=()
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
+if ((${#need[@]})); then
+    say "installing ${need[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+cargo build -p relflow --locked
+(cd crates/relflow/tests/browser && npm ci --no-audit --no-fund --loglevel=error && node test.mjs)

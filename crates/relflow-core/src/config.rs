@@ -145,7 +145,7 @@ impl WorkerConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct QueueConfig {
     /// `amqp://...` for RabbitMQ. Unset: the embedded SQLite queue in `data_dir`.
@@ -154,12 +154,6 @@ pub struct QueueConfig {
     /// (`relflow.work`, `relflow.dead`, `relflow.retry.<delay>`), so several
     /// relflow setups can share a vhost.
     pub prefix: String,
-}
-
-impl Default for QueueConfig {
-    fn default() -> Self {
-        QueueConfig { url: None, prefix: String::new() }
-    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

@@ -48,8 +48,15 @@ pub struct PgStore {
 }
 
 fn pg(e: tokio_postgres::Error) -> StoreError {
-    StoreError::Backend(format!("PostgreSQL: {e}"))
+    // tokio-postgres says only "db error"; the server's words are inside.
+    match e.as_db_error() {
+        Some(db) => StoreError::Backend(format!("PostgreSQL: {}: {}", db.severity(), db.message())),
+        None => StoreError::Backend(format!("PostgreSQL: {e}")),
+    }
 }
+
+/// Any fixed key: serializes schema set-up between workers starting at once.
+const SCHEMA_LOCK: i64 = 0x72656c666c6f77; // "relflow"
 
 fn time(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
@@ -112,8 +119,13 @@ impl PgStore {
     /// Connects and creates the tables if needed. `url` is a libpq-style URL
     /// or key=value string, e.g. `postgres://relflow@db.example/relflow`.
     pub async fn connect(url: &str) -> Result<PgStore> {
-        let client = connect(url).await?;
-        client.batch_execute(SCHEMA).await.map_err(pg)?;
+        let mut client = connect(url).await?;
+        // Two `CREATE TABLE IF NOT EXISTS` at once can still collide in
+        // PostgreSQL's catalog, so workers starting together take turns.
+        let tx = client.transaction().await.map_err(pg)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK]).await.map_err(pg)?;
+        tx.batch_execute(SCHEMA).await.map_err(pg)?;
+        tx.commit().await.map_err(pg)?;
         Ok(PgStore { url: url.to_owned(), client: Mutex::new(Some(client)) })
     }
 

@@ -84,6 +84,36 @@ pub enum Command {
     /// Queue depth and run counts at a glance.
     Status(JsonFlag),
 
+    /// Take messages from the configured [[source]]s (fedmsg over ZeroMQ,
+    /// fedora-messaging over AMQP, webhooks) and put them on the work queue.
+    ///
+    /// Each message is decoded, its fedmsg signature checked where the source
+    /// requires one, deduped by id over [ingest] dedupe_window, and acked
+    /// upstream only once the work queue has it. SIGTERM or Ctrl-C stops
+    /// after the messages in hand.
+    Bridge,
+
+    /// Check fedmsg envelope files against [fedmsg] (CA, CRL, routing_policy).
+    ///
+    /// Prints `FILE: valid (signed by CN, serial N)` or `FILE: invalid:
+    /// REASON [check]` per file; exits non-zero if any is invalid.
+    Verify {
+        /// fedmsg envelope JSON files; `-` for stdin.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+
+    /// One process for everything: the HTTP API and web page, `/metrics`,
+    /// ingest (`POST /api/publish`) and a worker. Each part can be turned
+    /// off here or in the config's [http] table.
+    ///
+    /// Listens on [http] listen (default 127.0.0.1:8088). Replay, purge and
+    /// publish need `Authorization: Bearer <token>` ([http] token_file, token,
+    /// or RELFLOW_HTTP_TOKEN). SIGTERM drains like `relflow worker`.
+    Serve(ServeArgs),
+
     /// Internal: the per-run process supervisor (see relflow-ansible).
     #[command(name = "__supervise", hide = true)]
     Supervise,
@@ -105,6 +135,25 @@ pub struct PublishArgs {
     /// With --topic: the JSON body (read from stdin if omitted).
     /// Without --topic: message files (`-` for stdin).
     pub inputs: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (overrides [http] listen); port 0 picks a free one.
+    #[arg(long)]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Do not run a worker here (playbooks run in `relflow worker` processes).
+    #[arg(long)]
+    pub no_worker: bool,
+    /// Do not accept messages over HTTP (POST /api/publish).
+    #[arg(long)]
+    pub no_ingest: bool,
+    /// No HTTP server at all (only the worker and ingest tasks).
+    #[arg(long)]
+    pub no_http: bool,
+    /// Playbook runs at once (overrides worker.concurrency).
+    #[arg(long)]
+    pub concurrency: Option<usize>,
 }
 
 #[derive(Debug, Args)]

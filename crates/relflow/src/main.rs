@@ -4,6 +4,8 @@ mod backends;
 mod cli;
 mod commands;
 mod locks;
+mod metrics;
+mod serve;
 mod worker;
 
 use std::process::ExitCode;
@@ -44,7 +46,8 @@ fn init_logging(cli: &Cli) {
         (_, v) if v >= 2 => "trace",
         // The worker's status lines are its output; other commands print
         // results on stdout and keep stderr for warnings.
-        (Command::Worker(_), _) => "info",
+        (Command::Worker(_) | Command::Bridge, _) => "info",
+        (Command::Serve(_), _) => "info",
         _ => "warn",
     };
     let filter = EnvFilter::try_from_env("RELFLOW_LOG").unwrap_or_else(|_| EnvFilter::new(default));

@@ -25,13 +25,14 @@ use relflow_ansible::{ExtraVars, Outcome, PlaybookRun, RunInfo, RunResult, Runne
 use relflow_core::config::PlaybookError;
 use relflow_core::{match_rules, Config, Message, Rule};
 use relflow_queue::{Delivery, WorkQueue};
-use relflow_store::{NewRun, RunOutcome, RunStatus, RunStore, TaskCounts};
+use relflow_store::{LockGuard, NewRun, RunOutcome, RunStatus, RunStore, TaskCounts};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::locks::{KeyedGuard, KeyedLocks};
+use crate::metrics::Metrics;
 
 /// How long one `claim` waits before the loop checks for shutdown/drain.
 const CLAIM_WAIT: Duration = Duration::from_secs(1);
@@ -40,6 +41,8 @@ pub struct Worker {
     config: Arc<Config>,
     queue: Arc<dyn WorkQueue>,
     store: Arc<dyn RunStore>,
+    /// Counters for `/metrics` (`relflow serve`); private and unread otherwise.
+    metrics: Arc<Metrics>,
     runner: Arc<Runner>,
     /// Bounds playbook runs at once; shared by all messages in flight.
     run_slots: Arc<Semaphore>,
@@ -76,6 +79,10 @@ impl Worker {
         runner.ansible_config = config.ansible.config.clone();
         runner.env_passthrough = config.ansible.env.clone();
         runner.kill_grace = config.ansible.kill_grace;
+        let logs = config.data_dir.join("logs");
+        if let Err(e) = std::fs::create_dir_all(&logs) {
+            warn!("cannot create {} (running logs will not stream live): {e}", logs.display());
+        }
         let host = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
         Ok(Worker {
             runner: Arc::new(Runner::new(runner)?),
@@ -86,6 +93,7 @@ impl Worker {
             concurrency,
             groups: KeyedLocks::default(),
             messages: KeyedLocks::default(),
+            metrics: Arc::new(Metrics::new()),
             id: format!("{host}:{}", std::process::id()),
         })
     }
@@ -155,13 +163,18 @@ impl Worker {
     /// redelivers the message.
     async fn handle(&self, d: Delivery, kill: CancellationToken) {
         let settled = match Message::from_queue_payload(&d.payload, self.config.max_message_bytes) {
-            Err(e) => self.queue.dead_letter(&d, &format!("undecodable message: {e}")).await,
+            Err(e) => {
+                self.metrics.rejected("unknown", "undecodable");
+                self.metrics.dead_lettered("unknown");
+                self.queue.dead_letter(&d, &format!("undecodable message: {e}")).await
+            }
             Ok(_) if d.deliveries > self.config.worker.max_deliveries => {
                 let reason = format!(
                     "delivered {} times without finishing (over worker.max_deliveries); a worker probably \
                      crashed on it each time",
                     d.deliveries
                 );
+                self.metrics.dead_lettered("unknown");
                 self.queue.dead_letter(&d, &reason).await
             }
             Ok(msg) => {
@@ -202,6 +215,7 @@ impl Worker {
             warn!(rule = %rule.name, msg_id = %msg.id, "condition could not be evaluated, treating as no match: {err}");
         }
         if matches.rules.is_empty() {
+            self.metrics.noop(&msg.source);
             info!(msg_id = %msg.id, topic = %msg.topic, "no rule matched; acked as a no-op");
             if let Err(e) = self.store.count_noop().await {
                 warn!("cannot count the no-op: {e}");
@@ -209,12 +223,14 @@ impl Worker {
             return self.queue.ack(d).await;
         }
 
+        self.metrics.matched(&msg.source);
         // Several rules of one message run side by side (each still takes a run slot).
         let runs = matches.rules.iter().map(|rule| self.run_rule(rule, msg, d.attempt, kill.clone()));
         let results = join_all(runs).await;
 
         let mut permanent = Vec::new();
         let mut failed = Vec::new();
+        let mut failed_rules = Vec::new();
         let mut retry_left = false;
         for (rule, result) in matches.rules.iter().zip(results) {
             match result {
@@ -222,6 +238,7 @@ impl Worker {
                 RuleResult::Interrupted => return self.queue.release(d).await,
                 RuleResult::Permanent(why) => permanent.push(format!("rule {:?}: {why}", rule.name)),
                 RuleResult::Failed(why) => {
+                    failed_rules.push(rule.name.as_str());
                     retry_left |= d.attempt <= rule.retries;
                     failed.push(format!("rule {:?} (attempt {}/{}): {why}", rule.name, d.attempt, rule.retries + 1));
                 }
@@ -229,6 +246,7 @@ impl Worker {
         }
         if !permanent.is_empty() {
             permanent.extend(failed);
+            self.metrics.dead_lettered(&msg.source);
             return self.queue.dead_letter(d, &permanent.join("; ")).await;
         }
         if failed.is_empty() {
@@ -238,9 +256,11 @@ impl Worker {
         if retry_left {
             let delay = self.config.worker.backoff(d.attempt);
             info!(msg_id = %msg.id, ?delay, "retrying later: {reason}");
+            self.metrics.retried(&failed_rules);
             self.queue.retry(d, delay, &reason).await
         } else {
             warn!(msg_id = %msg.id, "no retries left, dead-lettering: {reason}");
+            self.metrics.dead_lettered(&msg.source);
             self.queue.dead_letter(d, &reason).await
         }
     }
@@ -262,8 +282,12 @@ impl Worker {
             return RuleResult::Failed("failed earlier; no retries left".into());
         }
         let playbook = self.config.playbook_path(rule, &msg.topic);
-        let _group = self.group_lock(rule).await;
+        let _group = match self.group_lock(rule, msg).await {
+            Ok(guard) => guard,
+            Err(e) => return RuleResult::Failed(format!("cannot take the concurrency-group lock: {e}")),
+        };
         let _slot = self.run_slots.acquire().await;
+        let _busy = self.metrics.busy();
         let run_id = uuid::Uuid::new_v4().to_string();
         let new_run = NewRun {
             id: run_id.clone(),
@@ -298,13 +322,18 @@ impl Worker {
             timeout: rule.timeout,
             vars: extra_vars(msg, &rule.name, &run_id, attempt),
             cwd: self.config.playbooks_dir.clone(),
-            log_path: None,
+            // Teed as it is written, so `relflow serve` can stream a running log.
+            log_path: Some(self.live_log(&run_id)),
         };
+        let started = std::time::Instant::now();
         let result = self.runner.run(&run, kill).await;
+        self.metrics.run_finished(&rule.name, outcome_label(&result), started.elapsed());
         let outcome = run_outcome(&result);
         info!(rule = %rule.name, run = %run_id, status = %outcome.status, exit_code = ?result.exit_code,
               ok = result.stats.ok, changed = result.stats.changed, failed = result.stats.failed, "run finished");
         self.finish(&run_id, &outcome).await;
+        // The store now holds the log; the live copy was only for streaming.
+        let _ = std::fs::remove_file(self.live_log(&run_id));
         match result.outcome {
             Outcome::Succeeded => RuleResult::Succeeded,
             Outcome::Cancelled => RuleResult::Interrupted,
@@ -313,14 +342,53 @@ impl Worker {
         }
     }
 
+    /// Shares `metrics` (the one `/metrics` renders) instead of a private set.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Worker {
+        metrics.set_slots(self.concurrency);
+        self.metrics = metrics;
+        self
+    }
+
+    /// Where a run's output is teed while it runs: `data_dir/logs/<run id>.log`.
+    fn live_log(&self, run_id: &str) -> std::path::PathBuf {
+        live_log_path(&self.config.data_dir, run_id)
+    }
+
     async fn finish(&self, run_id: &str, outcome: &RunOutcome) {
         if let Err(e) = self.store.finish(run_id, outcome).await {
             warn!(run = %run_id, "cannot record how the run ended: {e}");
         }
     }
 
-    async fn group_lock(&self, rule: &Rule) -> Option<KeyedGuard> {
-        Some(self.groups.lock(rule.concurrency_group.as_ref()?).await)
+    /// Waits for the rule's concurrency group: first among this worker's own
+    /// runs (cheap), then across all workers through the run store.
+    async fn group_lock(&self, rule: &Rule, msg: &Message) -> relflow_store::Result<Option<(KeyedGuard, LockGuard)>> {
+        let Some(spec) = &rule.concurrency_group else { return Ok(None) };
+        let group = spec.group_for(msg);
+        let local = self.groups.lock(&group).await;
+        let shared = self.store.lock(&group).await?;
+        Ok(Some((local, shared)))
+    }
+}
+
+/// `data_dir/logs/<run id>.log`: the live log of a running run (removed once
+/// the run is recorded; the run store keeps the log).
+pub fn live_log_path(data_dir: &std::path::Path, run_id: &str) -> std::path::PathBuf {
+    data_dir.join("logs").join(format!("{run_id}.log"))
+}
+
+/// The `outcome` label of `relflow_runs_total`: the run store's status words.
+fn outcome_label(r: &RunResult) -> &'static str {
+    run_outcome_status(r.outcome).as_str()
+}
+
+fn run_outcome_status(o: Outcome) -> RunStatus {
+    match o {
+        Outcome::Succeeded => RunStatus::Succeeded,
+        Outcome::Failed => RunStatus::Failed,
+        Outcome::TimedOut => RunStatus::TimedOut,
+        Outcome::Cancelled => RunStatus::Cancelled,
+        Outcome::SpawnFailed => RunStatus::Error,
     }
 }
 

@@ -272,3 +272,69 @@ pub fn validate(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::SourceConfig;
+    use crate::Config;
+
+    fn load(text: &str) -> Result<Config, String> {
+        Config::from_toml(Path::new("/etc/relflow/relflow.toml"), &format!("playbooks_dir = \"p\"\n{text}"))
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn sources_parse_with_defaults_and_relative_paths() {
+        let c = load(
+            r#"
+            [ingest]
+            dedupe_window = "2h"
+            [fedmsg]
+            ca_cert = "pki/ca.crt"
+            [[source]]
+            type = "fedmsg"
+            name = "hub"
+            endpoints = ["tcp://127.0.0.1:9940"]
+            [[source]]
+            type = "amqp"
+            name = "fm"
+            url = "amqps://broker/%2Fpublic_pubsub"
+            tls = { cert = "c.pem", key = "k.pem" }
+            [[source]]
+            type = "webhook"
+            name = "forge"
+            secret_file = "forge.secret"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.ingest.dedupe_window.as_secs(), 7200);
+        assert_eq!(c.fedmsg.as_ref().unwrap().ca_cert, Path::new("/etc/relflow/pki/ca.crt"));
+        match &c.sources[..] {
+            [SourceConfig::Fedmsg(f), SourceConfig::Amqp(a), SourceConfig::Webhook(w)] => {
+                assert!(f.require_signature, "signatures are required unless turned off");
+                assert_eq!((a.exchange.as_str(), a.queue_name(), a.bindings.clone()), ("amq.topic", "relflow-bridge.fm".into(), vec!["#".to_string()]));
+                assert_eq!(a.tls.as_ref().unwrap().cert.as_deref(), Some(Path::new("/etc/relflow/c.pem")));
+                assert_eq!(w.topic(), "relflow.webhook.forge");
+                assert_eq!(w.secret_file.as_deref(), Some(Path::new("/etc/relflow/forge.secret")));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn mistakes_are_refused_with_what_to_do() {
+        let e = load("[[source]]\ntype = \"fedmsg\"\nname = \"hub\"\nendpoints = [\"tcp://h:1\"]\n").unwrap_err();
+        assert!(e.contains("no [fedmsg] section"), "{e}");
+        let e = load("[[source]]\ntype = \"webhook\"\nname = \"x\"\n").unwrap_err();
+        assert!(e.contains("secret_file or secret"), "{e}");
+        let e = load("[[source]]\ntype = \"amqp\"\nname = \"x\"\nurl = \"amqp://h\"\nbindngs = []\n").unwrap_err();
+        assert!(e.contains("bindngs"), "{e}");
+        let e = load("[[source]]\ntype = \"zmq\"\nname = \"x\"\n").unwrap_err();
+        assert!(e.contains("zmq"), "{e}");
+        let two = "[[source]]\ntype = \"webhook\"\nname = \"x\"\nsecret = \"s\"\n";
+        let e = load(&format!("{two}{two}")).unwrap_err();
+        assert!(e.contains("names must be unique"), "{e}");
+    }
+}

@@ -6,11 +6,11 @@ use anyhow::{bail, Result};
 use relflow_core::{Config, Message};
 use serde_json::json;
 
-use crate::backends::Backends;
+use crate::backends::open_queue;
 use crate::cli::DeadLettersCommand;
 
 pub async fn run(config: &Config, cmd: DeadLettersCommand) -> Result<ExitCode> {
-    let queue = Backends::open(config)?.queue;
+    let queue = open_queue(config, 1).await?;
     match cmd {
         DeadLettersCommand::List { limit, json } => {
             let dead = queue.dead_letters(limit).await?;

@@ -1,11 +1,14 @@
 //! One module per subcommand; each returns the process exit code.
 
+mod bridge;
 mod check;
 mod dead_letters;
 mod dry_run;
 mod publish;
 mod runs;
+mod serve;
 mod status;
+mod verify;
 mod worker;
 
 use std::path::Path;
@@ -26,6 +29,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Runs(cmd) => runs::run(&config()?, cmd).await,
         Command::DeadLetters(cmd) => dead_letters::run(&config()?, cmd).await,
         Command::Status(json) => status::run(&config()?, json.json).await,
+        Command::Bridge => bridge::run(config()?).await,
+        Command::Verify { files, json } => verify::run(&config()?, &files, json.json),
+        Command::Serve(args) => serve::run(config()?, args).await,
         Command::Supervise => anyhow::bail!("__supervise is internal: relflow starts it itself"),
     }
 }

@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use relflow_core::{Config, Message};
 use serde_json::Value;
 
-use crate::backends::Backends;
+use crate::backends::open_queue;
 use crate::cli::PublishArgs;
 
 pub async fn run(config: &Config, args: PublishArgs) -> Result<ExitCode> {
@@ -29,10 +29,10 @@ pub async fn run(config: &Config, args: PublishArgs) -> Result<ExitCode> {
             messages
         }
     };
-    let backends = Backends::open(config)?;
+    let queue = open_queue(config, 1).await?;
     let total = messages.len();
     for (i, msg) in messages.iter().enumerate() {
-        backends.queue.enqueue(&msg.to_queue_payload()).await?;
+        queue.enqueue(&msg.to_queue_payload()).await?;
         println!("published {} ({}) [{}/{total}]", msg.id, msg.topic, i + 1);
     }
     Ok(ExitCode::SUCCESS)

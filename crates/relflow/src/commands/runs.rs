@@ -6,12 +6,12 @@ use anyhow::{bail, Context, Result};
 use relflow_core::Config;
 use relflow_store::{RunDetail, RunFilter, RunStatus, RunStore};
 
-use crate::backends::Backends;
+use crate::backends::open_store;
 
 use crate::cli::{RunsCommand, RunsListArgs};
 
 pub async fn run(config: &Config, cmd: RunsCommand) -> Result<ExitCode> {
-    let store = Backends::open(config)?.store;
+    let store = open_store(config).await?;
     let store = store.as_ref();
     match cmd {
         RunsCommand::List(args) => list(store, args).await,

@@ -10,7 +10,7 @@ use serde_json::json;
 use crate::backends::Backends;
 
 pub async fn run(config: &Config, as_json: bool) -> Result<ExitCode> {
-    let b = Backends::open(config)?;
+    let b = Backends::open(config, 1).await?;
     let depth = b.queue.depth().await?;
     let mut runs = serde_json::Map::new();
     for status in RunStatus::ALL {

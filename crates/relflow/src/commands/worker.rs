@@ -13,8 +13,8 @@ use crate::cli::WorkerArgs;
 use crate::worker::Worker;
 
 pub async fn run(config: Config, args: WorkerArgs) -> Result<ExitCode> {
-    let backends = Backends::open(&config)?;
     let concurrency = args.concurrency.unwrap_or(config.worker.concurrency).max(1);
+    let backends = Backends::open(&config, concurrency).await?;
     let worker = Arc::new(Worker::new(Arc::new(config), backends.queue, backends.store, concurrency)?);
     let shutdown = CancellationToken::new();
     let mut term = signal(SignalKind::terminate())?;

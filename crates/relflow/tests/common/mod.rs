@@ -47,6 +47,12 @@ impl Env {
 
     /// `worker` is extra lines for the [worker] table.
     pub fn with_settings(worker: &str, rules: &str) -> Env {
+        Self::with_tables(worker, "", rules)
+    }
+
+    /// Like `with_settings`, plus whole tables (e.g. `[queue]`, `[store]`)
+    /// placed before the rules.
+    pub fn with_tables(worker: &str, tables: &str, rules: &str) -> Env {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("playbooks")).unwrap();
         let config = dir.path().join("relflow.toml");
@@ -58,7 +64,7 @@ impl Env {
         worker_table.extend(worker.lines());
         let text = format!(
             "playbooks_dir = \"playbooks\"\ndata_dir = \"data\"\n\n[ansible]\nplaybook_cmd = {:?}\n\
-             inventory = \"localhost,\"\nkill_grace = \"1s\"\n\n[worker]\n{}\n\n{rules}",
+             inventory = \"localhost,\"\nkill_grace = \"1s\"\n\n[worker]\n{}\n\n{tables}\n\n{rules}",
             ansible_playbook().display().to_string(),
             worker_table.join("\n")
         );
@@ -99,10 +105,28 @@ impl Env {
         serde_json::from_str(&self.ok(&args)).unwrap()
     }
 
+    /// Starts `relflow worker` in the background. Its log goes to a file in
+    /// the test's dir (`worker-N.log`), never to a pipe: an unread pipe fills
+    /// up and blocks the worker on its next log line.
     pub fn spawn_worker(&self, extra: &[&str]) -> Child {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
         let mut args = vec!["worker"];
         args.extend_from_slice(extra);
-        self.command(&args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap()
+        let log = std::fs::File::create(self.path(&format!("worker-{}.log", N.fetch_add(1, Ordering::Relaxed)))).unwrap();
+        self.command(&args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(log).spawn().unwrap()
+    }
+
+    /// Every `worker-N.log` of this test, for failure messages.
+    pub fn worker_logs(&self) -> String {
+        let mut logs = String::new();
+        for entry in std::fs::read_dir(self.dir.path()).unwrap().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with("worker-") {
+                logs += &format!("--- {name}\n{}\n", std::fs::read_to_string(entry.path()).unwrap_or_default());
+            }
+        }
+        logs
     }
 
     pub fn runs(&self) -> Vec<Value> {
@@ -154,4 +178,64 @@ pub fn processes_with(needle: &str) -> Vec<u32> {
 
 pub fn exists(p: &Path) -> bool {
     p.exists()
+}
+
+/// A private RabbitMQ vhost and PostgreSQL database for one test, deleted
+/// when dropped: what several worker hosts would share.
+pub struct Shared {
+    pub vhost: String,
+    pub db: String,
+}
+
+fn sh(program: &str, args: &[&str]) -> Output {
+    let out = Command::new(program).args(args).output().unwrap_or_else(|e| panic!("{program}: {e}"));
+    assert!(out.status.success(), "{program} {args:?}: {}", describe(&out));
+    out
+}
+
+impl Shared {
+    pub fn new() -> Shared {
+        let id = uuid_like();
+        let shared = Shared { vhost: format!("relflow-test-{id}"), db: format!("relflow_test_{id}") };
+        sh("rabbitmqctl", &["-q", "add_vhost", &shared.vhost]);
+        sh("rabbitmqctl", &["-q", "set_permissions", "-p", &shared.vhost, "guest", ".*", ".*", ".*"]);
+        sh("psql", &["-h", "127.0.0.1", "-U", "postgres", "-qc", &format!("CREATE DATABASE {}", shared.db)]);
+        shared
+    }
+
+    /// `[queue]` and `[store]` tables pointing at them.
+    pub fn tables(&self) -> String {
+        format!(
+            "[queue]\nurl = \"amqp://guest:guest@127.0.0.1:5672/{}\"\n\n[store]\nurl = \"host=127.0.0.1 user=postgres dbname={}\"\n",
+            self.vhost, self.db
+        )
+    }
+
+    /// `rabbitmqctl list_queues` for the vhost: (name, ready, unacked).
+    pub fn queues(&self) -> Vec<(String, u64, u64)> {
+        let out = sh("rabbitmqctl", &["-q", "list_queues", "-p", &self.vhost, "name", "messages_ready", "messages_unacknowledged", "--no-table-headers"]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                Some((f.first()?.to_string(), f.get(1)?.parse().ok()?, f.get(2)?.parse().ok()?))
+            })
+            .collect()
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        let _ = Command::new("rabbitmqctl").args(["-q", "delete_vhost", &self.vhost]).output();
+        let _ = Command::new("psql")
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-qc", &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.db)])
+            .output();
+    }
+}
+
+fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    format!("{}_{}_{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed), nanos % 100_000)
 }

@@ -1,0 +1,228 @@
+//! "Have we queued this message id recently?", remembered in a small SQLite
+//! file in `data_dir`, so a restarted bridge still knows what it queued.
+//!
+//! The same event reaches relflow more than once in normal operation: two
+//! fedmsg relays carry it, an AMQP broker redelivers what a killed bridge had
+//! not acked, a webhook sender retries. Each id is queued once per
+//! `dedupe_window`. The record is written *after* the work queue confirmed
+//! the enqueue: a crash in between can let one duplicate through, never lose a
+//! message (and the worker never re-runs a (message id, rule) that already
+//! succeeded, so that duplicate is harmless).
+//!
+//! Two copies arriving at the same moment (two relays) must not both pass the
+//! check before either is recorded, so an id being enqueued is "in flight":
+//! a second copy waits until the first is recorded (then it is a duplicate)
+//! or failed (then it gets its turn).
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+/// Delete expired ids every this many records.
+const PRUNE_EVERY: u64 = 1000;
+
+#[derive(Debug, thiserror::Error)]
+#[error("dedupe store {path}: {source}")]
+pub struct DedupeError {
+    path: String,
+    #[source]
+    source: rusqlite::Error,
+}
+
+/// The dedupe window, persisted. Cheap to clone.
+#[derive(Clone)]
+pub struct Dedupe {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: String,
+    conn: Mutex<(Connection, u64)>,
+    window: Duration,
+    in_flight: Mutex<HashSet<String>>,
+}
+
+/// Answer to [`Dedupe::claim`].
+pub enum Claim {
+    /// Not seen in the window: enqueue it, then [`Ticket::commit`].
+    Fresh(Ticket),
+    /// Queued already within the window.
+    Seen,
+}
+
+/// The right to enqueue one id. Dropping it without [`commit`](Ticket::commit)
+/// (the enqueue failed) lets the next copy of the message through.
+pub struct Ticket {
+    dedupe: Dedupe,
+    id: String,
+    done: bool,
+}
+
+impl Dedupe {
+    /// Opens (or creates) the store at `path`.
+    pub fn open(path: &Path, window: Duration) -> Result<Dedupe, DedupeError> {
+        let err = |source| DedupeError { path: path.display().to_string(), source };
+        let conn = Connection::open(path).map_err(err)?;
+        // WAL + NORMAL: a power cut may forget the last few ids, which costs
+        // at most a harmless duplicate (see the module docs), never a message.
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = NORMAL;
+             PRAGMA busy_timeout = 10000;
+             CREATE TABLE IF NOT EXISTS ingest_seen (
+                 id TEXT PRIMARY KEY,
+                 seen_at INTEGER NOT NULL
+             );
+             CREATE INDEX IF NOT EXISTS ingest_seen_at ON ingest_seen (seen_at);",
+        )
+        .map_err(err)?;
+        Ok(Dedupe {
+            inner: Arc::new(Inner {
+                path: path.display().to_string(),
+                conn: Mutex::new((conn, 0)),
+                window,
+                in_flight: Mutex::new(HashSet::new()),
+            }),
+        })
+    }
+
+    /// Whether `id` may be enqueued now. Waits while another copy of the same
+    /// id is being enqueued.
+    pub async fn claim(&self, id: &str) -> Result<Claim, DedupeError> {
+        loop {
+            {
+                let mut in_flight = self.inner.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+                if !in_flight.contains(id) {
+                    if self.seen(id)? {
+                        return Ok(Claim::Seen);
+                    }
+                    in_flight.insert(id.to_owned());
+                    return Ok(Claim::Fresh(Ticket { dedupe: self.clone(), id: id.to_owned(), done: false }));
+                }
+            }
+            // Rare (two copies within an enqueue's time): poll briefly.
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    /// Whether `id` was recorded within the window.
+    pub fn seen(&self, id: &str) -> Result<bool, DedupeError> {
+        let guard = self.inner.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let at: Option<i64> = guard
+            .0
+            .query_row("SELECT seen_at FROM ingest_seen WHERE id = ?1", [id], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.err(e))?;
+        Ok(at.is_some_and(|t| t >= self.cutoff()))
+    }
+
+    /// How many ids are remembered (expired ones included until pruned).
+    pub fn len(&self) -> Result<u64, DedupeError> {
+        let guard = self.inner.conn.lock().unwrap_or_else(|e| e.into_inner());
+        guard.0.query_row("SELECT count(*) FROM ingest_seen", [], |r| r.get(0)).map_err(|e| self.err(e))
+    }
+
+    pub fn is_empty(&self) -> Result<bool, DedupeError> {
+        Ok(self.len()? == 0)
+    }
+
+    fn record(&self, id: &str) -> Result<(), DedupeError> {
+        let mut guard = self.inner.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let (conn, count) = &mut *guard;
+        conn.execute("INSERT OR REPLACE INTO ingest_seen (id, seen_at) VALUES (?1, ?2)", params![id, now_ms()])
+            .map_err(|e| self.err(e))?;
+        *count += 1;
+        if *count % PRUNE_EVERY == 1 {
+            conn.execute("DELETE FROM ingest_seen WHERE seen_at < ?1", [self.cutoff()]).map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
+    fn cutoff(&self) -> i64 {
+        now_ms().saturating_sub(self.inner.window.as_millis().min(i64::MAX as u128) as i64)
+    }
+
+    fn err(&self, source: rusqlite::Error) -> DedupeError {
+        DedupeError { path: self.inner.path.clone(), source }
+    }
+}
+
+impl Ticket {
+    /// The message is on the work queue: remember its id.
+    pub fn commit(mut self) -> Result<(), DedupeError> {
+        self.done = true;
+        let result = self.dedupe.record(&self.id);
+        self.release();
+        result
+    }
+
+    fn release(&self) {
+        self.dedupe.inner.in_flight.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.id);
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if !self.done {
+            self.release();
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_id_is_fresh_once_and_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dedupe.sqlite3");
+        let d = Dedupe::open(&path, Duration::from_secs(3600)).unwrap();
+        let Claim::Fresh(t) = d.claim("a").await.unwrap() else { panic!("first copy must be fresh") };
+        t.commit().unwrap();
+        assert!(matches!(d.claim("a").await.unwrap(), Claim::Seen));
+        drop(d);
+        let d = Dedupe::open(&path, Duration::from_secs(3600)).unwrap();
+        assert!(matches!(d.claim("a").await.unwrap(), Claim::Seen), "a restart must still dedupe");
+        assert!(matches!(d.claim("b").await.unwrap(), Claim::Fresh(_)));
+    }
+
+    #[tokio::test]
+    async fn a_failed_enqueue_lets_the_next_copy_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = Dedupe::open(&dir.path().join("d.sqlite3"), Duration::from_secs(3600)).unwrap();
+        let Claim::Fresh(t) = d.claim("x").await.unwrap() else { panic!() };
+        drop(t); // enqueue failed
+        assert!(matches!(d.claim("x").await.unwrap(), Claim::Fresh(_)));
+    }
+
+    #[tokio::test]
+    async fn a_concurrent_copy_waits_for_the_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = Dedupe::open(&dir.path().join("d.sqlite3"), Duration::from_secs(3600)).unwrap();
+        let Claim::Fresh(t) = d.claim("x").await.unwrap() else { panic!() };
+        let d2 = d.clone();
+        let second = tokio::spawn(async move { matches!(d2.claim("x").await.unwrap(), Claim::Seen) });
+        tokio::task::yield_now().await;
+        t.commit().unwrap();
+        assert!(second.await.unwrap(), "the second copy is a duplicate once the first is recorded");
+    }
+
+    #[tokio::test]
+    async fn ids_older_than_the_window_are_fresh_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = Dedupe::open(&dir.path().join("d.sqlite3"), Duration::ZERO).unwrap();
+        let Claim::Fresh(t) = d.claim("x").await.unwrap() else { panic!() };
+        t.commit().unwrap();
+        // A zero window: anything recorded before "now" has expired.
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(matches!(d.claim("x").await.unwrap(), Claim::Fresh(_)));
+    }
+}

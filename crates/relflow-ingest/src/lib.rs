@@ -1,0 +1,139 @@
+//! relflow's sources: the buses and hooks messages come from, and the one
+//! path they all take to the work queue.
+//!
+//! ```text
+//!  fedmsg (ZeroMQ SUB)  --\
+//!  AMQP topic exchange  ---+--> Sink: decode, verify, validate -> dedupe -> WorkQueue::enqueue
+//!  POST /hooks/{name}   --/
+//! ```
+//!
+//! Every source has the same shape, [`Source`]: it runs until `shutdown` is
+//! cancelled and hands what it receives to the [`Sink`]. It lets go of a
+//! message (acks upstream) only once the sink has an answer; an error from
+//! the sink means "keep it and retry". Adding a source is one file with one
+//! `impl Source`, plus a variant in `relflow_core::config::ingest::SourceConfig`.
+//!
+//! Embedding (what `relflow bridge` does, and what `relflow serve` can do):
+//!
+//! ```no_run
+//! # async fn f(config: relflow_core::Config, queue: std::sync::Arc<dyn relflow_queue::WorkQueue>) -> anyhow::Result<()> {
+//! let shutdown = tokio_util::sync::CancellationToken::new();
+//! let sink = relflow_ingest::Sink::open(&config, queue)?;
+//! // fedmsg and AMQP sources, in the background:
+//! let sources = relflow_ingest::run_sources(&config, sink.clone(), shutdown.clone());
+//! // webhooks, merged into an existing axum app:
+//! let app = axum::Router::new().merge(relflow_ingest::webhook::router(&relflow_ingest::webhooks(&config), sink)?);
+//! # let _ = app;
+//! shutdown.cancel();
+//! sources.await??;
+//! # Ok(()) }
+//! ```
+
+pub mod amqp;
+pub mod dedupe;
+pub mod sink;
+pub mod webhook;
+pub mod zmq;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use relflow_core::config::ingest::WebhookSource;
+use relflow_core::config::SourceConfig;
+use relflow_core::Config;
+use relflow_queue::WorkQueue;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use dedupe::Dedupe;
+pub use sink::{Envelope, Event, Outcome, Sink, SinkError, Stats};
+
+/// Something messages come from.
+#[async_trait]
+pub trait Source: Send {
+    /// The `[[source]]` name, for logs.
+    fn name(&self) -> &str;
+
+    /// Receives until `shutdown` is cancelled, handing each message to
+    /// `sink`, and returns `Ok` then. Connection failures are retried
+    /// inside; an `Err` is a problem retrying cannot fix (bad address,
+    /// unreadable secret file).
+    async fn run(self: Box<Self>, sink: Sink, shutdown: CancellationToken) -> anyhow::Result<()>;
+}
+
+/// The bus sources of a config (fedmsg and AMQP; webhooks are routes,
+/// see [`webhook::router`]).
+pub fn bus_sources(config: &Config) -> Vec<Box<dyn Source>> {
+    config
+        .sources
+        .iter()
+        .filter_map(|s| -> Option<Box<dyn Source>> {
+            match s {
+                SourceConfig::Fedmsg(f) => Some(Box::new(zmq::ZmqSource::new(f.clone()))),
+                SourceConfig::Amqp(a) => Some(Box::new(amqp::AmqpSource::new(a.clone()))),
+                SourceConfig::Webhook(_) => None,
+            }
+        })
+        .collect()
+}
+
+/// The webhook sources of a config.
+pub fn webhooks(config: &Config) -> Vec<WebhookSource> {
+    config
+        .sources
+        .iter()
+        .filter_map(|s| match s {
+            SourceConfig::Webhook(w) => Some(w.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Runs every fedmsg and AMQP source of `config` in the background. The
+/// handle finishes after `shutdown` is cancelled (each source finishes the
+/// message it is handling first), or with the first source's error (the
+/// others are then stopped).
+pub fn run_sources(config: &Config, sink: Sink, shutdown: CancellationToken) -> JoinHandle<anyhow::Result<()>> {
+    run(bus_sources(config), sink, shutdown)
+}
+
+/// Everything `relflow bridge` runs: the bus sources, plus the webhooks
+/// served on `[ingest] listen` when there are any.
+pub fn bridge(config: &Config, queue: Arc<dyn WorkQueue>, shutdown: CancellationToken) -> anyhow::Result<(Sink, JoinHandle<anyhow::Result<()>>)> {
+    let sink = Sink::open(config, queue)?;
+    let mut sources = bus_sources(config);
+    let hooks = webhooks(config);
+    if !hooks.is_empty() {
+        sources.push(Box::new(webhook::WebhookServer::new(config.ingest.listen.clone(), hooks)));
+    }
+    if sources.is_empty() {
+        anyhow::bail!("no [[source]] in {}: nothing to bridge (see crates/relflow-ingest/README.md)", config.path.display());
+    }
+    let handle = run(sources, sink.clone(), shutdown);
+    Ok((sink, handle))
+}
+
+/// Runs `sources` side by side until shutdown or the first error.
+pub fn run(sources: Vec<Box<dyn Source>>, sink: Sink, shutdown: CancellationToken) -> JoinHandle<anyhow::Result<()>> {
+    tokio::spawn(async move {
+        let stop = shutdown.child_token();
+        let mut tasks = tokio::task::JoinSet::new();
+        for source in sources {
+            let (sink, stop) = (sink.clone(), stop.clone());
+            tasks.spawn(async move {
+                let name = source.name().to_owned();
+                source.run(sink, stop).await.map_err(|e| e.context(format!("source {name:?}")))
+            });
+        }
+        let mut first_error = None;
+        while let Some(done) = tasks.join_next().await {
+            let result = done.map_err(anyhow::Error::from).and_then(|r| r);
+            if let Err(e) = result {
+                tracing::error!("{e:#}");
+                stop.cancel();
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    })
+}

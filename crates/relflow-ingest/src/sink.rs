@@ -1,0 +1,249 @@
+//! Where every source delivers: validate, dedupe, enqueue, in that order.
+//!
+//! A source hands over what it got (a fedmsg envelope as bytes, or a
+//! [`Message`] it built) and learns one of three things:
+//!
+//! * [`Outcome::Queued`]: the message is durable on the work queue;
+//! * [`Outcome::Duplicate`]: its id was queued within the dedupe window;
+//! * [`Outcome::Rejected`]: it can never be accepted (undecodable, bad
+//!   signature, ...), with the check that failed and a reason.
+//!
+//! In all three cases the source may let go of it (ack upstream). An `Err`
+//! means the queue or the dedupe store failed: nothing was decided, and the
+//! source must keep the message (not ack) and try again later.
+//!
+//! Every decision is counted ([`Sink::stats`]), logged, and broadcast
+//! ([`Sink::events`]) for metrics, the web page and tests.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use relflow_core::{Config, Message};
+use relflow_fedmsg::Verifier;
+use relflow_queue::{QueueError, WorkQueue};
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+use crate::dedupe::{Claim, Dedupe, DedupeError};
+
+/// What became of one incoming message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    Queued,
+    Duplicate,
+    Rejected {
+        /// The check that failed: `decode`, `topic_mismatch`, `too_large`,
+        /// `hmac`, or a signature check (`unsigned`, `bad_signature`,
+        /// `revoked`, `cert_expired`, `untrusted_issuer`, `policy_denied`, ...).
+        check: String,
+        reason: String,
+    },
+}
+
+impl Outcome {
+    pub fn rejected(check: impl Into<String>, reason: impl Into<String>) -> Outcome {
+        Outcome::Rejected { check: check.into(), reason: reason.into() }
+    }
+}
+
+/// One decision, as broadcast by [`Sink::events`].
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    /// `fedmsg:<name>`, `amqp:<name>`, `webhook:<name>`.
+    pub source: String,
+    pub id: Option<String>,
+    pub topic: Option<String>,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+/// The sink could not decide: keep the message and retry.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("cannot enqueue: {0}")]
+    Queue(#[from] QueueError),
+    #[error(transparent)]
+    Dedupe(#[from] DedupeError),
+}
+
+/// Counters since start, for `/metrics` and status lines.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Stats {
+    pub queued: u64,
+    pub duplicates: u64,
+    pub rejected: u64,
+    /// Rejections per failed check.
+    pub rejected_by_check: BTreeMap<String, u64>,
+    /// Enqueue or dedupe failures (the message was kept for a retry).
+    pub errors: u64,
+}
+
+/// A fedmsg envelope (or fedora-messaging JSON) as raw bytes.
+pub struct Envelope<'a> {
+    /// `fedmsg:<name>`, ... (becomes [`Message::source`]).
+    pub source: &'a str,
+    pub bytes: &'a [u8],
+    /// Verify the X.509 signature against `[fedmsg]` and refuse on failure.
+    pub require_signature: bool,
+    /// The ZeroMQ topic frame: must equal the envelope's `topic`.
+    pub frame_topic: Option<&'a [u8]>,
+}
+
+/// Validates, dedupes and enqueues. Cheap to clone; share one per process
+/// so all sources dedupe against each other.
+#[derive(Clone)]
+pub struct Sink {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    queue: Arc<dyn WorkQueue>,
+    dedupe: Dedupe,
+    verifier: Option<Arc<Verifier>>,
+    max_bytes: usize,
+    queued: AtomicU64,
+    duplicates: AtomicU64,
+    rejected: AtomicU64,
+    errors: AtomicU64,
+    by_check: Mutex<BTreeMap<String, u64>>,
+    events: broadcast::Sender<Event>,
+}
+
+impl Sink {
+    pub fn new(queue: Arc<dyn WorkQueue>, dedupe: Dedupe, verifier: Option<Verifier>, max_bytes: usize) -> Sink {
+        Sink {
+            inner: Arc::new(Inner {
+                queue,
+                dedupe,
+                verifier: verifier.map(Arc::new),
+                max_bytes,
+                queued: AtomicU64::new(0),
+                duplicates: AtomicU64::new(0),
+                rejected: AtomicU64::new(0),
+                errors: AtomicU64::new(0),
+                by_check: Mutex::new(BTreeMap::new()),
+                events: broadcast::channel(4096).0,
+            }),
+        }
+    }
+
+    /// The sink a config asks for: dedupe store `data_dir/ingest.sqlite3`
+    /// with `[ingest] dedupe_window`, verifier from `[fedmsg]`.
+    pub fn open(config: &Config, queue: Arc<dyn WorkQueue>) -> anyhow::Result<Sink> {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
+        let dedupe = Dedupe::open(&config.data_dir.join("ingest.sqlite3"), config.ingest.dedupe_window)?;
+        let verifier = match &config.fedmsg {
+            None => None,
+            Some(f) => Some(Verifier::from_config(f).context("[fedmsg]: cannot load the CA or CRL")?),
+        };
+        Ok(Sink::new(queue, dedupe, verifier, config.max_message_bytes))
+    }
+
+    /// Decodes a fedmsg envelope or fedora-messaging JSON, checks the topic
+    /// frame and (when required) the signature, then [`submit`](Sink::submit)s it.
+    pub async fn submit_envelope(&self, e: Envelope<'_>) -> Result<Outcome, SinkError> {
+        let msg = match Message::decode(e.bytes, e.source, self.inner.max_bytes) {
+            Ok(m) => m,
+            Err(err) => return Ok(self.reject(e.source, None, None, "decode", err.to_string())),
+        };
+        if let Some(frame) = e.frame_topic {
+            if frame != msg.topic.as_bytes() {
+                let reason = format!(
+                    "the ZeroMQ topic frame {:?} differs from the envelope's topic {:?}",
+                    String::from_utf8_lossy(frame),
+                    msg.topic
+                );
+                return Ok(self.reject(e.source, Some(&msg.id), Some(&msg.topic), "topic_mismatch", reason));
+            }
+        }
+        if e.require_signature {
+            let Some(verifier) = &self.inner.verifier else {
+                let reason = "a signature is required but no [fedmsg] ca_cert is configured";
+                return Ok(self.reject(e.source, Some(&msg.id), Some(&msg.topic), "no_ca", reason.into()));
+            };
+            if let Err(err) = verifier.verify(e.bytes) {
+                return Ok(self.reject(e.source, Some(&msg.id), Some(&msg.topic), err.kind(), err.to_string()));
+            }
+        }
+        self.submit(msg).await
+    }
+
+    /// Dedupes and enqueues a message a source built itself.
+    pub async fn submit(&self, msg: Message) -> Result<Outcome, SinkError> {
+        let payload = msg.to_queue_payload();
+        if payload.len() > self.inner.max_bytes {
+            let reason = format!("message is {} bytes, over max_message_bytes ({})", payload.len(), self.inner.max_bytes);
+            return Ok(self.reject(&msg.source, Some(&msg.id), Some(&msg.topic), "too_large", reason));
+        }
+        let ticket = match self.inner.dedupe.claim(&msg.id).await.inspect_err(|_| self.count_error())? {
+            Claim::Seen => {
+                self.inner.duplicates.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(source = %msg.source, id = %msg.id, topic = %msg.topic, "duplicate: already queued");
+                self.emit(&msg.source, Some(&msg.id), Some(&msg.topic), Outcome::Duplicate);
+                return Ok(Outcome::Duplicate);
+            }
+            Claim::Fresh(ticket) => ticket,
+        };
+        self.inner.queue.enqueue(&payload).await.inspect_err(|_| self.count_error())?;
+        ticket.commit().inspect_err(|_| self.count_error())?;
+        self.inner.queued.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(source = %msg.source, id = %msg.id, topic = %msg.topic, "queued");
+        self.emit(&msg.source, Some(&msg.id), Some(&msg.topic), Outcome::Queued);
+        Ok(Outcome::Queued)
+    }
+
+    /// Records a message a source refused before it was a [`Message`]
+    /// (bad HMAC, body not JSON, ...), and returns the outcome to report.
+    pub fn reject(&self, source: &str, id: Option<&str>, topic: Option<&str>, check: &str, reason: String) -> Outcome {
+        self.inner.rejected.fetch_add(1, Ordering::Relaxed);
+        *self.inner.by_check.lock().unwrap_or_else(|e| e.into_inner()).entry(check.to_owned()).or_default() += 1;
+        tracing::warn!(source, id, topic, check, "rejected: {reason}");
+        let outcome = Outcome::rejected(check, reason);
+        self.emit(source, id, topic, outcome.clone());
+        outcome
+    }
+
+    /// Every decision from now on. Slow receivers miss events (lagged), the
+    /// sink never waits for them.
+    pub fn events(&self) -> broadcast::Receiver<Event> {
+        self.inner.events.subscribe()
+    }
+
+    pub fn stats(&self) -> Stats {
+        let i = &self.inner;
+        Stats {
+            queued: i.queued.load(Ordering::Relaxed),
+            duplicates: i.duplicates.load(Ordering::Relaxed),
+            rejected: i.rejected.load(Ordering::Relaxed),
+            rejected_by_check: i.by_check.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            errors: i.errors.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The configured fedmsg verifier, if any.
+    pub fn verifier(&self) -> Option<&Verifier> {
+        self.inner.verifier.as_deref()
+    }
+
+    pub fn max_bytes(&self) -> usize {
+        self.inner.max_bytes
+    }
+
+    fn count_error(&self) {
+        self.inner.errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn emit(&self, source: &str, id: Option<&str>, topic: Option<&str>, outcome: Outcome) {
+        // No receiver is fine: nobody is watching.
+        let _ = self.inner.events.send(Event {
+            source: source.to_owned(),
+            id: id.map(str::to_owned),
+            topic: topic.map(str::to_owned),
+            outcome,
+        });
+    }
+}

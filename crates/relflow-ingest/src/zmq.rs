@@ -1,0 +1,140 @@
+//! fedmsg over ZeroMQ: SUB to publishers, `[topic, envelope]` messages.
+//!
+//! fedmsg publishers bind a PUB socket and send every message as two frames:
+//! the topic, then the JSON envelope. Subscribers connect and subscribe to
+//! topic prefixes (the publisher filters). One SUB socket per endpoint, so a
+//! publisher that is down never holds up the others; the `zeromq` crate
+//! reconnects with backoff when a publisher restarts and re-sends the
+//! subscriptions.
+//!
+//! fedmsg is fire-and-forget: a message published while nobody is connected
+//! is gone, and there is nothing to ack. What arrives is handed to the sink
+//! at once; if the work queue is down the sink's error is retried here (with
+//! backoff) so the message is not dropped while we still hold it.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use relflow_core::config::ingest::FedmsgSource;
+use tokio_util::sync::CancellationToken;
+use zeromq::{Socket, SocketRecv, SubSocket, ZmqMessage};
+
+use crate::sink::{Envelope, Sink};
+use crate::Source;
+
+/// A fedmsg `[[source]]`.
+pub struct ZmqSource {
+    config: FedmsgSource,
+}
+
+impl ZmqSource {
+    pub fn new(config: FedmsgSource) -> ZmqSource {
+        ZmqSource { config }
+    }
+}
+
+#[async_trait]
+impl Source for ZmqSource {
+    fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    async fn run(self: Box<Self>, sink: Sink, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let label = format!("fedmsg:{}", self.config.name);
+        let mut tasks = tokio::task::JoinSet::new();
+        for endpoint in &self.config.endpoints {
+            let sub = Subscriber {
+                label: label.clone(),
+                endpoint: endpoint.clone(),
+                topics: self.config.topics.clone(),
+                require_signature: self.config.require_signature,
+            };
+            tasks.spawn(sub.run(sink.clone(), shutdown.clone()));
+        }
+        while let Some(done) = tasks.join_next().await {
+            done??;
+        }
+        Ok(())
+    }
+}
+
+/// One endpoint's SUB socket.
+struct Subscriber {
+    label: String,
+    endpoint: String,
+    topics: Vec<String>,
+    require_signature: bool,
+}
+
+impl Subscriber {
+    async fn run(self, sink: Sink, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let mut socket = SubSocket::new();
+        let prefixes = if self.topics.is_empty() { vec![String::new()] } else { self.topics.clone() };
+        // Remembered by the socket and sent to every (re)connected publisher.
+        for t in &prefixes {
+            socket.subscribe(t).await?;
+        }
+        tracing::info!(source = %self.label, endpoint = %self.endpoint, "connecting");
+        // Waits (retrying) until the publisher is there.
+        tokio::select! {
+            r = socket.connect(&self.endpoint) => r.map_err(|e| anyhow::anyhow!(
+                "{}: cannot connect to {}: {e} (check the endpoint is tcp://host:port)", self.label, self.endpoint))?,
+            _ = shutdown.cancelled() => return Ok(()),
+        }
+        tracing::info!(source = %self.label, endpoint = %self.endpoint, "connected");
+        loop {
+            let received = tokio::select! {
+                r = socket.recv() => r,
+                _ = shutdown.cancelled() => break,
+            };
+            match received {
+                Ok(frames) => self.handle(&sink, &shutdown, frames, &prefixes).await,
+                Err(e) => {
+                    // A publisher went away: the socket reconnects by itself.
+                    tracing::debug!(source = %self.label, endpoint = %self.endpoint, "receive: {e}");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                        _ = shutdown.cancelled() => break,
+                    }
+                }
+            }
+        }
+        socket.close().await;
+        Ok(())
+    }
+
+    async fn handle(&self, sink: &Sink, shutdown: &CancellationToken, frames: ZmqMessage, prefixes: &[String]) {
+        let (topic, body) = match (frames.len(), frames.get(0), frames.get(1)) {
+            (2, Some(t), Some(b)) => (t.clone(), b.clone()),
+            (n, ..) => {
+                let reason = format!("expected two frames [topic, JSON envelope], got {n}");
+                sink.reject(&self.label, None, None, "frames", reason);
+                return;
+            }
+        };
+        // Publishers filter, but a misbehaving one might not.
+        if !prefixes.iter().any(|p| topic.starts_with(p.as_bytes())) {
+            return;
+        }
+        let mut delay = Duration::from_millis(100);
+        loop {
+            let envelope = Envelope {
+                source: &self.label,
+                bytes: &body,
+                require_signature: self.require_signature,
+                frame_topic: Some(&topic),
+            };
+            match sink.submit_envelope(envelope).await {
+                Ok(_) => return,
+                Err(e) => {
+                    tracing::error!(source = %self.label, "{e}; retrying in {delay:?}");
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = shutdown.cancelled() => return,
+                    }
+                    delay = (delay * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+}

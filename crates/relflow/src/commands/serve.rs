@@ -1,0 +1,91 @@
+//! `relflow serve`: HTTP API + web page + metrics + ingest + worker in one process.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use relflow_core::Config;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::backends::Backends;
+use crate::cli::ServeArgs;
+use crate::metrics::Metrics;
+use crate::serve::{Server, Shared, Token};
+use crate::worker::Worker;
+
+pub async fn run(config: Config, args: ServeArgs) -> Result<ExitCode> {
+    let token = load_token(&config)?;
+    let http = !args.no_http;
+    let run_worker = config.http.worker && !args.no_worker;
+    let ingest = config.http.ingest && !args.no_ingest && http;
+    let listen = args.listen.unwrap_or(config.http.listen);
+    let concurrency = args.concurrency.unwrap_or(config.worker.concurrency).max(1);
+    let backends = Backends::open(&config, concurrency).await?;
+    let config = Arc::new(config);
+    let metrics = Arc::new(Metrics::new());
+    let shutdown = CancellationToken::new();
+    if http && token.is_none() {
+        warn!("no [http] token configured: replay, purge and publish over HTTP are refused until one is set");
+    }
+    let state = Shared::new(
+        Arc::clone(&config),
+        Arc::clone(&backends.queue),
+        Arc::clone(&backends.store),
+        Arc::clone(&metrics),
+        token,
+        ingest,
+        run_worker,
+        shutdown.clone(),
+    );
+    let mut server = Server::new(state);
+    if run_worker {
+        let worker = Worker::new(Arc::clone(&config), backends.queue, backends.store, concurrency)?.with_metrics(metrics);
+        let stop = shutdown.clone();
+        server.spawn("worker", async move { Arc::new(worker).run(false, stop).await });
+    }
+    // Ingest sources from other crates (fedmsg, AMQP, webhooks) plug in here:
+    // server.merge(routes) / server.spawn(name, task) with server.ingest().
+
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let on_signal = shutdown.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => info!("SIGTERM: shutting down; running playbooks get worker.drain_timeout to finish"),
+            _ = int.recv() => info!("interrupted: shutting down; running playbooks get worker.drain_timeout to finish"),
+            _ = on_signal.cancelled() => return,
+        }
+        on_signal.cancel();
+    });
+    server
+        .run(http.then_some(listen), |addr| {
+            // On stdout, so scripts (and tests using port 0) can find the address.
+            println!("relflow serve: listening on http://{addr}");
+            let _ = std::io::stdout().flush();
+            info!(%addr, worker = run_worker, ingest, "serving the API, web page and /metrics");
+        })
+        .await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The bearer token: RELFLOW_HTTP_TOKEN, else [http] token_file, else [http] token.
+fn load_token(config: &Config) -> Result<Option<Token>> {
+    if let Ok(t) = std::env::var("RELFLOW_HTTP_TOKEN") {
+        return Ok(Token::new(&t));
+    }
+    if let Some(file) = &config.http.token_file {
+        let path = config.path.parent().unwrap_or(std::path::Path::new(".")).join(file);
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!("cannot read [http] token_file {} (create it with a long random secret, mode 0600)", path.display())
+        })?;
+        let token = Token::new(&text);
+        if token.is_none() {
+            anyhow::bail!("[http] token_file {} is empty; put a long random secret in it", path.display());
+        }
+        return Ok(token);
+    }
+    Ok(config.http.token.as_deref().and_then(Token::new))
+}

@@ -1,0 +1,184 @@
+//! Prometheus metrics: what flows through this process, for `/metrics`.
+//!
+//! Counters live in memory and start at zero with the process, as Prometheus
+//! expects (`rate()` handles restarts). Queue depth is read from the queue at
+//! scrape time instead, so it is right even when other processes publish or
+//! work the same queue.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use relflow_queue::QueueDepth;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabels {
+    source: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RejectLabels {
+    source: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RunLabels {
+    rule: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RuleLabels {
+    rule: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    state: String,
+}
+
+/// Every metric relflow exports. Cheap to share (`Arc`); all methods take `&self`.
+pub struct Metrics {
+    registry: Registry,
+    received: Family<SourceLabels, Counter>,
+    rejected: Family<RejectLabels, Counter>,
+    matched: Family<SourceLabels, Counter>,
+    noop: Family<SourceLabels, Counter>,
+    runs: Family<RunLabels, Counter>,
+    duration: Family<RuleLabels, Histogram, fn() -> Histogram>,
+    retries: Family<RuleLabels, Counter>,
+    dead_letters: Family<SourceLabels, Counter>,
+    replays: Counter,
+    queue_depth: Family<StateLabels, Gauge>,
+    busy: Gauge,
+    slots: Gauge,
+}
+
+fn duration_histogram() -> Histogram {
+    // 0.5 s .. ~4.5 h: playbooks take seconds to hours.
+    Histogram::new(exponential_buckets(0.5, 2.0, 16))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("relflow");
+        let m = Metrics {
+            received: Family::default(),
+            rejected: Family::default(),
+            matched: Family::default(),
+            noop: Family::default(),
+            runs: Family::default(),
+            duration: Family::new_with_constructor(duration_histogram as fn() -> Histogram),
+            retries: Family::default(),
+            dead_letters: Family::default(),
+            replays: Counter::default(),
+            queue_depth: Family::default(),
+            busy: Gauge::default(),
+            slots: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register("messages_received", "Messages accepted by ingest in this process, by source", m.received.clone());
+        registry.register(
+            "messages_rejected",
+            "Messages refused (by ingest, or dead-lettered by the worker as undecodable), by source and reason",
+            m.rejected.clone(),
+        );
+        registry.register("messages_matched", "Messages that matched at least one rule, by source", m.matched.clone());
+        registry.register("messages_noop", "Messages that matched no rule (acked as no-ops), by source", m.noop.clone());
+        registry.register("runs", "Playbook runs finished, by rule and outcome", m.runs.clone());
+        registry.register_with_unit(
+            "run_duration",
+            "Playbook run duration, by rule",
+            prometheus_client::registry::Unit::Seconds,
+            m.duration.clone(),
+        );
+        registry.register("retries", "Messages put back for a delayed retry, by the failing rule", m.retries.clone());
+        registry.register("dead_letters", "Messages dead-lettered by this process, by source", m.dead_letters.clone());
+        registry.register("dead_letter_replays", "Dead letters replayed through the API", m.replays.clone());
+        registry.register("queue_depth", "Messages on the work queue by state (read at scrape time)", m.queue_depth.clone());
+        registry.register("worker_busy_slots", "Playbook runs in progress in this process", m.busy.clone());
+        registry.register("worker_slots", "Playbook runs this process may run at once", m.slots.clone());
+        Metrics { registry, ..m }
+    }
+
+    pub fn received(&self, source: &str) {
+        self.received.get_or_create(&SourceLabels { source: source.into() }).inc();
+    }
+
+    /// `reason` is a short fixed word (`too_large`, `invalid`, `undecodable`...),
+    /// never free text: each value makes a time series.
+    pub fn rejected(&self, source: &str, reason: &str) {
+        self.rejected.get_or_create(&RejectLabels { source: source.into(), reason: reason.into() }).inc();
+    }
+
+    pub fn matched(&self, source: &str) {
+        self.matched.get_or_create(&SourceLabels { source: source.into() }).inc();
+    }
+
+    pub fn noop(&self, source: &str) {
+        self.noop.get_or_create(&SourceLabels { source: source.into() }).inc();
+    }
+
+    pub fn run_finished(&self, rule: &str, outcome: &str, took: Duration) {
+        self.runs.get_or_create(&RunLabels { rule: rule.into(), outcome: outcome.into() }).inc();
+        self.duration.get_or_create(&RuleLabels { rule: rule.into() }).observe(took.as_secs_f64());
+    }
+
+    pub fn retried(&self, rules: &[&str]) {
+        for rule in rules {
+            self.retries.get_or_create(&RuleLabels { rule: (*rule).into() }).inc();
+        }
+    }
+
+    pub fn dead_lettered(&self, source: &str) {
+        self.dead_letters.get_or_create(&SourceLabels { source: source.into() }).inc();
+    }
+
+    pub fn replayed(&self) {
+        self.replays.inc();
+    }
+
+    pub fn set_slots(&self, n: usize) {
+        self.slots.set(n as i64);
+    }
+
+    /// Marks one slot busy until the guard is dropped.
+    pub fn busy(self: &Arc<Self>) -> BusyGuard {
+        self.busy.inc();
+        BusyGuard(Arc::clone(self))
+    }
+
+    /// The text exposition format, with the queue depth as read just now.
+    pub fn render(&self, depth: Option<QueueDepth>) -> String {
+        if let Some(d) = depth {
+            for (state, n) in [("ready", d.ready), ("in_flight", d.in_flight), ("delayed", d.delayed), ("dead", d.dead)] {
+                self.queue_depth.get_or_create(&StateLabels { state: state.into() }).set(n as i64);
+            }
+        }
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// A busy worker slot; see [`Metrics::busy`].
+pub struct BusyGuard(Arc<Metrics>);
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        self.0.busy.dec();
+    }
+}

@@ -1,0 +1,505 @@
+//! `relflow serve` from the outside: the real binary on a free port, real
+//! HTTP requests, real playbook runs, and docs/openapi.json checked against
+//! what the live server answers.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use common::{play, wait_for, Env};
+use serde_json::{json, Value};
+
+const TOKEN: &str = "test-token-0123456789";
+const LIMIT: Duration = Duration::from_secs(180);
+
+const RULES: &str = r#"
+[[rule]]
+name = "hello"
+topic = "relflow.test.hello"
+playbook = "hello.yml"
+
+[[rule]]
+name = "flaky"
+topic = "relflow.test.flaky"
+playbook = "flaky.yml"
+
+[[rule]]
+name = "missing"
+topic = "relflow.test.missing"
+playbook = "does-not-exist.yml"
+"#;
+
+/// A running `relflow serve`, stopped when dropped.
+struct Serve {
+    child: Child,
+    base: String,
+    agent: ureq::Agent,
+    env: Env,
+}
+
+struct Answer {
+    status: u16,
+    content_type: String,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+impl Serve {
+    fn start(env: Env, extra: &[&str]) -> Serve {
+        let log = std::fs::File::create(env.path("serve.log")).unwrap();
+        let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        let mut child = env
+            .command(&args)
+            .env("RELFLOW_HTTP_TOKEN", TOKEN)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let base = line.trim().strip_prefix("relflow serve: listening on ").unwrap_or_else(|| {
+            panic!("serve did not start: {line:?}\n{}", std::fs::read_to_string(env.path("serve.log")).unwrap_or_default())
+        });
+        let agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        Serve { child, base: base.to_owned(), agent, env }
+    }
+
+    fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> Answer {
+        let url = format!("{}{path}", self.base);
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let response = match (method, body) {
+            ("GET", _) => {
+                let mut r = self.agent.get(&url);
+                if let Some(a) = &auth {
+                    r = r.header("Authorization", a);
+                }
+                r.call()
+            }
+            ("DELETE", _) => {
+                let mut r = self.agent.delete(&url);
+                if let Some(a) = &auth {
+                    r = r.header("Authorization", a);
+                }
+                r.call()
+            }
+            ("POST", body) => {
+                let mut r = self.agent.post(&url).header("Content-Type", "application/json");
+                if let Some(a) = &auth {
+                    r = r.header("Authorization", a);
+                }
+                r.send(body.unwrap_or(""))
+            }
+            _ => panic!("method {method}"),
+        };
+        let mut response = response.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+            .collect::<Vec<_>>();
+        let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        let status = response.status().as_u16();
+        let body = response.body_mut().read_to_string().unwrap();
+        Answer { status, content_type, headers, body }
+    }
+
+    fn get(&self, path: &str) -> Answer {
+        self.call("GET", path, None, None)
+    }
+
+    fn get_json(&self, path: &str) -> Value {
+        let a = self.get(path);
+        assert_eq!(a.status, 200, "GET {path}: {}", a.body);
+        a.json()
+    }
+
+    fn publish(&self, topic: &str, body: &Value) -> Value {
+        let a = self.call("POST", &format!("/api/publish?topic={topic}"), Some(TOKEN), Some(&body.to_string()));
+        assert_eq!(a.status, 202, "publish: {}", a.body);
+        a.json()
+    }
+
+    fn runs(&self, query: &str) -> Vec<Value> {
+        self.get_json(&format!("/api/runs?limit=500&{query}"))["runs"].as_array().unwrap().clone()
+    }
+
+    /// Waits until the queue has nothing pending (ready, delayed, in flight).
+    fn settle(&self) {
+        wait_for(LIMIT, "the queue to drain", || {
+            let d = &self.get_json("/api/queue")["depth"];
+            let pending: u64 = ["ready", "in_flight", "delayed"].iter().map(|k| d[k].as_u64().unwrap()).sum();
+            let running = self.runs("status=running").len();
+            (pending == 0 && running == 0).then_some(())
+        });
+    }
+
+    fn metrics(&self) -> prometheus_parse::Scrape {
+        let a = self.get("/metrics");
+        assert_eq!(a.status, 200);
+        let lines = a.body.lines().map(|l| Ok(l.to_owned()));
+        prometheus_parse::Scrape::parse(lines).unwrap_or_else(|e| panic!("/metrics does not parse: {e}\n{}", a.body))
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.env.path("serve.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- relflow serve log\n{}", self.log());
+        }
+    }
+}
+
+/// Sum of a counter (or gauge) over the samples whose labels include `labels`.
+fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
+            prometheus_parse::Value::Histogram(ref h) => h.iter().map(|b| b.count).fold(0.0, f64::max),
+            _ => 0.0,
+        })
+        .sum()
+}
+
+fn env_with_playbooks() -> Env {
+    let env = Env::new(RULES);
+    env.playbook("hello.yml", &play("    - debug:\n        msg: \"hello from relflow: {{ msg.text }}\"\n"));
+    // Fails until the marker file exists: the dead letter it leaves can be
+    // replayed once "fixed".
+    let marker = env.path("fixed");
+    env.playbook("flaky.yml", &play(&format!("    - command: test -f {}\n", marker.display())));
+    env
+}
+
+#[test]
+fn messages_flow_through_serve_and_the_api_shows_runs_logs_dead_letters_and_metrics() {
+    let s = Serve::start(env_with_playbooks(), &[]);
+    assert_eq!(s.get("/healthz").status, 200);
+    let ready = s.get_json("/readyz");
+    assert_eq!(ready["ready"], true, "{ready}");
+
+    let before = s.metrics();
+    assert_eq!(value(&before, "relflow_messages_received_total", &[]), 0.0);
+
+    // Mutations need the token.
+    let hello = json!({"text": "<b>hi</b>"});
+    for token in [None, Some("wrong-token")] {
+        let a = s.call("POST", "/api/publish?topic=relflow.test.hello", token, Some(&hello.to_string()));
+        assert_eq!(a.status, 401, "publish with {token:?}: {}", a.body);
+        assert_eq!(a.header("www-authenticate"), Some("Bearer"));
+        assert!(a.json()["error"].as_str().unwrap().contains("token"), "{}", a.body);
+    }
+    let bad = s.call("POST", "/api/publish", Some(TOKEN), Some("{\"not\": \"a message\"}"));
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert!(bad.json()["error"].as_str().unwrap().contains("?topic="), "the error says what to do: {}", bad.body);
+
+    let published = s.publish("relflow.test.hello", &hello);
+    s.publish("relflow.test.nobody-listens", &json!({}));
+    s.publish("relflow.test.flaky", &json!({"n": 1}));
+    s.settle();
+
+    // The run, its task results and its log.
+    let runs = s.runs("rule=hello");
+    assert_eq!(runs.len(), 1, "{runs:#?}");
+    assert_eq!((runs[0]["status"].as_str(), runs[0]["message_id"].as_str()), (Some("succeeded"), published["id"].as_str()));
+    let id = runs[0]["id"].as_str().unwrap();
+    let run = s.get_json(&format!("/api/runs/{id}"));
+    assert_eq!(run["tasks"][0]["status"], "ok", "{run:#}");
+    assert!(run.get("log").is_none(), "the log has its own endpoint");
+    let short = s.get_json(&format!("/api/runs/{}", &id[..8]));
+    assert_eq!(short["id"], id, "a unique prefix finds the run");
+    assert_eq!(s.get("/api/runs/no-such-run").status, 404);
+    let log = s.get(&format!("/api/runs/{id}/log"));
+    assert!(log.content_type.starts_with("text/plain"), "{}", log.content_type);
+    assert!(log.body.contains("hello from relflow: <b>hi</b>"), "{}", log.body);
+    let stream = s.get(&format!("/api/runs/{id}/log/stream"));
+    assert!(stream.content_type.starts_with("text/event-stream"), "{}", stream.content_type);
+    assert!(stream.body.contains("event: log") && stream.body.contains("hello from relflow"), "{}", stream.body);
+    assert!(stream.body.contains("event: end\ndata: {\"status\":\"succeeded\"}"), "{}", stream.body);
+
+    // The failed run left a dead letter; replay needs the token.
+    let dead = s.get_json("/api/dead-letters")["dead_letters"].as_array().unwrap().clone();
+    assert_eq!(dead.len(), 1, "{dead:#?}");
+    assert_eq!(dead[0]["topic"], "relflow.test.flaky");
+    let dead_id = dead[0]["id"].as_u64().unwrap();
+    assert_eq!(s.call("POST", &format!("/api/dead-letters/{dead_id}/replay"), None, None).status, 401);
+    assert_eq!(s.call("DELETE", "/api/dead-letters", None, None).status, 401);
+    assert_eq!(s.call("POST", "/api/dead-letters/999999/replay", Some(TOKEN), None).status, 404);
+    std::fs::write(s.env.path("fixed"), "").unwrap();
+    let replayed = s.call("POST", &format!("/api/dead-letters/{dead_id}/replay"), Some(TOKEN), None);
+    assert_eq!(replayed.status, 200, "{}", replayed.body);
+    s.settle();
+    let flaky = s.runs("rule=flaky");
+    assert_eq!(flaky.iter().map(|r| r["status"].as_str().unwrap()).collect::<Vec<_>>(), ["succeeded", "failed"]);
+    assert!(s.get_json("/api/dead-letters")["dead_letters"].as_array().unwrap().is_empty());
+
+    // Rules with their run counts.
+    let rules = s.get_json("/api/rules");
+    let flaky_rule = rules["rules"].as_array().unwrap().iter().find(|r| r["name"] == "flaky").unwrap().clone();
+    assert_eq!((flaky_rule["runs"].as_u64(), flaky_rule["runs_by_status"]["failed"].as_u64()), (Some(2), Some(1)));
+
+    // The counters moved with the messages.
+    let after = s.metrics();
+    let m = |name: &str, labels: &[(&str, &str)]| value(&after, name, labels);
+    assert_eq!(m("relflow_messages_received_total", &[("source", "http")]), 3.0);
+    assert_eq!(m("relflow_messages_rejected_total", &[("source", "http"), ("reason", "invalid")]), 1.0);
+    assert_eq!(m("relflow_messages_noop_total", &[("source", "http")]), 1.0);
+    assert_eq!(m("relflow_messages_matched_total", &[("source", "http")]), 3.0, "hello, flaky, flaky replayed");
+    assert_eq!(m("relflow_runs_total", &[("rule", "hello"), ("outcome", "succeeded")]), 1.0);
+    assert_eq!(m("relflow_runs_total", &[("rule", "flaky"), ("outcome", "failed")]), 1.0);
+    assert_eq!(m("relflow_run_duration_seconds_count", &[("rule", "flaky")]), 2.0);
+    assert_eq!(m("relflow_dead_letters_total", &[]), 1.0);
+    assert_eq!(m("relflow_dead_letter_replays_total", &[]), 1.0);
+    assert_eq!(m("relflow_queue_depth", &[("state", "ready")]), 0.0);
+    assert!(after.samples.iter().any(|s| s.metric == "relflow_queue_depth"), "queue depth is exported");
+    assert_eq!(m("relflow_worker_busy_slots", &[]), 0.0);
+    assert_eq!(m("relflow_worker_slots", &[]), 2.0);
+
+    // Purge, with the token.
+    let purged = s.call("DELETE", "/api/dead-letters", Some(TOKEN), None);
+    assert_eq!((purged.status, purged.json()["purged"].as_u64()), (200, Some(0)));
+}
+
+#[test]
+fn runs_are_filtered_and_paginated() {
+    let s = Serve::start(env_with_playbooks(), &[]);
+    // A missing playbook records an error run at once (no ansible needed).
+    for n in 0..4 {
+        s.publish("relflow.test.missing", &json!({"n": n}));
+    }
+    s.publish("relflow.test.hello", &json!({"text": "x"}));
+    s.settle();
+
+    let page = |q: &str| s.get_json(&format!("/api/runs?{q}"));
+    let all = page("limit=500");
+    assert_eq!(all["total"], 5);
+    let newest_first: Vec<Value> = all["runs"].as_array().unwrap().clone();
+    let ids = |v: &Value| v["runs"].as_array().unwrap().iter().map(|r| r["id"].clone()).collect::<Vec<_>>();
+
+    let first = page("limit=2");
+    let second = page("limit=2&offset=2");
+    let last = page("limit=2&offset=4");
+    assert_eq!((first["total"].as_u64(), first["limit"].as_u64(), second["offset"].as_u64()), (Some(5), Some(2), Some(2)));
+    let mut paged = ids(&first);
+    paged.extend(ids(&second));
+    paged.extend(ids(&last));
+    assert_eq!(paged, newest_first.iter().map(|r| r["id"].clone()).collect::<Vec<_>>(), "pages tile the list");
+    assert_eq!(ids(&last).len(), 1);
+    assert!(ids(&page("offset=10")).is_empty());
+
+    assert_eq!(page("status=error")["total"], 4);
+    assert_eq!(page("status=succeeded&rule=hello")["total"], 1);
+    assert_eq!(page("rule=missing&status=succeeded")["total"], 0);
+    assert_eq!(page("topic=relflow.test.hello")["total"], 1);
+    assert_eq!(page("since=1h")["total"], 5);
+    assert_eq!(page("until=2000-01-01T00:00:00Z")["total"], 0);
+    assert_eq!(page(&format!("since={}", urlencode(&(chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339())))["total"], 0);
+    let error = &newest_first.iter().find(|r| r["status"] == "error").unwrap();
+    assert!(error["error"].as_str().unwrap().contains("does not exist"), "{error}");
+
+    for (q, says) in [("status=bogus", "unknown status"), ("limit=0", "limit"), ("since=yesterday-ish", "since"), ("colour=red", "filters are")] {
+        let a = s.get(&format!("/api/runs?{q}"));
+        assert_eq!(a.status, 400, "{q}: {}", a.body);
+        assert!(a.json()["error"].as_str().unwrap().contains(says), "{q}: {}", a.body);
+    }
+    let hours = s.get_json("/api/stats/runs-per-hour?since=2h");
+    let total: u64 = hours["hours"].as_array().unwrap().iter().map(|h| h["count"].as_u64().unwrap()).sum();
+    assert_eq!(total, 5, "{hours}");
+}
+
+fn urlencode(s: &str) -> String {
+    s.replace('+', "%2B").replace(':', "%3A")
+}
+
+#[test]
+fn reads_can_require_the_token_and_health_stays_open() {
+    let env = env_with_playbooks();
+    let text = std::fs::read_to_string(&env.config).unwrap();
+    // [http] goes before the first [[rule]] table.
+    let text = text.replacen("[[rule]]", "[http]\nprotect_reads = true\nworker = false\n\n[[rule]]", 1);
+    std::fs::write(&env.config, text).unwrap();
+    let s = Serve::start(env, &[]);
+    assert_eq!(s.get("/healthz").status, 200);
+    assert_eq!(s.get("/readyz").status, 200);
+    assert_eq!(s.get("/").status, 200, "the page itself holds no data");
+    for path in ["/api/runs", "/api/queue", "/api/dead-letters", "/api/rules", "/metrics"] {
+        assert_eq!(s.get(path).status, 401, "{path}");
+        assert_eq!(s.call("GET", path, Some(TOKEN), None).status, 200, "{path}");
+    }
+    assert_eq!(s.call("GET", "/api/info", Some(TOKEN), None).json()["worker"], false, "worker = false in [http]");
+}
+
+#[test]
+fn the_page_is_served_so_message_text_can_never_run_as_script() {
+    let s = Serve::start(env_with_playbooks(), &["--no-worker"]);
+    let page = s.get("/");
+    assert_eq!(page.status, 200);
+    assert!(page.content_type.starts_with("text/html"));
+    assert!(page.body.contains("<script src=\"/assets/app.js\""), "{}", page.body);
+    let csp = page.header("content-security-policy").unwrap_or_default().to_owned();
+    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "inline script is blocked: {csp}");
+    let script = s.get("/assets/app.js");
+    assert!(script.content_type.starts_with("text/javascript"));
+    assert!(!script.body.contains("innerHTML") && !script.body.contains("insertAdjacentHTML"), "values are set as text only");
+    assert_eq!(s.get("/assets/style.css").status, 200);
+    // Logs and JSON are never sniffed into HTML.
+    assert_eq!(s.get("/api/runs").header("x-content-type-options"), Some("nosniff"));
+    // With --no-worker the message waits on the queue.
+    s.publish("relflow.test.hello", &json!({"text": "</pre><script>alert(1)</script>"}));
+    assert_eq!(s.get_json("/api/queue")["depth"]["ready"], 1);
+    assert_eq!(s.get_json("/api/info")["worker"], false);
+}
+
+#[test]
+fn the_openapi_description_matches_the_live_server() {
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(common::repo_root().join("docs/openapi.json")).unwrap()).unwrap();
+    let s = Serve::start(env_with_playbooks(), &[]);
+    assert_eq!(s.get_json("/api/openapi.json"), doc, "the server serves the checked-in description");
+    // A run (error: missing playbook) and the dead letter it leaves.
+    s.publish("relflow.test.missing", &json!({"n": 1}));
+    s.settle();
+    let run_id = s.runs("")[0]["id"].as_str().unwrap().to_owned();
+    let dead_id = s.get_json("/api/dead-letters")["dead_letters"][0]["id"].to_string();
+
+    let served = [
+        ("get", "/healthz"),
+        ("get", "/readyz"),
+        ("get", "/metrics"),
+        ("get", "/api/openapi.json"),
+        ("get", "/api/info"),
+        ("get", "/api/runs"),
+        ("get", "/api/runs/{id}"),
+        ("get", "/api/runs/{id}/log"),
+        ("get", "/api/runs/{id}/log/stream"),
+        ("get", "/api/stats/runs-per-hour"),
+        ("get", "/api/queue"),
+        ("get", "/api/rules"),
+        ("get", "/api/dead-letters"),
+        ("post", "/api/dead-letters/{id}/replay"),
+        ("delete", "/api/dead-letters"),
+        ("post", "/api/publish"),
+    ];
+    let mut documented = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys().filter(|k| ["get", "post", "delete"].contains(&k.as_str())) {
+            documented.push((method.clone(), path.clone()));
+        }
+    }
+    let mut expected: Vec<(String, String)> = served.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+    expected.sort();
+    documented.sort();
+    assert_eq!(documented, expected, "docs/openapi.json lists exactly the served operations");
+
+    for (method, path) in served {
+        let op = &doc["paths"][path][method];
+        let concrete = path.replace("{id}", if path.contains("dead-letters") { &dead_id } else { &run_id });
+        let (url, body) = match path {
+            "/api/publish" => (format!("{concrete}?topic=relflow.test.openapi"), Some("{\"k\": 1}")),
+            _ => (concrete, None),
+        };
+        let mutating = method != "get";
+        if mutating {
+            let a = s.call(&method.to_uppercase(), &url, None, body);
+            check_response(&doc, op, &a, &format!("{method} {path} without token"));
+            assert_eq!(a.status, 401);
+        }
+        let a = s.call(&method.to_uppercase(), &url, Some(TOKEN), body);
+        assert!((200..300).contains(&a.status), "{method} {path}: {} {}", a.status, a.body);
+        check_response(&doc, op, &a, &format!("{method} {path}"));
+    }
+    // An error answer is documented too.
+    let a = s.get("/api/runs/no-such-run");
+    check_response(&doc, &doc["paths"]["/api/runs/{id}"]["get"], &a, "get a missing run");
+}
+
+/// The status is documented for the operation, the content type matches, and
+/// a JSON body fits the documented schema.
+fn check_response(doc: &Value, op: &Value, a: &Answer, what: &str) {
+    let spec = &op["responses"][a.status.to_string()];
+    assert!(spec.is_object(), "{what}: status {} is not documented ({})", a.status, a.body);
+    let Some(content) = spec["content"].as_object() else { return };
+    let media = a.content_type.split(';').next().unwrap().trim();
+    let schema = &content.get(media).unwrap_or_else(|| panic!("{what}: content type {media} not documented"))["schema"];
+    if media == "application/json" {
+        if let Err(e) = conforms(doc, schema, &a.json(), "$") {
+            panic!("{what}: the answer does not fit docs/openapi.json: {e}\n{}", a.body);
+        }
+    }
+}
+
+/// A small JSON Schema check (the subset docs/openapi.json uses: $ref, type,
+/// properties, required, items, enum, additionalProperties).
+fn conforms(doc: &Value, schema: &Value, v: &Value, at: &str) -> Result<(), String> {
+    if let Some(r) = schema["$ref"].as_str() {
+        let name = r.strip_prefix("#/components/schemas/").ok_or(format!("unsupported $ref {r}"))?;
+        return conforms(doc, &doc["components"]["schemas"][name], v, at);
+    }
+    let type_ok = |t: &str| match t {
+        "object" => v.is_object(),
+        "array" => v.is_array(),
+        "string" => v.is_string(),
+        "integer" => v.is_i64() || v.is_u64(),
+        "number" => v.is_number(),
+        "boolean" => v.is_boolean(),
+        "null" => v.is_null(),
+        _ => false,
+    };
+    match &schema["type"] {
+        Value::String(t) if !type_ok(t) => return Err(format!("{at}: expected {t}, found {v}")),
+        Value::Array(ts) if !ts.iter().any(|t| type_ok(t.as_str().unwrap_or(""))) => {
+            return Err(format!("{at}: expected one of {ts:?}, found {v}"))
+        }
+        _ => {}
+    }
+    if let Some(values) = schema["enum"].as_array() {
+        if !values.contains(v) {
+            return Err(format!("{at}: {v} not in {values:?}"));
+        }
+    }
+    if let Some(obj) = v.as_object() {
+        for key in schema["required"].as_array().into_iter().flatten() {
+            if !obj.contains_key(key.as_str().unwrap()) {
+                return Err(format!("{at}: missing required {key}"));
+            }
+        }
+        let props = schema["properties"].as_object();
+        for (k, item) in obj {
+            match props.and_then(|p| p.get(k)) {
+                Some(s) => conforms(doc, s, item, &format!("{at}.{k}"))?,
+                None => match &schema["additionalProperties"] {
+                    Value::Bool(false) => return Err(format!("{at}: undocumented property {k:?}")),
+                    s @ Value::Object(_) => conforms(doc, s, item, &format!("{at}.{k}"))?,
+                    _ => {}
+                },
+            }
+        }
+    }
+    if let (Some(items), Some(arr)) = (schema.get("items"), v.as_array()) {
+        for (i, item) in arr.iter().enumerate() {
+            conforms(doc, items, item, &format!("{at}[{i}]"))?;
+        }
+    }
+    Ok(())
+}
