@@ -4,6 +4,7 @@ mod backends;
 mod cli;
 mod commands;
 mod locks;
+mod systemd;
 mod metrics;
 mod serve;
 mod worker;

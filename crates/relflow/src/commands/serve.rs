@@ -41,6 +41,21 @@ pub async fn run(config: Config, args: ServeArgs) -> Result<ExitCode> {
         shutdown.clone(),
     );
     let mut server = Server::new(state);
+    if ingest && !config.sources.is_empty() {
+        // The bridge, in-process: bus subscribers as background tasks and
+        // webhooks as routes on this server, all feeding one sink so every
+        // source dedupes against the others.
+        let sink = relflow_ingest::Sink::open(&config, Arc::clone(&backends.queue))?;
+        let bus = relflow_ingest::bus_sources(&config);
+        if !bus.is_empty() {
+            let sources = relflow_ingest::run(bus, sink.clone(), server.shutdown_token());
+            server.spawn("bus sources", async move { sources.await? });
+        }
+        let hooks = relflow_ingest::webhooks(&config);
+        if !hooks.is_empty() {
+            server.merge(relflow_ingest::webhook::router(&hooks, sink)?);
+        }
+    }
     if run_worker {
         let worker = Worker::new(Arc::clone(&config), backends.queue, backends.store, concurrency)?.with_metrics(metrics);
         let stop = shutdown.clone();
@@ -58,8 +73,11 @@ pub async fn run(config: Config, args: ServeArgs) -> Result<ExitCode> {
             _ = int.recv() => info!("interrupted: shutting down; running playbooks get worker.drain_timeout to finish"),
             _ = on_signal.cancelled() => return,
         }
+        crate::systemd::stopping("draining: finishing running playbooks");
         on_signal.cancel();
     });
+    crate::systemd::ready("serving");
+    crate::systemd::spawn_watchdog();
     server
         .run(http.then_some(listen), |addr| {
             // On stdout, so scripts (and tests using port 0) can find the address.

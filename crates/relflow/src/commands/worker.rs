@@ -25,8 +25,11 @@ pub async fn run(config: Config, args: WorkerArgs) -> Result<ExitCode> {
             _ = term.recv() => tracing::info!("SIGTERM: finishing running playbooks, taking no new messages"),
             _ = int.recv() => tracing::info!("interrupted: finishing running playbooks, taking no new messages"),
         }
+        crate::systemd::stopping("draining: finishing running playbooks");
         on_signal.cancel();
     });
+    crate::systemd::ready(&format!("taking work, {concurrency} run slot(s)"));
+    crate::systemd::spawn_watchdog();
     worker.run(args.drain, shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
