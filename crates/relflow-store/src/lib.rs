@@ -156,6 +156,35 @@ pub struct HourlyCount {
     pub count: u64,
 }
 
+/// One condition of a [`RunFilter`], for a backend to render in its SQL
+/// dialect: `column op ?` with the value.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum FilterValue {
+    Text(String),
+    /// Unix milliseconds, as times are stored.
+    Millis(i64),
+}
+
+impl RunFilter {
+    /// The filter as `(column and operator, value)` pairs, ANDed together.
+    /// Both backends build their WHERE clause from this, so they cannot
+    /// disagree about what a filter means.
+    pub(crate) fn conditions(&self) -> Vec<(&'static str, FilterValue)> {
+        let text = |v: &Option<String>| v.clone().map(FilterValue::Text);
+        [
+            ("topic =", text(&self.topic)),
+            ("rule =", text(&self.rule)),
+            ("status =", self.status.map(|s| FilterValue::Text(s.as_str().into()))),
+            ("message_id =", text(&self.message_id)),
+            ("started_at >=", self.since.map(|t| FilterValue::Millis(t.timestamp_millis()))),
+            ("started_at <", self.until.map(|t| FilterValue::Millis(t.timestamp_millis()))),
+        ]
+        .into_iter()
+        .filter_map(|(clause, v)| Some((clause, v?)))
+        .collect()
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("run store error: {0}")]

@@ -11,7 +11,7 @@ use tokio::sync::Mutex;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Row};
 
-use crate::{lock_key, HourlyCount, LockGuard, NewRun, Result, RunDetail, RunFilter, RunOutcome, RunRecord, RunStatus, RunStore, StoreError, TaskCounts};
+use crate::{lock_key, FilterValue, HourlyCount, LockGuard, NewRun, Result, RunDetail, RunFilter, RunOutcome, RunRecord, RunStatus, RunStore, StoreError, TaskCounts};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS relflow_runs (
@@ -302,29 +302,17 @@ impl RunStore for PgStore {
 
 /// The WHERE clause and its arguments for a [`RunFilter`].
 fn filter_sql(f: &RunFilter) -> (String, Vec<Box<dyn ToSql + Sync + Send>>) {
+    let conditions = f.conditions();
     let mut clauses = vec!["TRUE".to_owned()];
-    let mut args: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
-    let mut add = |clause: &str, v: Box<dyn ToSql + Sync + Send>| {
-        args.push(v);
-        clauses.push(format!("{clause} ${}", args.len()));
-    };
-    if let Some(t) = &f.topic {
-        add("topic =", Box::new(t.clone()));
-    }
-    if let Some(r) = &f.rule {
-        add("rule =", Box::new(r.clone()));
-    }
-    if let Some(s) = f.status {
-        add("status =", Box::new(s.as_str().to_owned()));
-    }
-    if let Some(m) = &f.message_id {
-        add("message_id =", Box::new(m.clone()));
-    }
-    if let Some(t) = f.since {
-        add("started_at >=", Box::new(t.timestamp_millis()));
-    }
-    if let Some(t) = f.until {
-        add("started_at <", Box::new(t.timestamp_millis()));
-    }
+    clauses.extend(conditions.iter().enumerate().map(|(i, (clause, _))| format!("{clause} ${}", i + 1)));
+    let args = conditions
+        .into_iter()
+        .map(|(_, v)| -> Box<dyn ToSql + Sync + Send> {
+            match v {
+                FilterValue::Text(t) => Box::new(t),
+                FilterValue::Millis(ms) => Box::new(ms),
+            }
+        })
+        .collect();
     (clauses.join(" AND "), args)
 }

@@ -9,7 +9,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::types::Value as Sql;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 
-use crate::{lock_key, HourlyCount, LockGuard, NewRun, Result, RunDetail, RunFilter, RunOutcome, RunRecord, RunStatus, RunStore, StoreError, TaskCounts};
+use crate::{lock_key, FilterValue, HourlyCount, LockGuard, NewRun, Result, RunDetail, RunFilter, RunOutcome, RunRecord, RunStatus, RunStore, StoreError, TaskCounts};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS runs (
@@ -83,30 +83,18 @@ fn record(r: &Row<'_>) -> rusqlite::Result<RunRecord> {
 
 /// The `WHERE` clause (never empty) and its arguments for a filter.
 fn where_clause(f: &RunFilter) -> (String, Vec<Sql>) {
+    let conditions = f.conditions();
     let mut sql = String::from("1=1");
-    let mut args: Vec<Sql> = Vec::new();
-    let mut add = |clause: &str, v: Sql| {
-        args.push(v);
-        sql.push_str(&format!(" AND {clause} ?{}", args.len()));
-    };
-    if let Some(t) = &f.topic {
-        add("topic =", Sql::Text(t.clone()));
+    for (i, (clause, _)) in conditions.iter().enumerate() {
+        sql.push_str(&format!(" AND {clause} ?{}", i + 1));
     }
-    if let Some(r) = &f.rule {
-        add("rule =", Sql::Text(r.clone()));
-    }
-    if let Some(s) = f.status {
-        add("status =", Sql::Text(s.as_str().into()));
-    }
-    if let Some(m) = &f.message_id {
-        add("message_id =", Sql::Text(m.clone()));
-    }
-    if let Some(t) = f.since {
-        add("started_at >=", Sql::Integer(t.timestamp_millis()));
-    }
-    if let Some(t) = f.until {
-        add("started_at <", Sql::Integer(t.timestamp_millis()));
-    }
+    let args = conditions
+        .into_iter()
+        .map(|(_, v)| match v {
+            FilterValue::Text(t) => Sql::Text(t),
+            FilterValue::Millis(ms) => Sql::Integer(ms),
+        })
+        .collect();
     (sql, args)
 }
 

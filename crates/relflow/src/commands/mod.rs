@@ -11,6 +11,8 @@ mod status;
 mod verify;
 mod worker;
 
+pub use dead_letters::dead_letter_json;
+
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -42,6 +44,26 @@ fn load_config(path: &Path) -> Result<Config> {
         tracing::warn!("{w}");
     }
     Ok(config)
+}
+
+/// A token cancelled on the first SIGTERM or SIGINT. The log line says what
+/// happens next (`then`), and systemd hears that a stop is in progress.
+fn shutdown_on_signal(then: &'static str) -> Result<tokio_util::sync::CancellationToken> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let on_signal = shutdown.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: {then}"),
+            _ = int.recv() => tracing::info!("interrupted: {then}"),
+            _ = on_signal.cancelled() => return,
+        }
+        crate::systemd::stopping(then);
+        on_signal.cancel();
+    });
+    Ok(shutdown)
 }
 
 /// Reads a file, or stdin for `-`.

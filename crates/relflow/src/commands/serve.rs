@@ -6,8 +6,6 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use relflow_core::Config;
-use tokio::signal::unix::{signal, SignalKind};
-use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::backends::Backends;
@@ -26,7 +24,7 @@ pub async fn run(config: Config, args: ServeArgs) -> Result<ExitCode> {
     let backends = Backends::open(&config, concurrency).await?;
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::new());
-    let shutdown = CancellationToken::new();
+    let shutdown = super::shutdown_on_signal("shutting down; running playbooks get worker.drain_timeout to finish")?;
     if http && token.is_none() {
         warn!("no [http] token configured: replay, purge and publish over HTTP are refused until one is set");
     }
@@ -64,18 +62,6 @@ pub async fn run(config: Config, args: ServeArgs) -> Result<ExitCode> {
     // Ingest sources from other crates (fedmsg, AMQP, webhooks) plug in here:
     // server.merge(routes) / server.spawn(name, task) with server.ingest().
 
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let on_signal = shutdown.clone();
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = term.recv() => info!("SIGTERM: shutting down; running playbooks get worker.drain_timeout to finish"),
-            _ = int.recv() => info!("interrupted: shutting down; running playbooks get worker.drain_timeout to finish"),
-            _ = on_signal.cancelled() => return,
-        }
-        crate::systemd::stopping("draining: finishing running playbooks");
-        on_signal.cancel();
-    });
     crate::systemd::ready("serving");
     crate::systemd::spawn_watchdog();
     server

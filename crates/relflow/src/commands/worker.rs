@@ -5,8 +5,6 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use relflow_core::Config;
-use tokio::signal::unix::{signal, SignalKind};
-use tokio_util::sync::CancellationToken;
 
 use crate::backends::Backends;
 use crate::cli::WorkerArgs;
@@ -16,18 +14,7 @@ pub async fn run(config: Config, args: WorkerArgs) -> Result<ExitCode> {
     let concurrency = args.concurrency.unwrap_or(config.worker.concurrency).max(1);
     let backends = Backends::open(&config, concurrency).await?;
     let worker = Arc::new(Worker::new(Arc::new(config), backends.queue, backends.store, concurrency)?);
-    let shutdown = CancellationToken::new();
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let on_signal = shutdown.clone();
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM: finishing running playbooks, taking no new messages"),
-            _ = int.recv() => tracing::info!("interrupted: finishing running playbooks, taking no new messages"),
-        }
-        crate::systemd::stopping("draining: finishing running playbooks");
-        on_signal.cancel();
-    });
+    let shutdown = super::shutdown_on_signal("finishing running playbooks, taking no new messages")?;
     crate::systemd::ready(&format!("taking work, {concurrency} run slot(s)"));
     crate::systemd::spawn_watchdog();
     worker.run(args.drain, shutdown).await?;

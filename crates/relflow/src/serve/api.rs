@@ -9,7 +9,6 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use relflow_core::config::PlaybookSpec;
-use relflow_core::Message;
 use relflow_store::{RunDetail, RunFilter, RunStatus};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -189,22 +188,7 @@ struct LimitQuery {
 
 async fn dead_letters(State(state): State<AppState>, Query(q): Query<LimitQuery>) -> Result<Json<Value>, ApiError> {
     let dead = state.queue.dead_letters(q.limit.unwrap_or(100).min(1000)).await.map_err(|e| ApiError::backend("queue", e))?;
-    let rows: Vec<Value> = dead
-        .iter()
-        .map(|d| {
-            // A dead letter may be undecodable: that can be why it died.
-            let msg = Message::from_queue_payload(&d.payload, usize::MAX).ok();
-            json!({
-                "id": d.id,
-                "msg_id": msg.as_ref().map(|m| m.id.clone()),
-                "topic": msg.as_ref().map(|m| m.topic.clone()),
-                "body": msg.as_ref().map(|m| Value::Object(m.body.clone())),
-                "reason": d.reason,
-                "attempt": d.attempt,
-                "dead_at": d.dead_at,
-            })
-        })
-        .collect();
+    let rows: Vec<Value> = dead.iter().map(crate::commands::dead_letter_json).collect();
     Ok(Json(json!({"dead_letters": rows})))
 }
 
