@@ -15,6 +15,8 @@ pub async fn run(config: Config) -> Result<ExitCode> {
     for s in &config.sources {
         tracing::info!(source = s.name(), "starting");
     }
+    crate::systemd::ready("bridging");
+    crate::systemd::spawn_watchdog();
     let result = sources.await?;
     let s = sink.stats();
     tracing::info!(queued = s.queued, duplicates = s.duplicates, rejected = s.rejected, errors = s.errors, "bridge stopped");
