@@ -4,6 +4,15 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+const QUICK_START: &str = "\
+Quick start (the example config, embedded queue, no broker):
+  relflow -c examples/relflow.toml check
+  relflow -c examples/relflow.toml publish examples/messages/compose-finished.json
+  relflow -c examples/relflow.toml worker --drain
+  relflow -c examples/relflow.toml runs list
+
+Docs: README.md (config, delivery guarantees, what a playbook sees), docs/operations.md";
+
 /// relflow: bus messages in, Ansible playbooks run, every run recorded.
 ///
 /// Messages (fedmsg, fedora-messaging, webhooks, `relflow publish`) go on a
@@ -11,13 +20,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// the matching playbooks with the message as extra vars (`msg`, `topic`,
 /// `msg_id`, `headers`, `sent_at`, `relflow`). A message is acked only after
 /// its runs are recorded.
-///
-/// Quick start:  relflow --config examples/relflow.toml check
-///               relflow --config examples/relflow.toml publish FILE.json
-///               relflow --config examples/relflow.toml worker --drain
-///               relflow --config examples/relflow.toml runs list
 #[derive(Debug, Parser)]
-#[command(name = "relflow", version, max_term_width = 100)]
+#[command(name = "relflow", version, max_term_width = 100, after_help = QUICK_START)]
 pub struct Cli {
     /// Config file: relflow TOML, or a loopabull YAML (.yml/.yaml).
     #[arg(long, short, global = true, env = "RELFLOW_CONFIG", default_value = "relflow.toml")]

@@ -15,7 +15,7 @@ pub async fn run(config: &Config, as_json: bool) -> Result<ExitCode> {
     let mut runs = serde_json::Map::new();
     for status in RunStatus::ALL {
         let filter = RunFilter { status: Some(status), ..Default::default() };
-        runs.insert(status.as_str().into(), b.store.list(&filter).await?.len().into());
+        runs.insert(status.as_str().into(), b.store.count(&filter).await?.into());
     }
     let noop = b.store.noop_count().await?;
     if as_json {
