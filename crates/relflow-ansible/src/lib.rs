@@ -11,6 +11,8 @@
 //!   worker leaves no ansible or module process behind.
 //! * The log is captured (and optionally teed live to a file); per-task
 //!   results come from relflow's own callback plugin.
+//! * Optionally ([`RunnerMode::Warm`]) runs are forked from a pre-started
+//!   Python that has ansible imported, with the same guarantees (`warm.rs`).
 //!
 //! See README.md for the reasoning.
 
@@ -18,8 +20,9 @@ mod events;
 mod runner;
 mod supervise;
 mod vars;
+mod warm;
 
 pub use events::{Stats, TaskResult, TaskStatus};
-pub use runner::{Outcome, PlaybookRun, RunResult, Runner, RunnerConfig, RunnerError, ENV_ALLOWED};
+pub use runner::{Outcome, PlaybookRun, RunResult, Runner, RunnerConfig, RunnerError, RunnerMode, ENV_ALLOWED};
 pub use supervise::{supervise_main, SUPERVISE_ARG};
 pub use vars::{ExtraVars, RunInfo};

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::events::{self, Stats, TaskResult, TaskStatus};
 use crate::supervise::{SPAWN_FAILED_EXIT, SPAWN_FAILED_MARKER, SUPERVISE_ARG};
 use crate::vars::ExtraVars;
+use crate::warm::{self, WarmPool, WarmRun};
 
 /// Worker environment variables a playbook may see (if set). Everything else
 /// is dropped: a worker's environment holds broker passwords and tokens that a
@@ -53,6 +54,21 @@ pub struct RunnerConfig {
     /// The program that understands `__supervise` (the relflow binary, or
     /// `relflow-supervise`).
     pub supervisor: PathBuf,
+    /// Cold (a fresh `ansible-playbook` per run) or warm (forked from a
+    /// pre-started Python that has ansible imported; see `warm.rs`).
+    pub mode: RunnerMode,
+}
+
+/// How `ansible-playbook` is started; both give the same results.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunnerMode {
+    /// `ansible-playbook` exec'd for every run.
+    #[default]
+    Cold,
+    /// Forked from a pool that imported ansible once (about half the
+    /// latency of a trivial playbook); falls back to cold if it cannot start.
+    Warm,
 }
 
 impl RunnerConfig {
@@ -66,6 +82,7 @@ impl RunnerConfig {
             work_dir: work_dir.into(),
             kill_grace: Duration::from_secs(10),
             supervisor: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("relflow")),
+            mode: RunnerMode::Cold,
         }
     }
 }
@@ -156,7 +173,16 @@ pub enum RunnerError {
 pub struct Runner {
     cfg: RunnerConfig,
     plugin_dir: PathBuf,
+    warm: Option<WarmPool>,
 }
+
+/// A started run, cold (the supervisor is our child) or warm (the pool's).
+enum Proc {
+    Cold(Child),
+    Warm(WarmRun),
+}
+
+type Stream = Box<dyn AsyncRead + Unpin + Send>;
 
 impl Runner {
     /// Creates the work dir (0700) and writes the callback plugin into it.
@@ -171,7 +197,31 @@ impl Runner {
         tmp.write_all(events::CALLBACK_PLUGIN.as_bytes()).map_err(err)?;
         let target = plugin_dir.join(format!("{}.py", events::CALLBACK_NAME));
         tmp.persist(&target).map_err(|e| err(e.error))?;
-        Ok(Runner { cfg, plugin_dir })
+        let warm = match cfg.mode {
+            RunnerMode::Cold => None,
+            RunnerMode::Warm => {
+                let mut tmp = tempfile::NamedTempFile::new_in(&cfg.work_dir).map_err(err)?;
+                tmp.write_all(warm::HELPER.as_bytes()).map_err(err)?;
+                tmp.persist(cfg.work_dir.join(warm::HELPER_NAME)).map_err(|e| err(e.error))?;
+                Some(WarmPool::new(cfg.work_dir.clone()))
+            }
+        };
+        Ok(Runner { cfg, plugin_dir, warm })
+    }
+
+    /// Warm mode: starts the pool now for playbooks run from `cwd`, so the
+    /// first run does not pay for it. Cold mode: nothing to do.
+    pub async fn warm_up(&self, cwd: &Path) {
+        if let Some(pool) = &self.warm {
+            if let Err(e) = pool.ensure(&self.warm_key(cwd)).await {
+                tracing::warn!("warm ansible pool: {e}; runs will start ansible-playbook cold");
+            }
+        }
+    }
+
+    /// Warm mode: how many pools were started so far (each restart adds one).
+    pub fn warm_generation(&self) -> Option<u64> {
+        self.warm.as_ref().map(WarmPool::generation)
     }
 
     pub fn config(&self) -> &RunnerConfig {
@@ -205,20 +255,15 @@ impl Runner {
             Err(e) => return RunResult::spawn_failed(format!("cannot create events file: {e}")),
         };
 
-        let cmd = self.command(run, vars_file.path(), events_file.path());
-        let mut child = match spawn(cmd).await {
-            Ok(c) => c,
-            Err(e) => {
-                return RunResult::spawn_failed(format!(
-                    "cannot start supervisor {}: {e}",
-                    self.cfg.supervisor.display()
-                ))
-            }
+        let (mut child, stdout, stderr) = match self.launch(run, vars_file.path(), events_file.path()).await {
+            Ok(l) => l,
+            Err(e) => return RunResult::spawn_failed(e),
         };
-        let mut guard = TermOnDrop(child.id());
-        let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
-            return RunResult::spawn_failed("supervisor pipes missing".into());
-        };
+        // A warm run is torn down by the pool when its connection closes.
+        let mut guard = TermOnDrop(match &child {
+            Proc::Cold(c) => c.id(),
+            Proc::Warm(_) => None,
+        });
         let exited = CancellationToken::new();
         let tee = open_tee(run.log_path.as_deref()).await;
         let (log, err_out, (status, stopped)) = tokio::join!(
@@ -261,26 +306,65 @@ impl Runner {
         RunResult { outcome, exit_code, log, tasks, stats, error }
     }
 
-    /// The supervisor command line. Nothing from the message is on it: the
-    /// variables are in the vars file, referenced as `@PATH`.
+    /// Starts the run: in the warm pool if configured and it is up, else
+    /// cold under a freshly spawned supervisor.
+    async fn launch(&self, run: &PlaybookRun, vars: &Path, events: &Path) -> Result<(Proc, Stream, Stream), String> {
+        if let Some(pool) = &self.warm {
+            let supervisor = [
+                self.cfg.supervisor.clone().into_os_string(),
+                SUPERVISE_ARG.into(),
+                self.cfg.kill_grace.as_millis().to_string().into(),
+                crate::supervise::ADOPT_ARG.into(),
+            ];
+            let key = self.warm_key(&run.cwd);
+            match pool.launch(&key, &self.playbook_argv(run, vars), &self.child_env(Some(events)), &supervisor).await {
+                Ok(l) => return Ok((Proc::Warm(l.run), Box::new(l.stdout), Box::new(l.stderr))),
+                Err(e) => tracing::warn!("warm ansible pool: {e}; running this playbook cold"),
+            }
+        }
+        let mut child = spawn(self.command(run, vars, events))
+            .await
+            .map_err(|e| format!("cannot start supervisor {}: {e}", self.cfg.supervisor.display()))?;
+        let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+            return Err("supervisor pipes missing".into());
+        };
+        Ok((Proc::Cold(child), Box::new(stdout), Box::new(stderr)))
+    }
+
+    /// What a warm pool is started for: the run's environment without the
+    /// per-run events file, and its working directory (ansible reads both,
+    /// and its config, at import time).
+    fn warm_key(&self, cwd: &Path) -> warm::Key {
+        warm::Key { program: self.cfg.ansible_playbook.clone(), env: self.child_env(None), cwd: cwd.to_path_buf() }
+    }
+
+    /// `ansible-playbook` and its arguments. Nothing from the message is on
+    /// it: the variables are in the vars file, referenced as `@PATH`.
+    fn playbook_argv(&self, run: &PlaybookRun, vars: &Path) -> Vec<OsString> {
+        let mut argv = vec![self.cfg.ansible_playbook.clone().into_os_string()];
+        // `--opt=value` so a value starting with `-` cannot become an option.
+        if let Some(inv) = &run.inventory {
+            argv.push(format!("--inventory={inv}").into());
+        }
+        if let Some(limit) = &run.limit {
+            argv.push(format!("--limit={limit}").into());
+        }
+        argv.push(concat_os(OsStr::new("--extra-vars=@"), vars.as_os_str()));
+        argv.push("--".into());
+        argv.push(run.playbook.clone().into_os_string());
+        argv
+    }
+
+    /// The cold supervisor command line.
     fn command(&self, run: &PlaybookRun, vars: &Path, events: &Path) -> Command {
         let mut cmd = Command::new(&self.cfg.supervisor);
         cmd.arg(SUPERVISE_ARG)
             .arg(self.cfg.kill_grace.as_millis().to_string())
             .arg("--")
-            .arg(&self.cfg.ansible_playbook);
-        // `--opt=value` so a value starting with `-` cannot become an option.
-        if let Some(inv) = &run.inventory {
-            cmd.arg(format!("--inventory={inv}"));
-        }
-        if let Some(limit) = &run.limit {
-            cmd.arg(format!("--limit={limit}"));
-        }
-        cmd.arg(concat_os(OsStr::new("--extra-vars=@"), vars.as_os_str()));
-        cmd.arg("--").arg(&run.playbook);
+            .args(self.playbook_argv(run, vars));
         cmd.current_dir(&run.cwd)
             .env_clear()
-            .envs(self.child_env(events))
+            .envs(self.child_env(Some(events)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -291,7 +375,7 @@ impl Runner {
     }
 
     /// The allow-listed environment, plus what the runner itself needs.
-    fn child_env(&self, events: &Path) -> BTreeMap<OsString, OsString> {
+    fn child_env(&self, events: Option<&Path>) -> BTreeMap<OsString, OsString> {
         let mut env = BTreeMap::new();
         let names = ENV_ALLOWED.iter().copied().chain(self.cfg.env_passthrough.iter().map(String::as_str));
         for name in names {
@@ -312,10 +396,12 @@ impl Runner {
         if let Some(v) = env.get(OsStr::new("ANSIBLE_CALLBACK_PLUGINS")).filter(|v| !v.is_empty()) {
             plugins = concat_os(&concat_os(&plugins, OsStr::new(":")), v);
         }
-        let ours: [(&str, OsString); 6] = [
+        if let Some(events) = events {
+            env.insert(events::EVENTS_ENV.into(), events.into());
+        }
+        let ours: [(&str, OsString); 5] = [
             ("ANSIBLE_CALLBACKS_ENABLED", enabled),
             ("ANSIBLE_CALLBACK_PLUGINS", plugins),
-            (events::EVENTS_ENV, events.into()),
             ("ANSIBLE_FORCE_COLOR", "0".into()),
             ("ANSIBLE_NOCOLOR", "1".into()),
             ("PYTHONUNBUFFERED", "1".into()),
@@ -331,7 +417,7 @@ impl Runner {
     /// Returns the exit status and, if the run was stopped, why.
     async fn wait(
         &self,
-        child: &mut Child,
+        child: &mut Proc,
         timeout: Duration,
         cancel: &CancellationToken,
     ) -> (Option<std::process::ExitStatus>, Option<Outcome>) {
@@ -340,18 +426,41 @@ impl Runner {
             _ = tokio::time::sleep(timeout) => Outcome::TimedOut,
             _ = cancel.cancelled() => Outcome::Cancelled,
         };
-        // Not yet reaped, so the pid cannot have been reused.
-        if let Some(pid) = child.id() {
-            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
-        }
+        child.signal(false).await;
         let limit = self.cfg.kill_grace + SUPERVISOR_MARGIN;
         match tokio::time::timeout(limit, child.wait()).await {
             Ok(st) => (st.ok(), Some(why)),
             Err(_) => {
                 tracing::warn!("supervisor did not exit {limit:?} after SIGTERM; killing it");
-                let _ = child.start_kill();
+                child.signal(true).await;
                 (child.wait().await.ok(), Some(why))
             }
+        }
+    }
+}
+
+impl Proc {
+    async fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        match self {
+            Proc::Cold(c) => c.wait().await,
+            Proc::Warm(w) => w.wait().await,
+        }
+    }
+
+    /// SIGTERM (or SIGKILL) to the run's supervisor.
+    async fn signal(&mut self, kill_it: bool) {
+        match self {
+            Proc::Cold(c) if kill_it => {
+                let _ = c.start_kill();
+            }
+            // Not yet reaped, so the pid cannot have been reused.
+            Proc::Cold(c) => {
+                if let Some(pid) = c.id() {
+                    let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+                }
+            }
+            // The pool is the supervisor's parent: it signals it race-free.
+            Proc::Warm(w) => w.signal(kill_it).await,
         }
     }
 }
@@ -378,7 +487,7 @@ struct SpawnRequest {
 /// *thread* that forked the supervisor exits, not the process; spawning from
 /// a runtime thread that later retires (e.g. a blocking-pool thread) would
 /// kill healthy runs. This thread lives as long as the process.
-async fn spawn(mut cmd: Command) -> std::io::Result<Child> {
+pub(crate) async fn spawn(mut cmd: Command) -> std::io::Result<Child> {
     static SPAWNER: OnceLock<Option<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
     let spawner = SPAWNER.get_or_init(|| {
         let (tx, rx) = mpsc::channel::<SpawnRequest>();

@@ -38,6 +38,8 @@ pub const SUPERVISE_ARG: &str = "__supervise";
 /// runner turns these into `Outcome::SpawnFailed`.
 pub(crate) const SPAWN_FAILED_EXIT: i32 = 127;
 pub(crate) const SPAWN_FAILED_MARKER: &str = "relflow-supervise: cannot run";
+/// Adopt mode (the warm pool): `__supervise <grace-ms> --pid <pid>`.
+pub(crate) const ADOPT_ARG: &str = "--pid";
 /// How long SIGKILLed processes get to disappear before we give up (a process
 /// stuck in uninterruptible sleep cannot be killed at all).
 const KILL_WAIT: Duration = Duration::from_secs(10);
@@ -50,17 +52,26 @@ const POLL: Duration = Duration::from_millis(20);
 /// the calling thread and waits for them synchronously.
 pub fn supervise_main(args: impl Iterator<Item = OsString>) -> ! {
     let code = match parse_args(args) {
-        Ok((grace, argv)) => supervise(grace, &argv),
+        Ok((grace, target)) => supervise(grace, target),
         Err(usage) => {
             eprintln!("relflow-supervise: {usage}");
             eprintln!("usage: {SUPERVISE_ARG} <grace-ms> -- <program> [args...]");
+            eprintln!("       {SUPERVISE_ARG} <grace-ms> {ADOPT_ARG} <pid of a child of this process>");
             2
         }
     };
     std::process::exit(code)
 }
 
-fn parse_args(args: impl Iterator<Item = OsString>) -> Result<(Duration, Vec<OsString>), String> {
+/// What the supervisor runs: a program it spawns, or (warm pool) a process
+/// already forked by the process that exec'd the supervisor, i.e. its child.
+#[derive(Debug, PartialEq)]
+enum Target {
+    Spawn(Vec<OsString>),
+    Adopt(Pid),
+}
+
+fn parse_args(args: impl Iterator<Item = OsString>) -> Result<(Duration, Target), String> {
     let mut args: Vec<OsString> = args.collect();
     if args.first().is_some_and(|a| a != SUPERVISE_ARG) {
         args.remove(0); // argv[0]
@@ -73,17 +84,26 @@ fn parse_args(args: impl Iterator<Item = OsString>) -> Result<(Duration, Vec<OsS
         .next()
         .and_then(|g| g.to_str().and_then(|s| s.parse::<u64>().ok()))
         .ok_or("grace must be a number of milliseconds")?;
-    if it.next().as_deref() != Some("--".as_ref()) {
-        return Err("expected -- before the program".into());
+    let grace = Duration::from_millis(grace);
+    match it.next().as_deref().and_then(|a| a.to_str()) {
+        Some("--") => {}
+        Some(ADOPT_ARG) => {
+            let pid = it.next().and_then(|p| p.to_str().and_then(|s| s.parse::<i32>().ok()));
+            return match (pid, it.next()) {
+                (Some(pid), None) if pid > 0 => Ok((grace, Target::Adopt(Pid::from_raw(pid)))),
+                _ => Err(format!("{ADOPT_ARG} takes one process id")),
+            };
+        }
+        _ => return Err(format!("expected -- before the program, or {ADOPT_ARG} PID")),
     }
     let argv: Vec<OsString> = it.collect();
     if argv.is_empty() {
         return Err("no program given".into());
     }
-    Ok((Duration::from_millis(grace), argv))
+    Ok((grace, Target::Spawn(argv)))
 }
 
-fn supervise(grace: Duration, argv: &[OsString]) -> i32 {
+fn supervise(grace: Duration, target: Target) -> i32 {
     // Block the signals we care about first, so none is lost between here and
     // the sigwait loop; std resets the mask in the spawned program.
     let mut signals = SigSet::empty();
@@ -108,28 +128,32 @@ fn supervise(grace: Duration, argv: &[OsString]) -> i32 {
         return 125;
     }
 
-    let mut cmd = Command::new(&argv[0]);
-    cmd.args(&argv[1..]);
-    if let Ok(fd) = std::io::stdout().as_fd().try_clone_to_owned() {
-        cmd.stderr(Stdio::from(fd));
-    }
-    let child = match cmd.spawn() {
-        Ok(c) => Pid::from_raw(c.id() as i32),
-        Err(e) => {
-            eprintln!("{SPAWN_FAILED_MARKER} {}: {e}", argv[0].to_string_lossy());
-            return SPAWN_FAILED_EXIT;
+    let child = match target {
+        // The warm pool forked the playbook, then exec'd us in its place: it
+        // is already our child, with the run's signals still blocked.
+        Target::Adopt(pid) => pid,
+        Target::Spawn(argv) => {
+            let mut cmd = Command::new(&argv[0]);
+            cmd.args(&argv[1..]);
+            if let Ok(fd) = std::io::stdout().as_fd().try_clone_to_owned() {
+                cmd.stderr(Stdio::from(fd));
+            }
+            match cmd.spawn() {
+                Ok(c) => Pid::from_raw(c.id() as i32),
+                Err(e) => {
+                    eprintln!("{SPAWN_FAILED_MARKER} {}: {e}", argv[0].to_string_lossy());
+                    return SPAWN_FAILED_EXIT;
+                }
+            }
         }
     };
 
     let mut status = None;
-    loop {
+    // An adopted child may have exited before we were exec'd.
+    reap(child, &mut status);
+    while status.is_none() {
         match signals.wait() {
-            Ok(Signal::SIGCHLD) => {
-                reap(child, &mut status);
-                if status.is_some() {
-                    break;
-                }
-            }
+            Ok(Signal::SIGCHLD) => reap(child, &mut status),
             Ok(_) => break, // SIGTERM / SIGINT / SIGHUP: tear down
             Err(e) => {
                 eprintln!("relflow-supervise: sigwait: {e}");
@@ -259,8 +283,11 @@ mod tests {
     #[test]
     fn parses_args_with_or_without_argv0() {
         let a = |v: &[&str]| parse_args(v.iter().map(OsString::from));
-        let (g, argv) = a(&["relflow", "__supervise", "1500", "--", "prog", "-x"]).unwrap_or_default();
-        assert_eq!((g, argv.len()), (Duration::from_millis(1500), 2));
+        let ok = a(&["relflow", "__supervise", "1500", "--", "prog", "-x"]);
+        assert_eq!(ok, Ok((Duration::from_millis(1500), Target::Spawn(vec!["prog".into(), "-x".into()]))));
+        assert_eq!(a(&["__supervise", "5", "--pid", "42"]), Ok((Duration::from_millis(5), Target::Adopt(Pid::from_raw(42)))));
+        assert!(a(&["__supervise", "5", "--pid", "x"]).is_err());
+        assert!(a(&["__supervise", "5", "--pid", "42", "43"]).is_err());
         assert!(a(&["__supervise", "10", "--", "prog"]).is_ok());
         assert!(a(&["__supervise", "ten", "--", "prog"]).is_err());
         assert!(a(&["__supervise", "10", "--"]).is_err());

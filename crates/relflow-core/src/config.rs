@@ -80,6 +80,19 @@ pub struct AnsibleConfig {
     /// Between SIGTERM and SIGKILL when a run times out.
     #[serde(with = "humantime_serde")]
     pub kill_grace: Duration,
+    /// `cold` (default): a fresh ansible-playbook per run. `warm`: runs are
+    /// forked from a pre-started Python with ansible imported (same results,
+    /// about half the start-up time; see crates/relflow-ansible).
+    pub mode: AnsibleMode,
+}
+
+/// How the worker starts ansible-playbook (`[ansible] mode`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AnsibleMode {
+    #[default]
+    Cold,
+    Warm,
 }
 
 impl Default for AnsibleConfig {
@@ -90,6 +103,7 @@ impl Default for AnsibleConfig {
             inventory: None,
             env: Vec::new(),
             kill_grace: Duration::from_secs(10),
+            mode: AnsibleMode::Cold,
         }
     }
 }

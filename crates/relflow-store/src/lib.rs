@@ -235,6 +235,16 @@ pub trait RunStore: Send + Sync {
     /// Counts a message that matched no rule (acked as a no-op, not a run).
     async fn count_noop(&self) -> Result<()>;
 
+    /// Counts `n` no-ops in one write. The worker batches them in memory:
+    /// one synced store write per no-op capped no-op throughput (see
+    /// docs/performance.md).
+    async fn count_noops(&self, n: u64) -> Result<()> {
+        for _ in 0..n {
+            self.count_noop().await?;
+        }
+        Ok(())
+    }
+
     /// How many messages were acked as no-ops.
     async fn noop_count(&self) -> Result<u64>;
 

@@ -282,6 +282,20 @@ impl RunStore for PgStore {
         Ok(())
     }
 
+    async fn count_noops(&self, n: u64) -> Result<()> {
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO relflow_counters (name, value) VALUES ('noop', $1)
+                 ON CONFLICT (name) DO UPDATE SET value = relflow_counters.value + $1",
+                &[&n],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(())
+    }
+
     async fn lock(&self, name: &str) -> Result<LockGuard> {
         // A session-level advisory lock on a connection of its own: on the
         // shared client it would be re-entrant for every run of this

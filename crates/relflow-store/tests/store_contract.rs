@@ -167,6 +167,10 @@ async fn noop_counter(s: &dyn RunStore) {
     s.count_noop().await.unwrap();
     s.count_noop().await.unwrap();
     assert_eq!(s.noop_count().await.unwrap(), 2);
+    // The worker's batched flush: n at once.
+    s.count_noops(40).await.unwrap();
+    s.count_noops(0).await.unwrap();
+    assert_eq!(s.noop_count().await.unwrap(), 42);
 }
 
 async fn count_ignores_paging_and_hours_group_by_status(s: &dyn RunStore) {

@@ -6,6 +6,7 @@ mod commands;
 mod locks;
 mod systemd;
 mod metrics;
+mod noops;
 mod serve;
 mod worker;
 

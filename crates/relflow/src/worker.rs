@@ -33,6 +33,7 @@ use tracing::{info, warn};
 
 use crate::locks::{KeyedGuard, KeyedLocks};
 use crate::metrics::Metrics;
+use crate::noops::NoopCounter;
 
 /// How long one `claim` waits before the loop checks for shutdown/drain.
 const CLAIM_WAIT: Duration = Duration::from_secs(1);
@@ -44,6 +45,8 @@ pub struct Worker {
     /// Counters for `/metrics` (`relflow serve`); private and unread otherwise.
     metrics: Arc<Metrics>,
     runner: Arc<Runner>,
+    /// No-ops are counted in memory and written once a second (noops.rs).
+    noops: Arc<NoopCounter>,
     /// Bounds playbook runs at once; shared by all messages in flight.
     run_slots: Arc<Semaphore>,
     concurrency: usize,
@@ -79,6 +82,9 @@ impl Worker {
         runner.ansible_config = config.ansible.config.clone();
         runner.env_passthrough = config.ansible.env.clone();
         runner.kill_grace = config.ansible.kill_grace;
+        if config.ansible.mode == relflow_core::config::AnsibleMode::Warm {
+            runner.mode = relflow_ansible::RunnerMode::Warm;
+        }
         let logs = config.data_dir.join("logs");
         if let Err(e) = std::fs::create_dir_all(&logs) {
             warn!("cannot create {} (running logs will not stream live): {e}", logs.display());
@@ -86,6 +92,7 @@ impl Worker {
         let host = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
         Ok(Worker {
             runner: Arc::new(Runner::new(runner)?),
+            noops: Arc::new(NoopCounter::new(Arc::clone(&store))),
             config,
             queue,
             store,
@@ -106,6 +113,10 @@ impl Worker {
         let in_flight = Arc::new(Semaphore::new(self.concurrency));
         let mut tasks = JoinSet::new();
         info!(worker = %self.id, concurrency = self.concurrency, rules = self.config.rules.len(), "worker started");
+        // Warm mode: pay for importing ansible now, not on the first message.
+        self.runner.warm_up(&self.config.playbooks_dir).await;
+        let stop_noops = CancellationToken::new();
+        let noops = tokio::spawn(Arc::clone(&self.noops).run(stop_noops.clone()));
         loop {
             while tasks.try_join_next().is_some() {}
             let permit = tokio::select! {
@@ -153,6 +164,8 @@ impl Worker {
                 while tasks.join_next().await.is_some() {}
             }
         }
+        stop_noops.cancel();
+        let _ = noops.await;
         info!("worker stopped");
         Ok(())
     }
@@ -217,9 +230,7 @@ impl Worker {
         if matches.rules.is_empty() {
             self.metrics.noop(&msg.source);
             info!(msg_id = %msg.id, topic = %msg.topic, "no rule matched; acked as a no-op");
-            if let Err(e) = self.store.count_noop().await {
-                warn!("cannot count the no-op: {e}");
-            }
+            self.noops.add();
             return self.queue.ack(d).await;
         }
 
