@@ -128,12 +128,16 @@ impl SqliteQueue {
 
     fn try_claim(conn: &mut Connection, visibility: i64) -> rusqlite::Result<Option<Delivery>> {
         let now = now_ms();
-        conn.query_row(
+        // Cached: the claim and ack statements run once per message, and
+        // parsing them each time cost a third of a no-op's time.
+        conn.prepare_cached(
             "UPDATE queue SET lease_until = ?2, deliveries = deliveries + 1
              WHERE id = (SELECT id FROM queue
                          WHERE not_before <= ?1 AND (lease_until IS NULL OR lease_until <= ?1)
                          ORDER BY not_before, id LIMIT 1)
              RETURNING id, payload, attempt, deliveries",
+        )?
+        .query_row(
             params![now, now + visibility],
             |row| {
                 Ok(Delivery {
@@ -153,7 +157,7 @@ impl WorkQueue for SqliteQueue {
     async fn enqueue(&self, payload: &[u8]) -> Result<()> {
         let payload = payload.to_vec();
         self.with_conn(move |c| {
-            c.execute("INSERT INTO queue (payload, not_before) VALUES (?1, ?2)", params![payload, now_ms()])
+            c.prepare_cached("INSERT INTO queue (payload, not_before) VALUES (?1, ?2)")?.execute(params![payload, now_ms()])
         })
         .await?;
         self.notify.notify_waiters();
@@ -186,7 +190,7 @@ impl WorkQueue for SqliteQueue {
         let (id, n) = (d.tag as i64, d.deliveries);
         let until = now_ms() + ms(self.options.visibility_timeout);
         self.with_conn(move |c| {
-            c.execute("UPDATE queue SET lease_until = ?3 WHERE id = ?1 AND deliveries = ?2", params![id, n, until])
+            c.prepare_cached("UPDATE queue SET lease_until = ?3 WHERE id = ?1 AND deliveries = ?2")?.execute(params![id, n, until])
         })
         .await?;
         Ok(())
@@ -194,7 +198,7 @@ impl WorkQueue for SqliteQueue {
 
     async fn ack(&self, d: &Delivery) -> Result<()> {
         let (id, n) = (d.tag as i64, d.deliveries);
-        self.with_conn(move |c| c.execute("DELETE FROM queue WHERE id = ?1 AND deliveries = ?2", params![id, n]))
+        self.with_conn(move |c| c.prepare_cached("DELETE FROM queue WHERE id = ?1 AND deliveries = ?2")?.execute(params![id, n]))
             .await?;
         Ok(())
     }
