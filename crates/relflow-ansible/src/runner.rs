@@ -465,6 +465,15 @@ impl Proc {
     }
 }
 
+/// Resolves a program as exec would: a path as it is, a bare name on `path`
+/// (a PATH-style list). `None` if no such file.
+pub fn find_program(program: &Path, path: &OsStr) -> Option<PathBuf> {
+    if program.components().count() > 1 {
+        return program.is_file().then(|| program.to_path_buf());
+    }
+    std::env::split_paths(path).map(|dir| dir.join(program)).find(|p| p.is_file())
+}
+
 /// If a run's future is dropped mid-run, the supervisor still gets SIGTERM
 /// and tears the run down.
 struct TermOnDrop(Option<u32>);

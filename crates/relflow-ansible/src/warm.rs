@@ -260,13 +260,10 @@ fn send_with_fds(stream: &mut std::os::unix::net::UnixStream, data: &[u8], fds: 
 /// as the kernel does: the program and at most one argument.
 fn interpreter(program: &Path, path_env: Option<&OsString>) -> Result<Vec<OsString>, String> {
     let resolved = if program.components().count() > 1 {
-        program.to_path_buf()
+        program.to_path_buf() // a missing file is reported by the read below
     } else {
         let path = path_env.map(|p| p.as_os_str()).unwrap_or(OsStr::new("/usr/local/bin:/usr/bin:/bin"));
-        std::env::split_paths(path)
-            .map(|d| d.join(program))
-            .find(|p| p.is_file())
-            .ok_or_else(|| format!("{} not found on PATH", program.display()))?
+        crate::runner::find_program(program, path).ok_or_else(|| format!("{} not found on PATH", program.display()))?
     };
     let head = std::fs::read(&resolved).map_err(|e| format!("cannot read {}: {e}", resolved.display()))?;
     let line = head.split(|&b| b == b'\n').next().unwrap_or_default();

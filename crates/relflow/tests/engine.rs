@@ -200,8 +200,7 @@ fn undecodable_and_unrunnable_messages_are_dead_lettered_at_once() {
     env.publish_body("x.y", &json!({}));
     // A producer that bypasses `relflow publish` and writes garbage.
     let db = env.path("data/relflow.sqlite3");
-    let conn = rusqlite_free_insert(&db);
-    assert!(conn, "inserted a raw payload");
+    assert!(insert_raw_payload(&db), "inserted a raw payload");
     env.ok(&["worker", "--drain"]);
     let dead = env.json(&["dead-letters", "list"]);
     let reasons: Vec<_> = dead.as_array().unwrap().iter().map(|d| d["reason"].as_str().unwrap().to_owned()).collect();
@@ -212,9 +211,9 @@ fn undecodable_and_unrunnable_messages_are_dead_lettered_at_once() {
     assert_eq!((runs.len(), runs[0]["status"].as_str()), (1, Some("error")), "a missing playbook is not retried");
 }
 
-/// Appends a non-JSON payload to the embedded queue with the sqlite3 CLI
-/// of Python (always there: ansible needs it).
-fn rusqlite_free_insert(db: &std::path::Path) -> bool {
+/// Appends a non-JSON payload to the embedded queue, as a foreign producer
+/// would, with Python's sqlite3 module (always there: ansible needs Python).
+fn insert_raw_payload(db: &std::path::Path) -> bool {
     std::process::Command::new("python3")
         .args(["-c", "import sqlite3,sys,time; c=sqlite3.connect(sys.argv[1]); c.execute('INSERT INTO queue (payload, not_before) VALUES (?, ?)', (b'\\xff not json', int(time.time()*1000))); c.commit()"])
         .arg(db)

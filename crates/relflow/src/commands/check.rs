@@ -1,6 +1,6 @@
 //! `relflow check`: is this config going to work?
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -75,7 +75,8 @@ fn problems(config: &Config) -> Vec<String> {
             }
         }
     }
-    if find_program(&config.ansible.playbook_cmd).is_none() {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    if relflow_ansible::find_program(&config.ansible.playbook_cmd, &path).is_none() {
         problems.push(format!(
             "ansible playbook_cmd {} not found (run scripts/setup.sh for a local venv, or set [ansible] playbook_cmd)",
             config.ansible.playbook_cmd.display()
@@ -87,12 +88,4 @@ fn problems(config: &Config) -> Vec<String> {
         }
     }
     problems
-}
-
-/// Resolves a program like the shell would: a path as is, a bare name on PATH.
-fn find_program(program: &Path) -> Option<PathBuf> {
-    if program.components().count() > 1 {
-        return program.is_file().then(|| program.to_path_buf());
-    }
-    std::env::split_paths(&std::env::var_os("PATH")?).map(|dir| dir.join(program)).find(|p| p.is_file())
 }

@@ -2,8 +2,8 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
-use relflow_core::{match_rules, Config, Message};
+use anyhow::Result;
+use relflow_core::{match_rules, Config};
 use serde_json::json;
 
 use crate::worker::extra_vars;
@@ -11,9 +11,7 @@ use crate::worker::extra_vars;
 pub fn run(config: &Config, files: &[std::path::PathBuf], as_json: bool) -> Result<ExitCode> {
     let mut report = Vec::new();
     for file in files {
-        let bytes = super::read_input(file)?;
-        let msg = Message::decode(&bytes, "cli", config.max_message_bytes)
-            .with_context(|| format!("{}: not a message", file.display()))?;
+        let msg = super::read_message(config, file)?;
         let found = match_rules(&config.rules, &msg);
         let runs: Vec<_> = found
             .rules

@@ -66,6 +66,13 @@ fn shutdown_on_signal(then: &'static str) -> Result<tokio_util::sync::Cancellati
     Ok(shutdown)
 }
 
+/// Reads and decodes one fedmsg / fedora-messaging message file (`-`: stdin).
+fn read_message(config: &Config, path: &Path) -> Result<relflow_core::Message> {
+    let bytes = read_input(path)?;
+    relflow_core::Message::decode(&bytes, "cli", config.max_message_bytes)
+        .with_context(|| format!("{}: not a message", path.display()))
+}
+
 /// Reads a file, or stdin for `-`.
 fn read_input(path: &Path) -> Result<Vec<u8>> {
     if path == Path::new("-") {

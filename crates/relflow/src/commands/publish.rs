@@ -19,14 +19,7 @@ pub async fn run(config: &Config, args: PublishArgs) -> Result<ExitCode> {
         None => {
             // Decode everything first, so one bad file publishes nothing
             // rather than half of a batch.
-            let mut messages = Vec::new();
-            for input in &args.inputs {
-                let bytes = super::read_input(Path::new(input))?;
-                let msg = Message::decode(&bytes, "cli", config.max_message_bytes)
-                    .with_context(|| format!("{input}: not a message"))?;
-                messages.push(msg);
-            }
-            messages
+            args.inputs.iter().map(|input| super::read_message(config, Path::new(input))).collect::<Result<_>>()?
         }
     };
     let queue = open_queue(config, 1).await?;
