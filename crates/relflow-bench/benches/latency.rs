@@ -3,9 +3,10 @@
 //! `ansible-playbook` by hand (cold) and reading the same clock.
 //!
 //! relflow is measured cold and warm (`[ansible] mode`), on the embedded
-//! queue (a worker in another process sees a new message within its 200 ms
-//! poll) and on RabbitMQ (pushed). "publish" is `relflow publish` started by
-//! the bench: its start-up is included. `cargo bench -p relflow-bench --bench latency`.
+//! queue (a worker in another process notices the publisher's commit within
+//! its 5 ms `data_version` watch) and on RabbitMQ (pushed). "publish" is
+//! `relflow publish` started by the bench: its start-up is included.
+//! `cargo bench -p relflow-bench --bench latency`.
 
 use std::path::Path;
 use std::process::{Command, Stdio};

@@ -13,7 +13,8 @@
 //! empty (depth polled every 5 ms), so process start-up is not counted for
 //! anyone. `cargo bench -p relflow-bench --bench noop`; BENCH_N (100000),
 //! BENCH_LOOPABULL_N (= BENCH_N), BENCH_PREFETCH (comma list, default "2,32":
-//! 2 = a 2-core worker's default concurrency).
+//! 2 = a 2-core worker's default concurrency), BENCH_QUEUES (comma list,
+//! default "rabbitmq,sqlite").
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -21,7 +22,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use futures_lite::StreamExt;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, QueueDeclareOptions};
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
+    QueueDeclareOptions,
+};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use relflow_bench::*;
@@ -42,6 +46,11 @@ async fn main() -> Result<()> {
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
+    let queues: Vec<String> = std::env::var("BENCH_QUEUES")
+        .unwrap_or_else(|_| "rabbitmq,sqlite".into())
+        .split(',')
+        .map(|s| s.trim().to_owned())
+        .collect();
     let bin = relflow_bin()?;
     let mut lines = vec![
         format!("{n} no-op messages per run ({loopabull_n} for loopabull and the classic-queue bare loop)."),
@@ -52,97 +61,116 @@ async fn main() -> Result<()> {
     let mut mem = Vec::new();
 
     // --- RabbitMQ ---
-    let vhost = Vhost::create("noop")?;
-    let url = vhost.url();
-    let mut bare_best = 0.0f64;
-    let mut relflow_best = 0.0f64;
-    for &prefetch in &prefetches {
-        // Each contender gets a fresh quorum queue: a second pass over one
-        // queue would pay for compacting the first pass's raft log.
-        let bq = format!("bare{prefetch}.work");
-        fill_amqp(&url, &bq, true, n).await?;
-        let bare = drain_amqp(&url, &bq, n, || {
-            let (url, q) = (url.clone(), bq.clone());
-            Ok(Contender::Task(tokio::spawn(async move { bare_lapin(&url, &q, prefetch, n).await })))
+    if queues.iter().any(|q| q == "rabbitmq") {
+        let vhost = Vhost::create("noop")?;
+        let url = vhost.url();
+        let mut bare_best = 0.0f64;
+        let mut relflow_best = 0.0f64;
+        for &prefetch in &prefetches {
+            // Each contender gets a fresh quorum queue: a second pass over one
+            // queue would pay for compacting the first pass's raft log.
+            let bq = format!("bare{prefetch}.work");
+            fill_amqp(&url, &bq, true, n).await?;
+            let bare = drain_amqp(&url, &bq, n, || {
+                let (url, q) = (url.clone(), bq.clone());
+                Ok(Contender::Task(tokio::spawn(async move { bare_lapin(&url, &q, prefetch, n).await })))
+            })
+            .await?;
+            let q = format!("p{prefetch}.relflow.work");
+            lines.push(row("rabbitmq", "bare lapin consume+ack", prefetch, bare, None));
+
+            let setup = Setup::new("", &format!("[queue]\nurl = \"{url}\"\nprefix = \"p{prefetch}.\"\n\n{RULE}"))?;
+            let (idle, _) = idle_rss(&setup, &bin, prefetch)?;
+            fill_amqp(&url, &q, true, n).await?;
+            let mut samples = (0, 0);
+            let rel = drain_amqp_sampled(&url, &q, n, &setup, &bin, prefetch, &mut samples).await?;
+            lines.push(row("rabbitmq", "relflow worker", prefetch, rel, Some(bare)));
+            mem.push(format!(
+                "| rabbitmq, concurrency {prefetch} | {} | {} | {} |",
+                mib(idle),
+                mib(samples.0),
+                mib(samples.1)
+            ));
+            bare_best = bare_best.max(rate(bare));
+            relflow_best = relflow_best.max(rate(rel));
+        }
+
+        // loopabull, on the queue it declares itself (classic, durable).
+        let lq = "loopabull.bench";
+        fill_amqp(&url, lq, false, loopabull_n).await?;
+        let cfg = loopabull_config(&vhost.name, lq)?;
+        let lb = drain_amqp(&url, lq, loopabull_n, || {
+            let child = Command::new(workspace().join("target/bench-venv/bin/loopabull"))
+                .arg(cfg.path())
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .context("start loopabull: run scripts/bench.sh (it makes target/bench-venv)")?;
+            Ok(Contender::Process(child))
         })
         .await?;
-        let q = format!("p{prefetch}.relflow.work");
-        lines.push(row("rabbitmq", "bare lapin consume+ack", prefetch, bare, None));
-
-        let setup = Setup::new("", &format!("[queue]\nurl = \"{url}\"\nprefix = \"p{prefetch}.\"\n\n{RULE}"))?;
-        let (idle, _) = idle_rss(&setup, &bin, prefetch)?;
-        fill_amqp(&url, &q, true, n).await?;
-        let mut samples = (0, 0);
-        let rel = drain_amqp_sampled(&url, &q, n, &setup, &bin, prefetch, &mut samples).await?;
-        lines.push(row("rabbitmq", "relflow worker", prefetch, rel, Some(bare)));
-        mem.push(format!(
-            "| rabbitmq, concurrency {prefetch} | {} | {} | {} |",
-            mib(idle),
-            mib(samples.0),
-            mib(samples.1)
+        // The bare loop on loopabull's own terms: classic queue, prefetch 1.
+        let cq = "bare.classic";
+        fill_amqp(&url, cq, false, loopabull_n).await?;
+        let bare_classic = drain_amqp(&url, cq, loopabull_n, || {
+            let url = url.clone();
+            Ok(Contender::Task(tokio::spawn(async move { bare_lapin(&url, cq, 1, loopabull_n).await })))
+        })
+        .await?;
+        lines.push(row("rabbitmq classic", "bare lapin consume+ack", 1, bare_classic, None));
+        lines.push(row("rabbitmq classic", "loopabull 0.0.7", 1, lb, Some(bare_classic)));
+        lines.push(String::new());
+        lines.push(format!(
+            "RabbitMQ: relflow (best prefetch) / bare lapin (best prefetch) = {:.2}; relflow / loopabull = {:.1}x",
+            relflow_best / bare_best,
+            relflow_best / rate(lb)
         ));
-        bare_best = bare_best.max(rate(bare));
-        relflow_best = relflow_best.max(rate(rel));
+        drop(vhost);
     }
 
-    // loopabull, on the queue it declares itself (classic, durable).
-    let lq = "loopabull.bench";
-    fill_amqp(&url, lq, false, loopabull_n).await?;
-    let cfg = loopabull_config(&vhost.name, lq)?;
-    let lb = drain_amqp(&url, lq, loopabull_n, || {
-        let child = Command::new(workspace().join("target/bench-venv/bin/loopabull"))
-            .arg(cfg.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("start loopabull: run scripts/bench.sh (it makes target/bench-venv)")?;
-        Ok(Contender::Process(child))
-    })
-    .await?;
-    // The bare loop on loopabull's own terms: classic queue, prefetch 1.
-    let cq = "bare.classic";
-    fill_amqp(&url, cq, false, loopabull_n).await?;
-    let bare_classic = drain_amqp(&url, cq, loopabull_n, || {
-        let url = url.clone();
-        Ok(Contender::Task(tokio::spawn(async move { bare_lapin(&url, cq, 1, loopabull_n).await })))
-    })
-    .await?;
-    lines.push(row("rabbitmq classic", "bare lapin consume+ack", 1, bare_classic, None));
-    lines.push(row("rabbitmq classic", "loopabull 0.0.7", 1, lb, Some(bare_classic)));
-    lines.push(String::new());
-    lines.push(format!(
-        "RabbitMQ: relflow (best prefetch) / bare lapin (best prefetch) = {:.2}; relflow / loopabull = {:.1}x",
-        relflow_best / bare_best,
-        relflow_best / rate(lb)
-    ));
-    drop(vhost);
-
     // --- embedded SQLite queue ---
-    lines.push(String::new());
-    lines.push("| queue | contender | prefetch | messages | seconds | msg/s | vs bare loop |".into());
-    lines.push("|---|---|---|---|---|---|---|".into());
-    let setup = Setup::new("", RULE)?;
-    let (idle, _) = idle_rss(&setup, &bin, 2)?;
-    let db = setup.path().join("data/relflow.sqlite3");
-    let bare_db = setup.path().join("bare.sqlite3");
-    create_like(&db, &bare_db)?;
-    fill_sqlite(&bare_db, n)?;
-    let bare = bare_sqlite(&bare_db, n)?;
-    lines.push(row("sqlite", "bare rusqlite claim+delete", 1, bare, None));
-    fill_sqlite(&db, n)?;
-    let mut child = setup.relflow(&bin, &["worker"]).spawn()?;
-    let pid = child.id();
-    let mut samples = (0, 0);
-    let rel = watch_sqlite(&db, n, |left| {
-        if left <= n / 2 && samples.0 == 0 {
-            samples.0 = rss_kib(pid).unwrap_or(0);
+    if queues.iter().any(|q| q == "sqlite") {
+        lines.push(String::new());
+        lines.push("| queue | contender | prefetch | messages | seconds | msg/s | vs bare loop |".into());
+        lines.push("|---|---|---|---|---|---|---|".into());
+        let setup = Setup::new("", RULE)?;
+        let (idle, _) = idle_rss(&setup, &bin, 2)?;
+        let db = setup.path().join("data/relflow.sqlite3");
+        // The bare loops run in a thread of this process, watched exactly like
+        // the relflow worker (the watcher's polling costs everyone the same).
+        let mut bare = Vec::new();
+        for batch in [1u32, 2] {
+            let bare_db = setup.path().join(format!("bare{batch}.sqlite3"));
+            create_like(&db, &bare_db)?;
+            fill_sqlite(&bare_db, n)?;
+            let path = bare_db.clone();
+            let looper = std::thread::spawn(move || bare_sqlite(&path, n, batch));
+            let drained = watch_sqlite(&bare_db, n, |_| {})?;
+            looper.join().map_err(|_| anyhow::anyhow!("the bare loop panicked"))??;
+            let who = if batch == 1 {
+                "bare rusqlite claim+delete, one at a time".to_string()
+            } else {
+                format!("bare rusqlite claim+delete, {batch} per transaction")
+            };
+            lines.push(row("sqlite", &who, batch as u16, drained, None));
+            bare.push(drained);
         }
-    })?;
-    samples.1 = rss_kib(pid).unwrap_or(0);
-    stop(&mut child);
-    lines.push(row("sqlite", "relflow worker", 2, rel, Some(bare)));
-    mem.push(format!("| sqlite, concurrency 2 | {} | {} | {} |", mib(idle), mib(samples.0), mib(samples.1)));
+        fill_sqlite(&db, n)?;
+        let mut child = setup.relflow(&bin, &["worker"]).spawn()?;
+        let pid = child.id();
+        let mut samples = (0, 0);
+        let rel = watch_sqlite(&db, n, |left| {
+            if left <= n / 2 && samples.0 == 0 {
+                samples.0 = rss_kib(pid).unwrap_or(0);
+            }
+        })?;
+        samples.1 = rss_kib(pid).unwrap_or(0);
+        stop(&mut child);
+        lines.push(row("sqlite", "relflow worker (vs one at a time)", 2, rel, Some(bare[0])));
+        lines.push(row("sqlite", "relflow worker (vs 2 per transaction)", 2, rel, Some(bare[1])));
+        mem.push(format!("| sqlite, concurrency 2 | {} | {} | {} |", mib(idle), mib(samples.0), mib(samples.1)));
+    }
 
     lines.push(String::new());
     lines.push("Worker RSS (MiB):".into());
@@ -202,8 +230,9 @@ async fn fill_amqp(url: &str, queue: &str, quorum: bool, n: u64) -> Result<()> {
     let props = BasicProperties::default().with_delivery_mode(2);
     let mut pending = Vec::new();
     for i in 0..n {
-        let confirm =
-            ch.basic_publish("".into(), queue.into(), BasicPublishOptions::default(), &payload(TOPIC, i), props.clone()).await?;
+        let confirm = ch
+            .basic_publish("".into(), queue.into(), BasicPublishOptions::default(), &payload(TOPIC, i), props.clone())
+            .await?;
         pending.push(confirm);
         if pending.len() == 2000 {
             for c in pending.drain(..) {
@@ -293,7 +322,8 @@ async fn watch_amqp(ch: &Channel, queue: &str, n: u64, mut each: impl FnMut(u64)
 async fn bare_lapin(url: &str, queue: &str, prefetch: u16, n: u64) -> Result<()> {
     let (conn, ch) = connect(url).await?;
     ch.basic_qos(prefetch, BasicQosOptions::default()).await?;
-    let mut consumer = ch.basic_consume(queue.into(), "".into(), BasicConsumeOptions::default(), FieldTable::default()).await?;
+    let mut consumer =
+        ch.basic_consume(queue.into(), "".into(), BasicConsumeOptions::default(), FieldTable::default()).await?;
     let mut acked = 0;
     while acked < n {
         let Some(d) = consumer.next().await else { bail!("consumer ended") };
@@ -328,7 +358,8 @@ fn loopabull_config(vhost: &str, queue: &str) -> Result<tempfile::NamedTempFile>
 /// `to` gets the schema of `from` (relflow's queue tables).
 fn create_like(from: &Path, to: &Path) -> Result<()> {
     let src = rusqlite::Connection::open(from)?;
-    let mut stmt = src.prepare("SELECT sql FROM sqlite_master WHERE name IN ('queue', 'queue_ready') AND sql IS NOT NULL")?;
+    let mut stmt =
+        src.prepare("SELECT sql FROM sqlite_master WHERE name IN ('queue', 'queue_ready') AND sql IS NOT NULL")?;
     let sqls: Vec<String> = stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
     let dst = open(to)?;
     for sql in sqls {
@@ -365,36 +396,43 @@ fn fill_sqlite(db: &Path, n: u64) -> Result<()> {
 }
 
 /// The limit: the same lease-then-delete relflow's queue does, one
-/// connection, one message at a time, nothing else.
-fn bare_sqlite(db: &Path, n: u64) -> Result<Drained> {
-    let c = open(db)?;
-    let t0 = Instant::now();
+/// connection, nothing else. `batch` rows per claim transaction and per
+/// delete transaction: 1 is the plain loop; 2 pays the same fsyncs per
+/// message as relflow's group commit with two slots (one claim and one ack
+/// share a commit).
+fn bare_sqlite(db: &Path, n: u64, batch: u32) -> Result<()> {
+    let mut c = open(db)?;
     let mut done = 0;
     loop {
         let now = now_ms();
-        let row: Option<(i64, i64)> = {
-            let mut claim = c.prepare_cached(
+        let tx = c.transaction()?;
+        let rows: Vec<(i64, i64)> = {
+            let mut claim = tx.prepare_cached(
                 "UPDATE queue SET lease_until = ?2, deliveries = deliveries + 1
-                 WHERE id = (SELECT id FROM queue
-                             WHERE not_before <= ?1 AND (lease_until IS NULL OR lease_until <= ?1)
-                             ORDER BY not_before, id LIMIT 1)
+                 WHERE id IN (SELECT id FROM queue
+                              WHERE not_before <= ?1 AND (lease_until IS NULL OR lease_until <= ?1)
+                              ORDER BY not_before, id LIMIT ?3)
                  RETURNING id, deliveries",
             )?;
-            let mut rows = claim.query(rusqlite::params![now, now + 60_000])?;
-            match rows.next()? {
-                Some(r) => Some((r.get(0)?, r.get(1)?)),
-                None => None,
-            }
+            let rows = claim.query_map(rusqlite::params![now, now + 60_000, batch], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect::<Result<_, _>>()?
         };
-        let Some((id, deliveries)) = row else { break };
-        c.prepare_cached("DELETE FROM queue WHERE id = ?1 AND deliveries = ?2")?
-            .execute(rusqlite::params![id, deliveries])?;
-        done += 1;
+        tx.commit()?;
+        if rows.is_empty() {
+            break;
+        }
+        let tx = c.transaction()?;
+        for (id, deliveries) in &rows {
+            tx.prepare_cached("DELETE FROM queue WHERE id = ?1 AND deliveries = ?2")?
+                .execute(rusqlite::params![id, deliveries])?;
+        }
+        tx.commit()?;
+        done += rows.len() as u64;
     }
     if done != n {
         bail!("bare loop drained {done}, expected {n}");
     }
-    Ok((n, t0.elapsed()))
+    Ok(())
 }
 
 fn watch_sqlite(db: &Path, n: u64, mut each: impl FnMut(u64)) -> Result<Drained> {

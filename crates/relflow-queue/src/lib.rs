@@ -20,6 +20,8 @@
 //!   producer can never wedge the queue.
 
 mod sqlite;
+mod wal_watch;
+mod writer;
 
 use std::time::Duration;
 

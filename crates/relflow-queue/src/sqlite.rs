@@ -12,9 +12,15 @@
 //! count the worker claimed it with. A worker whose lease ran out (it hung,
 //! then woke up) can therefore never ack away a delivery that now belongs to
 //! someone else.
+//!
+//! Two things keep it fast without weakening any of that: every call goes
+//! through one writer thread that commits calls waiting together in one
+//! transaction (writer.rs: a claim and an ack share an fsync), and a waiting
+//! claim sleeps on inotify on the WAL file (wal_watch.rs), so another
+//! process's enqueue wakes it at once while an idle worker costs nothing.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -22,6 +28,8 @@ use chrono::{TimeZone, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::Notify;
 
+use crate::wal_watch::WalWatch;
+use crate::writer::Writer;
 use crate::{DeadLetter, Delivery, QueueDepth, QueueError, Result, WorkQueue};
 
 /// Tuning for [`SqliteQueue`]; the defaults suit a worker running playbooks.
@@ -30,7 +38,10 @@ pub struct SqliteQueueOptions {
     /// How long a claim stays invisible to other workers without a
     /// `keep_alive`. A crashed worker's message is redelivered after this.
     pub visibility_timeout: Duration,
-    /// How often `claim` looks for work written by other processes.
+    /// How often a waiting `claim` looks again even if nobody wrote to the
+    /// queue: that is how a delayed retry is noticed once it is due. Writes
+    /// by this or another process (`relflow publish`, the bridge) wake it at
+    /// once (inotify on the WAL file).
     pub poll_interval: Duration,
 }
 
@@ -43,14 +54,18 @@ impl Default for SqliteQueueOptions {
     }
 }
 
-/// The embedded [`WorkQueue`]. Cheap to clone; clones share one connection.
+/// The embedded [`WorkQueue`]. Cheap to clone; clones share one connection,
+/// owned by a writer thread that commits concurrent calls together.
 #[derive(Clone)]
 pub struct SqliteQueue {
-    conn: Arc<Mutex<Connection>>,
+    writer: Writer,
     options: SqliteQueueOptions,
     /// Wakes local `claim` calls as soon as this process enqueues, so a
     /// single-process `relflow serve` does not wait for the poll interval.
     notify: Arc<Notify>,
+    /// Wakes a waiting claim when any process writes the queue (`None` if
+    /// inotify is unavailable: then claims rely on `poll_interval`).
+    wal: Option<Arc<WalWatch>>,
     path: PathBuf,
 }
 
@@ -100,7 +115,12 @@ impl SqliteQueue {
         let open_err = |source| QueueError::Open { path: path.display().to_string(), source };
         let conn = open_connection(&path).map_err(open_err)?;
         conn.execute_batch(SCHEMA).map_err(open_err)?;
-        Ok(SqliteQueue { conn: Arc::new(Mutex::new(conn)), options, notify: Arc::new(Notify::new()), path })
+        // After the schema: the WAL file exists now, and stays while the
+        // connection is open.
+        let wal = WalWatch::new(&path).map(Arc::new);
+        let writer = Writer::start(conn)
+            .map_err(|e| QueueError::Backend(format!("cannot start the queue's writer thread: {e}")))?;
+        Ok(SqliteQueue { writer, options, notify: Arc::new(Notify::new()), wal, path })
     }
 
     /// The file this queue lives in.
@@ -108,25 +128,26 @@ impl SqliteQueue {
         &self.path
     }
 
-    /// Runs `f` on the connection off the async runtime: SQLite calls block,
-    /// up to the busy timeout when another process holds the write lock.
+    /// Runs `f` on the connection, on the writer thread, in the next group
+    /// commit (writer.rs); returns once that transaction has committed.
     async fn with_conn<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     {
-        let conn = Arc::clone(&self.conn);
-        let value = tokio::task::spawn_blocking(move || {
-            // A poisoned lock only means another call panicked mid-statement;
-            // SQLite itself rolled that transaction back, so the connection is fine.
-            let mut conn = conn.lock().unwrap_or_else(|poison| poison.into_inner());
-            f(&mut conn)
-        })
-        .await??;
-        Ok(value)
+        self.writer.call(f).await
     }
 
-    fn try_claim(conn: &mut Connection, visibility: i64) -> rusqlite::Result<Option<Delivery>> {
+    /// Returns when some process has written the queue's WAL since the
+    /// last call (never, without inotify).
+    async fn written(&self) {
+        match &self.wal {
+            Some(wal) => wal.written().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    fn try_claim(conn: &Connection, visibility: i64) -> rusqlite::Result<Option<Delivery>> {
         let now = now_ms();
         // Cached: the claim and ack statements run once per message, and
         // parsing them each time cost a third of a no-op's time.
@@ -169,7 +190,8 @@ impl WorkQueue for SqliteQueue {
         let visibility = ms(self.options.visibility_timeout);
         loop {
             // Register interest before looking, so an enqueue that lands
-            // between the look and the sleep still wakes us.
+            // between the look and the wait still wakes us. (The inotify
+            // queue keeps writes that happen meanwhile by itself.)
             let notified = self.notify.notified();
             if let Some(d) = self.with_conn(move |c| Self::try_claim(c, visibility)).await? {
                 return Ok(Some(d));
@@ -181,6 +203,7 @@ impl WorkQueue for SqliteQueue {
             let nap = self.options.poll_interval.min(deadline - now);
             tokio::select! {
                 _ = notified => {}
+                _ = self.written() => {}
                 _ = tokio::time::sleep(nap) => {}
             }
         }
@@ -219,18 +242,18 @@ impl WorkQueue for SqliteQueue {
 
     async fn dead_letter(&self, d: &Delivery, reason: &str) -> Result<()> {
         let (id, n, reason) = (d.tag as i64, d.deliveries, reason.to_owned());
+        // The call runs in its own savepoint (writer.rs), so the row moves
+        // as one: it is never in both tables or neither.
         self.with_conn(move |c| {
-            // One transaction: the row moves, it is never in both tables or neither.
-            let tx = c.transaction()?;
-            let moved = tx.execute(
+            let moved = c.execute(
                 "INSERT INTO dead_letters (payload, reason, attempt, dead_at)
                  SELECT payload, ?3, attempt, ?4 FROM queue WHERE id = ?1 AND deliveries = ?2",
                 params![id, n, reason, now_ms()],
             )?;
             if moved == 1 {
-                tx.execute("DELETE FROM queue WHERE id = ?1", params![id])?;
+                c.execute("DELETE FROM queue WHERE id = ?1", params![id])?;
             }
-            tx.commit()
+            Ok(())
         })
         .await?;
         Ok(())
@@ -292,13 +315,11 @@ impl WorkQueue for SqliteQueue {
         let id = id as i64;
         let replayed = self
             .with_conn(move |c| {
-                let tx = c.transaction()?;
-                let moved = tx.execute(
+                let moved = c.execute(
                     "INSERT INTO queue (payload, not_before) SELECT payload, ?2 FROM dead_letters WHERE id = ?1",
                     params![id, now_ms()],
                 )?;
-                tx.execute("DELETE FROM dead_letters WHERE id = ?1", params![id])?;
-                tx.commit()?;
+                c.execute("DELETE FROM dead_letters WHERE id = ?1", params![id])?;
                 Ok(moved == 1)
             })
             .await?;

@@ -7,7 +7,10 @@ use relflow_queue::{SqliteQueue, SqliteQueueOptions, WorkQueue};
 const NOW: Duration = Duration::ZERO;
 
 fn queue(dir: &tempfile::TempDir, visibility: Duration) -> SqliteQueue {
-    let opts = SqliteQueueOptions { visibility_timeout: visibility, poll_interval: Duration::from_millis(20) };
+    let opts = SqliteQueueOptions {
+        visibility_timeout: visibility,
+        poll_interval: Duration::from_millis(20),
+    };
     SqliteQueue::open(dir.path().join("q.sqlite3"), opts).unwrap()
 }
 
@@ -161,4 +164,27 @@ async fn two_handles_never_claim_the_same_payload() {
     all.extend(gb.await.unwrap());
     all.sort();
     assert_eq!(all, (0..200).collect::<Vec<_>>());
+}
+
+/// Another process's enqueue (here: another handle, so another connection
+/// and no shared notifier) wakes a waiting claim through the WAL watch. The
+/// poll fallback is an hour and the claim would look again only at its 60 s
+/// deadline; the test gives up after 20 s, so only the watch can deliver
+/// the payload in time.
+#[tokio::test]
+async fn claim_wakes_on_another_connections_enqueue() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = || SqliteQueueOptions {
+        visibility_timeout: Duration::from_secs(60),
+        poll_interval: Duration::from_secs(3600),
+    };
+    let worker = SqliteQueue::open(dir.path().join("q.sqlite3"), opts()).unwrap();
+    let publisher = SqliteQueue::open(dir.path().join("q.sqlite3"), opts()).unwrap();
+    let waiter = tokio::spawn(async move { worker.claim(Duration::from_secs(60)).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    publisher.enqueue(b"from elsewhere").await.unwrap();
+    let claimed =
+        tokio::time::timeout(Duration::from_secs(20), waiter).await.expect("the WAL watch did not wake the claim");
+    let d = claimed.unwrap().unwrap().expect("the watch saw the other connection's commit");
+    assert_eq!(d.payload, b"from elsewhere");
 }

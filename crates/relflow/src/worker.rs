@@ -26,7 +26,7 @@ use relflow_core::config::PlaybookError;
 use relflow_core::{match_rules, Config, Message, Rule};
 use relflow_queue::{Delivery, WorkQueue};
 use relflow_store::{LockGuard, NewRun, RunOutcome, RunStatus, RunStore, TaskCounts};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -56,6 +56,14 @@ pub struct Worker {
     /// the first's recorded success instead of racing it.
     messages: KeyedLocks,
     id: String,
+}
+
+/// How a delivery is handed back to the queue (the table at the top).
+enum Settle {
+    Ack,
+    Retry { delay: Duration, reason: String },
+    DeadLetter(String),
+    Release,
 }
 
 /// What happened to one rule for one delivery.
@@ -130,10 +138,7 @@ impl Worker {
             match claimed {
                 Ok(Some(delivery)) => {
                     let (me, kill) = (Arc::clone(&self), kill.clone());
-                    tasks.spawn(async move {
-                        me.handle(delivery, kill).await;
-                        drop(permit);
-                    });
+                    tasks.spawn(async move { me.handle(delivery, permit, kill).await });
                 }
                 Ok(None) if drain && tasks.is_empty() => match self.queue.depth().await {
                     Ok(depth) if depth.pending() == 0 => {
@@ -174,12 +179,20 @@ impl Worker {
     /// dead_letter or release. Never panics on bad input, never returns an
     /// error: a queue error here is logged and the lease runs out, which
     /// redelivers the message.
-    async fn handle(&self, d: Delivery, kill: CancellationToken) {
-        let settled = match Message::from_queue_payload(&d.payload, self.config.max_message_bytes) {
+    ///
+    /// `slot` is this delivery's place among the worker's `concurrency`
+    /// deliveries in flight. It is given back once the work is decided,
+    /// before the settle call: the next claim then goes to the queue while
+    /// this settle is still in the air, and the embedded queue commits both
+    /// in one transaction (one fsync instead of two per message). The settle
+    /// itself still happens only after the work; nothing is acked early.
+    async fn handle(&self, d: Delivery, slot: OwnedSemaphorePermit, kill: CancellationToken) {
+        let decoded = Message::from_queue_payload(&d.payload, self.config.max_message_bytes);
+        let (decision, _one_at_a_time, keep_alive) = match decoded {
             Err(e) => {
                 self.metrics.rejected("unknown", "undecodable");
                 self.metrics.dead_lettered("unknown");
-                self.queue.dead_letter(&d, &format!("undecodable message: {e}")).await
+                (Settle::DeadLetter(format!("undecodable message: {e}")), None, None)
             }
             Ok(_) if d.deliveries > self.config.worker.max_deliveries => {
                 let reason = format!(
@@ -188,16 +201,25 @@ impl Worker {
                     d.deliveries
                 );
                 self.metrics.dead_lettered("unknown");
-                self.queue.dead_letter(&d, &reason).await
+                (Settle::DeadLetter(reason), None, None)
             }
             Ok(msg) => {
                 let keep_alive = self.keep_alive(&d);
-                let _one_at_a_time = self.messages.lock(&msg.id).await;
-                let settled = self.process(&d, &msg, kill).await;
-                keep_alive.cancel();
-                settled
+                // Held until settled, so a second copy sees this one's outcome.
+                let one_at_a_time = self.messages.lock(&msg.id).await;
+                (self.process(&d, &msg, kill).await, Some(one_at_a_time), Some(keep_alive))
             }
         };
+        drop(slot);
+        let settled = match decision {
+            Settle::Ack => self.queue.ack(&d).await,
+            Settle::Retry { delay, reason } => self.queue.retry(&d, delay, &reason).await,
+            Settle::DeadLetter(reason) => self.queue.dead_letter(&d, &reason).await,
+            Settle::Release => self.queue.release(&d).await,
+        };
+        if let Some(keep_alive) = keep_alive {
+            keep_alive.cancel();
+        }
         if let Err(e) = settled {
             warn!(tag = d.tag, "could not settle the message with the queue (it will be redelivered): {e}");
         }
@@ -222,7 +244,8 @@ impl Worker {
         stop
     }
 
-    async fn process(&self, d: &Delivery, msg: &Message, kill: CancellationToken) -> relflow_queue::Result<()> {
+    /// Runs the rules `msg` matches and decides how to settle it.
+    async fn process(&self, d: &Delivery, msg: &Message, kill: CancellationToken) -> Settle {
         let matches = match_rules(&self.config.rules, msg);
         for (rule, err) in &matches.errors {
             warn!(rule = %rule.name, msg_id = %msg.id, "condition could not be evaluated, treating as no match: {err}");
@@ -231,7 +254,7 @@ impl Worker {
             self.metrics.noop(&msg.source);
             info!(msg_id = %msg.id, topic = %msg.topic, "no rule matched; acked as a no-op");
             self.noops.add();
-            return self.queue.ack(d).await;
+            return Settle::Ack;
         }
 
         self.metrics.matched(&msg.source);
@@ -246,7 +269,7 @@ impl Worker {
         for (rule, result) in matches.rules.iter().zip(results) {
             match result {
                 RuleResult::Succeeded | RuleResult::AlreadyDone => {}
-                RuleResult::Interrupted => return self.queue.release(d).await,
+                RuleResult::Interrupted => return Settle::Release,
                 RuleResult::Permanent(why) => permanent.push(format!("rule {:?}: {why}", rule.name)),
                 RuleResult::Failed(why) => {
                     failed_rules.push(rule.name.as_str());
@@ -258,21 +281,21 @@ impl Worker {
         if !permanent.is_empty() {
             permanent.extend(failed);
             self.metrics.dead_lettered(&msg.source);
-            return self.queue.dead_letter(d, &permanent.join("; ")).await;
+            return Settle::DeadLetter(permanent.join("; "));
         }
         if failed.is_empty() {
-            return self.queue.ack(d).await;
+            return Settle::Ack;
         }
         let reason = failed.join("; ");
         if retry_left {
             let delay = self.config.worker.backoff(d.attempt);
             info!(msg_id = %msg.id, ?delay, "retrying later: {reason}");
             self.metrics.retried(&failed_rules);
-            self.queue.retry(d, delay, &reason).await
+            Settle::Retry { delay, reason }
         } else {
             warn!(msg_id = %msg.id, "no retries left, dead-lettering: {reason}");
             self.metrics.dead_lettered(&msg.source);
-            self.queue.dead_letter(d, &reason).await
+            Settle::DeadLetter(reason)
         }
     }
 

@@ -149,6 +149,9 @@ try {
   await page.selectOption('#filters select[name="rule"]', "flaky");
   await page.click('#filters button[type="submit"]');
   await page.locator('#runs tbody tr[data-rule="flaky"]').first().waitFor();
+  // The flaky row was on the unfiltered page too: give the filtered table
+  // time to replace it before counting what it hides.
+  await page.waitForFunction(() => !document.querySelector('#runs tbody tr[data-rule="hello"]')).catch(() => {});
   assert.equal(await page.locator('#runs tbody tr[data-rule="hello"]').count(), 0, "the rule filter hides other rules");
   assert.match(page.url(), /rule=flaky/);
   pass("filters");
