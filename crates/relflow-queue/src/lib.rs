@@ -93,8 +93,6 @@ pub enum QueueError {
     },
     #[error("queue backend error: {0}")]
     Backend(String),
-    #[error("the queue task failed: {0}")]
-    Join(#[from] tokio::task::JoinError),
 }
 
 pub type Result<T, E = QueueError> = std::result::Result<T, E>;
