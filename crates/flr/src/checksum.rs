@@ -76,7 +76,7 @@ pub fn is_signed(text: &str) -> bool {
 fn signed_body(text: &str) -> Result<Vec<String>> {
     let mut lines = text.lines().skip_while(|l| l.trim().is_empty());
     lines.next(); // the BEGIN line
-    // Armor headers ("Hash: SHA256") up to the first empty line.
+                  // Armor headers ("Hash: SHA256") up to the first empty line.
     for l in lines.by_ref() {
         if l.trim().is_empty() {
             break;
@@ -216,7 +216,12 @@ pub fn payload_files(dir: &Path) -> Result<Vec<String>> {
         let ent = ent.map_err(|e| Error::io("list", dir, e))?;
         let name = ent.file_name().to_string_lossy().to_string();
         let ft = ent.file_type().map_err(|e| Error::io("stat", &ent.path(), e))?;
-        if !ft.is_file() || name.starts_with('.') || name.ends_with("CHECKSUM") || name.ends_with(".asc") || name.ends_with(".sig") {
+        if !ft.is_file()
+            || name.starts_with('.')
+            || name.ends_with("CHECKSUM")
+            || name.ends_with(".asc")
+            || name.ends_with(".sig")
+        {
             continue;
         }
         names.push(name);
@@ -235,7 +240,14 @@ pub struct CreateReport {
 }
 
 /// Write `<dir>/<name>` covering every payload file in `dir`.
-pub fn create(dir: &Path, name: &str, alg: Algorithm, force: bool, dry_run: bool, progress: Progress) -> Result<CreateReport> {
+pub fn create(
+    dir: &Path,
+    name: &str,
+    alg: Algorithm,
+    force: bool,
+    dry_run: bool,
+    progress: Progress,
+) -> Result<CreateReport> {
     crate::validate::simple_name("checksum file name", name)?;
     if !name.ends_with("CHECKSUM") {
         return Err(Error::Invalid(format!("checksum file name {name:?} must end with CHECKSUM")));
@@ -268,7 +280,11 @@ pub fn create(dir: &Path, name: &str, alg: Algorithm, force: bool, dry_run: bool
         "unchanged"
     } else {
         write_atomic(&target, text.as_bytes())?;
-        if existing.is_some() { "updated" } else { "created" }
+        if existing.is_some() {
+            "updated"
+        } else {
+            "created"
+        }
     };
     Ok(CreateReport { checksum_file: target, entries, action: action.into() })
 }
@@ -276,7 +292,11 @@ pub fn create(dir: &Path, name: &str, alg: Algorithm, force: bool, dry_run: bool
 /// Write via a temp file + rename so readers never see a partial file.
 pub fn write_atomic(target: &Path, data: &[u8]) -> Result<()> {
     let dir = target.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(".{}.flr-tmp-{}", target.file_name().unwrap_or_default().to_string_lossy(), std::process::id()));
+    let tmp = dir.join(format!(
+        ".{}.flr-tmp-{}",
+        target.file_name().unwrap_or_default().to_string_lossy(),
+        std::process::id()
+    ));
     let write = || -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(data)?;
@@ -375,7 +395,9 @@ pub fn verify(path: &Path, recursive: bool, require_signed: bool, progress: Prog
         let mut results: Vec<Option<EntryResult>> = Vec::new();
         let mut to_hash: Vec<(usize, PathBuf, Algorithm)> = Vec::new();
         for e in &parsed.entries {
-            let res = |status: &str, detail: Option<String>| Some(EntryResult { file: e.file.clone(), status: status.into(), detail });
+            let res = |status: &str, detail: Option<String>| {
+                Some(EntryResult { file: e.file.clone(), status: status.into(), detail })
+            };
             if let Err(err) = crate::validate::relative_inside("CHECKSUM entry", &e.file) {
                 results.push(res("invalid-path", Some(err.to_string())));
                 continue;
@@ -410,7 +432,9 @@ pub fn verify(path: &Path, recursive: bool, require_signed: bool, progress: Prog
                         status: "mismatch".into(),
                         detail: Some(format!("expected {}, got {d}", e.digest)),
                     },
-                    Err(err) => EntryResult { file: e.file.clone(), status: "error".into(), detail: Some(err.to_string()) },
+                    Err(err) => {
+                        EntryResult { file: e.file.clone(), status: "error".into(), detail: Some(err.to_string()) }
+                    }
                 });
             }
         }
@@ -449,7 +473,10 @@ iQIzBAEBCAAdFiEEeGMVNQ==
 
     #[test]
     fn dash_escaping_is_undone() {
-        let body = signed_body("-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA256\n\n- -x\n# c\n-----BEGIN PGP SIGNATURE-----\n").unwrap();
+        let body = signed_body(
+            "-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA256\n\n- -x\n# c\n-----BEGIN PGP SIGNATURE-----\n",
+        )
+        .unwrap();
         assert_eq!(body, vec!["-x".to_string(), "# c".to_string()]);
     }
 
@@ -460,7 +487,8 @@ iQIzBAEBCAAdFiEEeGMVNQ==
 
     #[test]
     fn render_parse_roundtrip() {
-        let e = vec![Entry { algorithm: Algorithm::Sha256, file: "a b.iso".into(), digest: "0".repeat(64), size: Some(5) }];
+        let e =
+            vec![Entry { algorithm: Algorithm::Sha256, file: "a b.iso".into(), digest: "0".repeat(64), size: Some(5) }];
         let text = render(&e);
         assert_eq!(text, format!("# a b.iso: 5 bytes\nSHA256 (a b.iso) = {}\n", "0".repeat(64)));
         assert_eq!(parse(&text).unwrap().entries, e);

@@ -42,9 +42,9 @@ impl Header {
     pub fn check(&self, expected: &str) -> Result<()> {
         self.version_tuple()?;
         match &self.kind {
-            Some(k) if k != expected => Err(Error::Invalid(format!(
-                "metadata type is {k:?}, expected {expected:?}: is this the right file?"
-            ))),
+            Some(k) if k != expected => {
+                Err(Error::Invalid(format!("metadata type is {k:?}, expected {expected:?}: is this the right file?")))
+            }
             _ => Ok(()),
         }
     }
@@ -133,13 +133,14 @@ pub struct ComposeInfo {
 impl ComposeInfo {
     /// Parse composeinfo JSON (any productmd version).
     pub fn from_json(text: &str) -> Result<ComposeInfo> {
-        let doc: Document<ComposeInfoPayload> = serde_json::from_str(text)
-            .map_err(|e| Error::Invalid(format!("composeinfo.json: {e}")))?;
+        let doc: Document<ComposeInfoPayload> =
+            serde_json::from_str(text).map_err(|e| Error::Invalid(format!("composeinfo.json: {e}")))?;
         doc.header.check("productmd.composeinfo")?;
         let p = doc.payload;
-        let release = p.release.or(p.product).ok_or_else(|| {
-            Error::Invalid("composeinfo.json has neither payload.release nor payload.product".into())
-        })?;
+        let release = p
+            .release
+            .or(p.product)
+            .ok_or_else(|| Error::Invalid("composeinfo.json has neither payload.release nor payload.product".into()))?;
         Ok(ComposeInfo {
             header: doc.header,
             compose: p.compose,
@@ -309,10 +310,7 @@ impl Compose {
                 return Ok(Compose { root, metadata_dir });
             }
         }
-        Err(Error::Invalid(format!(
-            "{} is not a pungi compose (no COMPOSE_ID here or in its parent)",
-            dir.display()
-        )))
+        Err(Error::Invalid(format!("{} is not a pungi compose (no COMPOSE_ID here or in its parent)", dir.display())))
     }
 
     fn read(&self, p: &Path) -> Result<String> {
@@ -489,12 +487,6 @@ pub struct ImageRow {
 /// Images of a compose, optionally filtered by variant and arch.
 pub fn images(dir: &Path, variant: Option<&str>, arch: Option<&str>) -> Result<Vec<ImageRow>> {
     let c = Compose::open(dir)?;
-    let imgs = c.images()?.ok_or_else(|| {
-        Error::Invalid(format!("{} has no images.json", c.metadata_dir.display()))
-    })?;
-    Ok(imgs
-        .list(variant, arch)
-        .into_iter()
-        .map(|(variant, image)| ImageRow { variant, image })
-        .collect())
+    let imgs = c.images()?.ok_or_else(|| Error::Invalid(format!("{} has no images.json", c.metadata_dir.display())))?;
+    Ok(imgs.list(variant, arch).into_iter().map(|(variant, image)| ImageRow { variant, image }).collect())
 }

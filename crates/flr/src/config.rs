@@ -144,10 +144,7 @@ impl Config {
         };
         if !path.exists() {
             if required {
-                return Err(Error::Invalid(format!(
-                    "config file {} does not exist",
-                    path.display()
-                )));
+                return Err(Error::Invalid(format!("config file {} does not exist", path.display())));
             }
             return Ok(Config { via_sudo, ..Config::default() });
         }
@@ -155,8 +152,7 @@ impl Config {
             check_trusted(&path)?;
         }
         let text = std::fs::read_to_string(&path).map_err(|e| Error::io("read config", &path, e))?;
-        let mut cfg = Config::parse(&text)
-            .map_err(|e| Error::Invalid(format!("config {}: {e}", path.display())))?;
+        let mut cfg = Config::parse(&text).map_err(|e| Error::Invalid(format!("config {}: {e}", path.display())))?;
         cfg.via_sudo = via_sudo;
         Ok(cfg)
     }
@@ -246,8 +242,7 @@ cert = "/etc/flr/koji.pem"
         assert_eq!(cfg.koji.as_ref().unwrap().auth, KojiAuth::Cert);
         assert_eq!(cfg.tools.ostree, PathBuf::from("/usr/bin/ostree"));
         assert_eq!(
-            cfg.resolve_location("https://kojipkgs.fedoraproject.org/compose/39/Fedora-39-20231101.0/compose")
-                .unwrap(),
+            cfg.resolve_location("https://kojipkgs.fedoraproject.org/compose/39/Fedora-39-20231101.0/compose").unwrap(),
             PathBuf::from("/mnt/koji/compose/39/Fedora-39-20231101.0/compose")
         );
         assert!(cfg.resolve_location("https://kojipkgs.fedoraproject.org/compose/../../etc").is_err());

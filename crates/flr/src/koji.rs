@@ -52,9 +52,10 @@ fn tls_config(cfg: &KojiCfg) -> Result<ureq::tls::TlsConfig> {
         b = b.root_certs(RootCerts::new_with_certs(&certs));
     }
     if cfg.auth == KojiAuth::Cert {
-        let cert_path = cfg.cert.as_ref().ok_or_else(|| {
-            Error::Invalid("[koji] auth = \"cert\" needs cert = \"/path/to/client.pem\"".into())
-        })?;
+        let cert_path = cfg
+            .cert
+            .as_ref()
+            .ok_or_else(|| Error::Invalid("[koji] auth = \"cert\" needs cert = \"/path/to/client.pem\"".into()))?;
         let mut pem = read_pem(cert_path)?;
         if let Some(k) = &cfg.key {
             pem.extend_from_slice(b"\n");
@@ -68,9 +69,8 @@ fn tls_config(cfg: &KojiCfg) -> Result<ureq::tls::TlsConfig> {
                 _ => {}
             }
         }
-        let key = key.ok_or_else(|| {
-            Error::Invalid(format!("no private key in {} (or [koji] key)", cert_path.display()))
-        })?;
+        let key =
+            key.ok_or_else(|| Error::Invalid(format!("no private key in {} (or [koji] key)", cert_path.display())))?;
         if chain.is_empty() {
             return Err(Error::Invalid(format!("no certificate in {}", cert_path.display())));
         }

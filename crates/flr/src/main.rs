@@ -247,14 +247,23 @@ fn run(cli: &Cli, cfg: &Config) -> Result<Done> {
                 done(&r, format!("{} {}", r.compose_id, r.status))
             }
             ComposeCmd::Wait { dir, timeout, interval } => {
-                let r = compose::wait(&compose_dir(cfg, dir)?, Duration::from_secs(*timeout), Duration::from_secs((*interval).max(1)))?;
+                let r = compose::wait(
+                    &compose_dir(cfg, dir)?,
+                    Duration::from_secs(*timeout),
+                    Duration::from_secs((*interval).max(1)),
+                )?;
                 done(&r, format!("{} {}", r.compose_id, r.status))
             }
             ComposeCmd::Images { dir, variant, arch } => {
                 let rows = compose::images(&compose_dir(cfg, dir)?, variant.as_deref(), arch.as_deref())?;
                 let t = rows
                     .iter()
-                    .map(|r| format!("{:<12} {:<8} {:<8} {:<6} {}", r.variant, r.image.arch, r.image.kind, r.image.format, r.image.path))
+                    .map(|r| {
+                        format!(
+                            "{:<12} {:<8} {:<8} {:<6} {}",
+                            r.variant, r.image.arch, r.image.kind, r.image.format, r.image.path
+                        )
+                    })
                     .collect::<Vec<_>>()
                     .join("\n");
                 done(&rows, t)
@@ -279,12 +288,18 @@ fn run(cli: &Cli, cfg: &Config) -> Result<Done> {
                         if f.signed { " (signed)" } else { "" }
                     ));
                     for e in f.entries.iter().filter(|e| e.status != "ok") {
-                        t.push_str(&format!("     {} {}{}\n", e.status, e.file, e.detail.as_ref().map(|d| format!(": {d}")).unwrap_or_default()));
+                        t.push_str(&format!(
+                            "     {} {}{}\n",
+                            e.status,
+                            e.file,
+                            e.detail.as_ref().map(|d| format!(": {d}")).unwrap_or_default()
+                        ));
                     }
                 }
                 let mut d = done(&r, t.trim_end().to_string())?;
                 if !r.ok {
-                    d.fail = Some(Error::CheckFailed(format!("checksum verification failed: {}", r.failures().join("; "))));
+                    d.fail =
+                        Some(Error::CheckFailed(format!("checksum verification failed: {}", r.failures().join("; "))));
                 }
                 Ok(d)
             }
@@ -301,11 +316,19 @@ fn run(cli: &Cli, cfg: &Config) -> Result<Done> {
                 sync_roots: cfg.roots_for(RootKind::Sync)?,
             };
             let r = sync::sync(&opts)?;
-            done(&r, format!(
-                "{}synced {} -> {} ({} changes); {} -> {}: {}",
-                if r.dry_run { "[dry-run] " } else { "" },
-                r.compose_id, r.destination.display(), r.changes, r.link.display(), r.link_target, r.link_action
-            ))
+            done(
+                &r,
+                format!(
+                    "{}synced {} -> {} ({} changes); {} -> {}: {}",
+                    if r.dry_run { "[dry-run] " } else { "" },
+                    r.compose_id,
+                    r.destination.display(),
+                    r.changes,
+                    r.link.display(),
+                    r.link_target,
+                    r.link_action
+                ),
+            )
         }
         Cmd::Koji(k) => {
             let kcfg = cfg.koji.as_ref().ok_or_else(|| {
@@ -343,7 +366,8 @@ fn run(cli: &Cli, cfg: &Config) -> Result<Done> {
                 OstreeCmd::Summary { repo, update, gpg_sign, gpg_homedir, dry_run } => {
                     let repo = ostree::Repo::open(&cfg.tools.ostree, repo, &roots)?;
                     let r = ostree::summary(&repo, *update, gpg_sign.as_deref(), gpg_homedir.as_deref(), *dry_run)?;
-                    let mut t = r.refs.iter().map(|x| format!("{} {}", x.commit, x.name)).collect::<Vec<_>>().join("\n");
+                    let mut t =
+                        r.refs.iter().map(|x| format!("{} {}", x.commit, x.name)).collect::<Vec<_>>().join("\n");
                     if r.updated {
                         t.push_str("\nsummary updated");
                     } else if *update {
@@ -380,7 +404,10 @@ fn main() {
     if let Some(e) = err {
         eprintln!("flr: error: {e}");
         if json && !printed {
-            println!("{}", serde_json::json!({"ok": false, "error": e.to_string(), "kind": e.kind(), "exit_code": e.exit_code()}));
+            println!(
+                "{}",
+                serde_json::json!({"ok": false, "error": e.to_string(), "kind": e.kind(), "exit_code": e.exit_code()})
+            );
         }
         std::process::exit(e.exit_code());
     }

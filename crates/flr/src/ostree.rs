@@ -18,7 +18,10 @@ pub fn validate_ref(r: &str) -> Result<()> {
     let ok = !r.starts_with('/')
         && !r.ends_with('/')
         && r.split('/').all(|c| {
-            !c.is_empty() && c != "." && c != ".." && c.chars().all(|ch| ch.is_ascii_alphanumeric() || "._-".contains(ch))
+            !c.is_empty()
+                && c != "."
+                && c != ".."
+                && c.chars().all(|ch| ch.is_ascii_alphanumeric() || "._-".contains(ch))
         });
     if !ok {
         return Err(Error::Invalid(format!(
@@ -54,12 +57,12 @@ impl Repo {
 
     fn run(&self, args: &[&str]) -> Result<std::result::Result<String, String>> {
         let repo_arg = format!("--repo={}", self.path.display());
-        let out = Command::new(&self.ostree)
-            .arg(args[0])
-            .arg(&repo_arg)
-            .args(&args[1..])
-            .output()
-            .map_err(|e| Error::External(format!("cannot run {}: {e} (apt-get install ostree, or set [tools] ostree)", self.ostree.display())))?;
+        let out = Command::new(&self.ostree).arg(args[0]).arg(&repo_arg).args(&args[1..]).output().map_err(|e| {
+            Error::External(format!(
+                "cannot run {}: {e} (apt-get install ostree, or set [tools] ostree)",
+                self.ostree.display()
+            ))
+        })?;
         if out.status.success() {
             Ok(Ok(String::from_utf8_lossy(&out.stdout).to_string()))
         } else {
@@ -129,10 +132,20 @@ pub fn update_ref(repo: &Repo, r: &str, commit: &str, dry_run: bool) -> Result<U
         (prev, false) => {
             let create = format!("--create={r}");
             repo.run_ok(&["refs", &create, "--force", commit])?;
-            if prev.is_some() { "updated" } else { "created" }
+            if prev.is_some() {
+                "updated"
+            } else {
+                "created"
+            }
         }
     };
-    Ok(UpdateRefReport { repo: repo.path.clone(), name: r.into(), previous, commit: commit.into(), action: action.into() })
+    Ok(UpdateRefReport {
+        repo: repo.path.clone(),
+        name: r.into(),
+        previous,
+        commit: commit.into(),
+        action: action.into(),
+    })
 }
 
 /// What `flr ostree summary` did.
@@ -147,7 +160,13 @@ pub struct SummaryReport {
 
 /// Regenerate the summary (unless `dry_run`) and list refs. `gpg_key`
 /// signs it (`--gpg-sign`), with an optional `--gpg-homedir`.
-pub fn summary(repo: &Repo, update: bool, gpg_key: Option<&str>, gpg_homedir: Option<&Path>, dry_run: bool) -> Result<SummaryReport> {
+pub fn summary(
+    repo: &Repo,
+    update: bool,
+    gpg_key: Option<&str>,
+    gpg_homedir: Option<&Path>,
+    dry_run: bool,
+) -> Result<SummaryReport> {
     let mut updated = false;
     if update && !dry_run {
         let mut args: Vec<String> = vec!["summary".into(), "--update".into()];

@@ -108,7 +108,8 @@ pub fn update_link(link: &Path, target: &str, dry_run: bool) -> Result<String> {
     }
     let existed = link.symlink_metadata().is_ok();
     let dir = link.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(".{}.flr-tmp-{}", link.file_name().unwrap_or_default().to_string_lossy(), std::process::id()));
+    let tmp =
+        dir.join(format!(".{}.flr-tmp-{}", link.file_name().unwrap_or_default().to_string_lossy(), std::process::id()));
     let _ = std::fs::remove_file(&tmp);
     std::os::unix::fs::symlink(target, &tmp).map_err(|e| Error::io("create symlink", &tmp, e))?;
     std::fs::rename(&tmp, link).map_err(|e| {

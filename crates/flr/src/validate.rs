@@ -29,9 +29,7 @@ pub fn not_an_option(what: &str, value: &str) -> Result<()> {
 /// koji tags, NVRs, package names, compose ids.
 pub fn simple_name(what: &str, value: &str) -> Result<()> {
     not_an_option(what, value)?;
-    let ok = value
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "._+~^-".contains(c));
+    let ok = value.chars().all(|c| c.is_ascii_alphanumeric() || "._+~^-".contains(c));
     if !ok || value.starts_with('.') {
         return Err(Error::Invalid(format!(
             "{what} {value:?} may only contain letters, digits and . _ + ~ ^ - (and must not start with '.' or '-')"
@@ -44,9 +42,7 @@ pub fn simple_name(what: &str, value: &str) -> Result<()> {
 pub fn canonical(what: &str, path: &Path) -> Result<PathBuf> {
     let s = path.to_string_lossy();
     not_an_option(what, &s)?;
-    path.canonicalize().map_err(|e| {
-        Error::Invalid(format!("{what} {}: {e} (give an existing path)", path.display()))
-    })
+    path.canonicalize().map_err(|e| Error::Invalid(format!("{what} {}: {e} (give an existing path)", path.display())))
 }
 
 /// Canonicalize `path` and require it to be inside one of `roots` (if any
@@ -75,9 +71,8 @@ pub fn within_roots(what: &str, path: &Path, roots: &[PathBuf]) -> Result<PathBu
 /// must stay inside the directory it is relative to.
 pub fn relative_inside(what: &str, rel: &str) -> Result<()> {
     let p = Path::new(rel);
-    let bad = rel.is_empty()
-        || p.is_absolute()
-        || p.components().any(|c| !matches!(c, std::path::Component::Normal(_)));
+    let bad =
+        rel.is_empty() || p.is_absolute() || p.components().any(|c| !matches!(c, std::path::Component::Normal(_)));
     if bad {
         return Err(Error::Invalid(format!(
             "{what} {rel:?} is not a plain relative path (absolute paths and '..' are refused)"

@@ -4,8 +4,8 @@
 //! with `"__starstar": true`, which [`Value::kwargs`] builds.
 
 use crate::error::{Error, Result};
-use quick_xml::events::Event;
 use quick_xml::escape::escape;
+use quick_xml::events::Event;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -130,8 +130,7 @@ impl Node {
         self.children.iter().find(|c| c.name == name)
     }
     fn need(&self, name: &str) -> Result<&Node> {
-        self.child(name)
-            .ok_or_else(|| Error::External(format!("XML-RPC: <{}> has no <{name}>", self.name)))
+        self.child(name).ok_or_else(|| Error::External(format!("XML-RPC: <{}> has no <{name}>", self.name)))
     }
 }
 

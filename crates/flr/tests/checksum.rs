@@ -9,22 +9,21 @@ fn create_then_verify_roundtrip() {
     std::fs::write(d.join("b.iso"), b"hello world").unwrap();
     std::fs::write(d.join("a.qcow2"), vec![7u8; 3 << 20]).unwrap();
     std::fs::write(d.join(".hidden"), b"x").unwrap();
-    let o = flr(&["checksum", "create", "--json", "--name", "Fedora-Cloud-39-1.5-x86_64-CHECKSUM", d.to_str().unwrap()]);
+    let o =
+        flr(&["checksum", "create", "--json", "--name", "Fedora-Cloud-39-1.5-x86_64-CHECKSUM", d.to_str().unwrap()]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let j = json(&o);
     assert_eq!(j["action"], "created");
     let text = std::fs::read_to_string(d.join("Fedora-Cloud-39-1.5-x86_64-CHECKSUM")).unwrap();
     assert_eq!(
         text.lines().collect::<Vec<_>>()[2..],
-        [
-            "# b.iso: 11 bytes",
-            "SHA256 (b.iso) = b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9"
-        ]
+        ["# b.iso: 11 bytes", "SHA256 (b.iso) = b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9"]
     );
     assert!(text.starts_with("# a.qcow2: 3145728 bytes\nSHA256 (a.qcow2) = "));
 
     // Idempotent.
-    let again = checksum::create(d, "Fedora-Cloud-39-1.5-x86_64-CHECKSUM", Algorithm::Sha256, false, false, None).unwrap();
+    let again =
+        checksum::create(d, "Fedora-Cloud-39-1.5-x86_64-CHECKSUM", Algorithm::Sha256, false, false, None).unwrap();
     assert_eq!(again.action, "unchanged");
 
     let o = flr(&["checksum", "verify", "--json", d.to_str().unwrap()]);
@@ -63,7 +62,8 @@ fn tampered_file_fails_with_exit_3_and_report() {
     assert_eq!(o.status.code(), Some(3));
     let j = json(&o);
     assert_eq!(j["ok"], false);
-    let statuses: Vec<&str> = j["files"][0]["entries"].as_array().unwrap().iter().map(|e| e["status"].as_str().unwrap()).collect();
+    let statuses: Vec<&str> =
+        j["files"][0]["entries"].as_array().unwrap().iter().map(|e| e["status"].as_str().unwrap()).collect();
     assert_eq!(statuses, ["mismatch", "size-mismatch", "missing"]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("checksum verification failed"));
 }

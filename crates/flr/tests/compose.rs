@@ -157,14 +157,20 @@ fn under_sudo_a_config_is_required_and_must_be_root_owned() {
         assert_eq!(o.status.code(), Some(2));
         assert!(String::from_utf8_lossy(&o.stderr).contains("compose_roots"));
     }
-    let o = flr_env(&["--config", missing.to_str().unwrap(), "compose", "status", root.to_str().unwrap()], &[("SUDO_UID", "1000")]);
+    let o = flr_env(
+        &["--config", missing.to_str().unwrap(), "compose", "status", root.to_str().unwrap()],
+        &[("SUDO_UID", "1000")],
+    );
     assert_eq!(o.status.code(), Some(2));
     // A group-writable config is refused under sudo.
     let cfg = t.path().join("flr.toml");
     std::fs::write(&cfg, format!("[paths]\ncompose_roots = [{:?}]\n", t.path())).unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o664)).unwrap();
-    let o = flr_env(&["--config", cfg.to_str().unwrap(), "compose", "status", root.to_str().unwrap()], &[("SUDO_UID", "1000")]);
+    let o = flr_env(
+        &["--config", cfg.to_str().unwrap(), "compose", "status", root.to_str().unwrap()],
+        &[("SUDO_UID", "1000")],
+    );
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("owned by root"));
 }

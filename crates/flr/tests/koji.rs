@@ -87,7 +87,8 @@ fn start_hub() -> Hub {
             let mut body = vec![0u8; len];
             r.read_exact(&mut body).unwrap();
             let (method, params) = xmlrpc::parse_call(&String::from_utf8(body).unwrap()).unwrap();
-            let call = Call { query: target.split_once('?').map(|x| x.1.to_string()).unwrap_or_default(), method, params };
+            let call =
+                Call { query: target.split_once('?').map(|x| x.1.to_string()).unwrap_or_default(), method, params };
             let reply = answer(&call);
             rec.lock().unwrap().push(call);
             let _ = write!(
@@ -139,7 +140,11 @@ fn reads_are_anonymous_with_exact_calls() {
     assert_eq!(
         calls,
         vec![
-            Call { query: String::new(), method: "getLatestBuilds".into(), params: vec!["f39".into(), kw(vec![("package", "bash".into())])] },
+            Call {
+                query: String::new(),
+                method: "getLatestBuilds".into(),
+                params: vec!["f39".into(), kw(vec![("package", "bash".into())])]
+            },
             Call { query: String::new(), method: "getLatestBuilds".into(), params: vec!["f39".into()] },
             Call {
                 query: String::new(),
@@ -163,7 +168,8 @@ fn writes_log_in_with_a_client_cert_and_pass_the_session() {
     };
     let hub = start_hub();
     let c = cfg(&hub, KojiAuth::Cert, Some(cert));
-    let r = koji::run(&c, &koji::tag_build("f39-updates-candidate", "bash-5.2.15-5.fc39", false).unwrap(), false).unwrap();
+    let r =
+        koji::run(&c, &koji::tag_build("f39-updates-candidate", "bash-5.2.15-5.fc39", false).unwrap(), false).unwrap();
     assert_eq!(r.result, Value::Int(9001));
     koji::run(&c, &koji::untag_build("f39-updates-candidate", "bash-5.2.15-5.fc39", true).unwrap(), false).unwrap();
     koji::run(&c, &koji::block_pkg("f39", "bash", true).unwrap(), false).unwrap();
@@ -190,7 +196,11 @@ fn writes_log_in_with_a_client_cert_and_pass_the_session() {
     assert_eq!(calls[1].params, vec![Value::from("f39-updates-candidate"), Value::from("bash-5.2.15-5.fc39")]);
     assert_eq!(
         calls[4].params,
-        vec![Value::from("f39-updates-candidate"), Value::from("bash-5.2.15-5.fc39"), Value::kwargs(vec![("force", true.into())])]
+        vec![
+            Value::from("f39-updates-candidate"),
+            Value::from("bash-5.2.15-5.fc39"),
+            Value::kwargs(vec![("force", true.into())])
+        ]
     );
     assert_eq!(calls[7].params, vec![Value::from("f39"), Value::from("bash")]);
 }
@@ -205,7 +215,8 @@ fn dry_run_makes_no_calls_and_faults_are_reported() {
     // Writes without auth configured: clear error, no call.
     let e = koji::run(&c, &koji::tag_build("f39", "bash-1-1", false).unwrap(), false).unwrap_err();
     assert!(e.to_string().contains("auth = \"cert\""), "{e}");
-    let e = koji::run(&cfg(&hub, KojiAuth::Kerberos, None), &koji::tag_build("f39", "bash-1-1", false).unwrap(), false).unwrap_err();
+    let e = koji::run(&cfg(&hub, KojiAuth::Kerberos, None), &koji::tag_build("f39", "bash-1-1", false).unwrap(), false)
+        .unwrap_err();
     assert!(e.to_string().contains("not implemented"), "{e}");
     // Hub faults become exit code 4 with koji's message.
     let e = koji::run(&c, &koji::list_tagged("no-such-tag", None, false, false).unwrap(), false).unwrap_err();

@@ -4,12 +4,15 @@ use std::process::Command;
 
 #[test]
 fn snippet_passes_visudo() {
-    let o = flr(&["sudoers", "--user", "loopabull_compose", "--allow", "compose,checksum,sync,koji.tag,ostree.update-ref"]);
+    let o =
+        flr(&["sudoers", "--user", "loopabull_compose", "--allow", "compose,checksum,sync,koji.tag,ostree.update-ref"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let text = String::from_utf8(o.stdout).unwrap();
     assert!(text.contains("/usr/bin/flr koji tag *"));
     assert!(text.contains("loopabull_compose ALL=(root) NOPASSWD: FLR_LOOPABULL_COMPOSE"));
-    let visudo = ["/usr/sbin/visudo", "/sbin/visudo", "visudo"].into_iter().find(|v| Command::new(v).arg("--version").output().is_ok());
+    let visudo = ["/usr/sbin/visudo", "/sbin/visudo", "visudo"]
+        .into_iter()
+        .find(|v| Command::new(v).arg("--version").output().is_ok());
     let Some(visudo) = visudo else {
         panic!("visudo check: install the sudo package: scripts/test.sh installs it");
     };
@@ -17,7 +20,12 @@ fn snippet_passes_visudo() {
     let f = t.path().join("flr-loopabull_compose");
     std::fs::write(&f, &text).unwrap();
     let v = Command::new(visudo).arg("-cf").arg(&f).output().unwrap();
-    assert!(v.status.success(), "visudo rejected:\n{text}\n{}{}", String::from_utf8_lossy(&v.stdout), String::from_utf8_lossy(&v.stderr));
+    assert!(
+        v.status.success(),
+        "visudo rejected:\n{text}\n{}{}",
+        String::from_utf8_lossy(&v.stdout),
+        String::from_utf8_lossy(&v.stderr)
+    );
 }
 
 #[test]

@@ -34,8 +34,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures_lite::StreamExt;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions,
-    BasicQosOptions, ConfirmSelectOptions, QueueDeclareOptions, QueuePurgeOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, QueueDeclareOptions, QueuePurgeOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, Consumer};
@@ -180,11 +180,7 @@ pub fn delay_label(delay: Duration) -> String {
 /// Milliseconds, rounded up (a retry must never come back early).
 fn duration_ms(d: Duration) -> u64 {
     let ms = d.as_millis();
-    let ms = if Duration::from_millis(ms as u64) < d {
-        ms + 1
-    } else {
-        ms
-    };
+    let ms = if Duration::from_millis(ms as u64) < d { ms + 1 } else { ms };
     u64::try_from(ms).unwrap_or(u64::MAX)
 }
 
@@ -241,9 +237,7 @@ pub struct AmqpQueue {
 
 impl fmt::Debug for AmqpQueue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AmqpQueue")
-            .field("opts", &self.opts)
-            .finish_non_exhaustive()
+        f.debug_struct("AmqpQueue").field("opts", &self.opts).finish_non_exhaustive()
     }
 }
 
@@ -263,23 +257,13 @@ impl AmqpQueue {
 
     /// Build the queue without connecting: the first operation connects.
     pub fn new(opts: AmqpQueueOptions) -> Self {
-        let delays = opts
-            .retry_delays
-            .iter()
-            .map(|d| duration_ms(*d))
-            .filter(|ms| *ms > 0)
-            .collect();
+        let delays = opts.retry_delays.iter().map(|d| duration_ms(*d)).filter(|ms| *ms > 0).collect();
         let backoff = opts.reconnect_backoff.0;
         AmqpQueue {
             work: format!("{}{}", opts.prefix, opts.work_queue),
             dead: format!("{}{}", opts.prefix, opts.dead_queue),
             opts,
-            conn: Mutex::new(ConnState {
-                session: None,
-                generation: 0,
-                next_attempt: None,
-                backoff,
-            }),
+            conn: Mutex::new(ConnState { session: None, generation: 0, next_attempt: None, backoff }),
             consumer: Mutex::new(None),
             in_flight: StdMutex::new(HashMap::new()),
             next_tag: AtomicU64::new(1),
@@ -300,12 +284,7 @@ impl AmqpQueue {
 
     /// The full name of the delay queue used for `delay`.
     pub fn retry_queue_name(&self, delay: Duration) -> String {
-        format!(
-            "{}{}.{}",
-            self.opts.prefix,
-            self.opts.retry_queue_stem,
-            delay_label(delay)
-        )
+        format!("{}{}.{}", self.opts.prefix, self.opts.retry_queue_stem, delay_label(delay))
     }
 
     /// How many connections this queue has opened so far (1 after the first
@@ -318,11 +297,7 @@ impl AmqpQueue {
     /// `None` when not connected. 0 means heartbeats are off.
     pub async fn heartbeat(&self) -> Option<u16> {
         let state = self.conn.lock().await;
-        state
-            .session
-            .as_ref()
-            .filter(|s| s.healthy())
-            .map(|s| s.conn.configuration().heartbeat())
+        state.session.as_ref().filter(|s| s.healthy()).map(|s| s.conn.configuration().heartbeat())
     }
 
     /// Close the connection. Unacked deliveries go back to the queue (the
@@ -330,10 +305,7 @@ impl AmqpQueue {
     pub async fn close(&self) {
         *self.consumer.lock().await = None;
         let session = self.conn.lock().await.session.take();
-        self.in_flight
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
+        self.in_flight.lock().unwrap_or_else(|e| e.into_inner()).clear();
         if let Some(session) = session {
             let _ = session.conn.close(200, "relflow: closing".into()).await;
         }
@@ -342,8 +314,7 @@ impl AmqpQueue {
     // ---- connection management -------------------------------------------
 
     async fn session(&self) -> Result<Session> {
-        self.session_until(Instant::now() + self.opts.reconnect_timeout)
-            .await
+        self.session_until(Instant::now() + self.opts.reconnect_timeout).await
     }
 
     /// A healthy session, reconnecting (with backoff) until `deadline`.
@@ -357,10 +328,7 @@ impl AmqpQueue {
                 // Only the publish channel broke (a channel error): reopen it.
                 match self.open_publish_channel(&session.conn).await {
                     Ok(publish) => {
-                        let session = Session {
-                            publish,
-                            ..session.clone()
-                        };
+                        let session = Session { publish, ..session.clone() };
                         state.session = Some(session.clone());
                         return Ok(session);
                     }
@@ -406,25 +374,17 @@ impl AmqpQueue {
     }
 
     async fn open_session(&self, generation: u64) -> Result<Session> {
-        let props = ConnectionProperties::default()
-            .with_connection_name(self.opts.connection_name.clone().into());
+        let props = ConnectionProperties::default().with_connection_name(self.opts.connection_name.clone().into());
         let conn = Connection::connect(&self.opts.url, props)
             .await
             .map_err(|e| backend(&format!("connect to {}", redact_url(&self.opts.url)), e))?;
         let publish = self.open_publish_channel(&conn).await?;
         self.declare_topology(&publish).await?;
-        Ok(Session {
-            generation,
-            conn: Arc::new(conn),
-            publish,
-        })
+        Ok(Session { generation, conn: Arc::new(conn), publish })
     }
 
     async fn open_publish_channel(&self, conn: &Connection) -> Result<Channel> {
-        let channel = conn
-            .create_channel()
-            .await
-            .map_err(|e| backend("open channel", e))?;
+        let channel = conn.create_channel().await.map_err(|e| backend("open channel", e))?;
         channel
             .confirm_select(ConfirmSelectOptions::default())
             .await
@@ -447,25 +407,13 @@ impl AmqpQueue {
         let name = self.retry_queue_name(Duration::from_millis(ms));
         let mut args = quorum_args();
         args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(ms as i64));
-        args.insert(
-            "x-dead-letter-exchange".into(),
-            AMQPValue::LongString("".into()),
-        );
-        args.insert(
-            "x-dead-letter-routing-key".into(),
-            AMQPValue::LongString(self.work.as_str().into()),
-        );
+        args.insert("x-dead-letter-exchange".into(), AMQPValue::LongString("".into()));
+        args.insert("x-dead-letter-routing-key".into(), AMQPValue::LongString(self.work.as_str().into()));
         // At-least-once dead-lettering (quorum queues, RabbitMQ >= 3.10): the
         // expired message leaves the delay queue only once the work queue has
         // confirmed it. It requires `reject-publish` overflow.
-        args.insert(
-            "x-dead-letter-strategy".into(),
-            AMQPValue::LongString("at-least-once".into()),
-        );
-        args.insert(
-            "x-overflow".into(),
-            AMQPValue::LongString("reject-publish".into()),
-        );
+        args.insert("x-dead-letter-strategy".into(), AMQPValue::LongString("at-least-once".into()));
+        args.insert("x-overflow".into(), AMQPValue::LongString("reject-publish".into()));
         declare(channel, &name, args).await?;
         Ok(name)
     }
@@ -483,11 +431,7 @@ impl AmqpQueue {
     /// the publish channel down with it.
     async fn admin_channel(&self) -> Result<Channel> {
         let session = self.session().await?;
-        session
-            .conn
-            .create_channel()
-            .await
-            .map_err(|e| backend("open channel", e))
+        session.conn.create_channel().await.map_err(|e| backend("open channel", e))
     }
 
     // ---- publishing --------------------------------------------------------
@@ -495,33 +439,21 @@ impl AmqpQueue {
     /// Publish with confirm; retried on a fresh channel/connection on nack,
     /// return, timeout or connection loss. With `retry_ms`, the delay queue is
     /// (re)declared before every attempt.
-    async fn publish(
-        &self,
-        queue: &str,
-        payload: &[u8],
-        headers: FieldTable,
-        retry_ms: Option<u64>,
-    ) -> Result<()> {
+    async fn publish(&self, queue: &str, payload: &[u8], headers: FieldTable, retry_ms: Option<u64>) -> Result<()> {
         let attempts = self.opts.publish_attempts.max(1);
         let mut last_err = None;
         for attempt in 1..=attempts {
             // session() already retries the connection (with backoff) for
             // `reconnect_timeout`: if that failed, give up now.
             let session = self.session().await?;
-            match self
-                .publish_once(&session, queue, payload, headers.clone(), retry_ms)
-                .await
-            {
+            match self.publish_once(&session, queue, payload, headers.clone(), retry_ms).await {
                 Ok(()) => return Ok(()),
                 Err(err) => {
                     tracing::warn!(queue, attempt, error = %err, "rabbitmq: publish not confirmed");
                     // Whatever happened, do not reuse this channel: a timed-out
                     // confirm may still arrive on it and confuse the next one.
                     if session.publish.status().connected() {
-                        let _ = session
-                            .publish
-                            .close(200, "relflow: publish failed".into())
-                            .await;
+                        let _ = session.publish.close(200, "relflow: publish failed".into()).await;
                     }
                     last_err = Some(err);
                 }
@@ -553,10 +485,7 @@ impl AmqpQueue {
             .basic_publish(
                 "".into(),
                 queue.into(),
-                BasicPublishOptions {
-                    mandatory: true,
-                    immediate: false,
-                },
+                BasicPublishOptions { mandatory: true, immediate: false },
                 payload,
                 props,
             )
@@ -565,10 +494,7 @@ impl AmqpQueue {
         let confirmation = tokio::time::timeout(self.opts.confirm_timeout, confirm)
             .await
             .map_err(|_| {
-                QueueError::Backend(format!(
-                    "rabbitmq: no publisher confirm within {:?}",
-                    self.opts.confirm_timeout
-                ))
+                QueueError::Backend(format!("rabbitmq: no publisher confirm within {:?}", self.opts.confirm_timeout))
             })?
             .map_err(|e| backend("publisher confirm", e))?;
         match confirmation {
@@ -584,13 +510,12 @@ impl AmqpQueue {
                     queue, returned.reply_code, returned.reply_text
                 )))
             }
-            Confirmation::Nack(None) => Err(QueueError::Backend(format!(
-                "rabbitmq: broker nacked the message to {}",
-                queue
-            ))),
-            Confirmation::NotRequested => Err(QueueError::Backend(
-                "rabbitmq: publisher confirms are not enabled".to_owned(),
-            )),
+            Confirmation::Nack(None) => {
+                Err(QueueError::Backend(format!("rabbitmq: broker nacked the message to {}", queue)))
+            }
+            Confirmation::NotRequested => {
+                Err(QueueError::Backend("rabbitmq: publisher confirms are not enabled".to_owned()))
+            }
         }
     }
 
@@ -598,11 +523,7 @@ impl AmqpQueue {
 
     async fn open_consumer(&self, deadline: Instant) -> Result<ConsumerSlot> {
         let session = self.session_until(deadline).await?;
-        let channel = session
-            .conn
-            .create_channel()
-            .await
-            .map_err(|e| backend("open channel", e))?;
+        let channel = session.conn.create_channel().await.map_err(|e| backend("open channel", e))?;
         channel
             .basic_qos(self.opts.prefetch.max(1), BasicQosOptions::default())
             .await
@@ -611,33 +532,19 @@ impl AmqpQueue {
         declare(&channel, &self.work, quorum_args()).await?;
         let mut args = FieldTable::default();
         if let Some(timeout) = self.opts.consumer_timeout {
-            args.insert(
-                "x-consumer-timeout".into(),
-                AMQPValue::LongLongInt(duration_ms(timeout) as i64),
-            );
+            args.insert("x-consumer-timeout".into(), AMQPValue::LongLongInt(duration_ms(timeout) as i64));
         }
         let consumer = channel
-            .basic_consume(
-                self.work.as_str().into(),
-                "".into(),
-                BasicConsumeOptions::default(),
-                args,
-            )
+            .basic_consume(self.work.as_str().into(), "".into(), BasicConsumeOptions::default(), args)
             .await
             .map_err(|e| backend("basic.consume", e))?;
-        Ok(ConsumerSlot {
-            generation: session.generation,
-            channel,
-            consumer,
-        })
+        Ok(ConsumerSlot { generation: session.generation, channel, consumer })
     }
 
     async fn claim_inner(&self, deadline: Instant) -> Result<Option<Delivery>> {
         let mut slot = self.consumer.lock().await;
         loop {
-            let healthy = slot
-                .as_ref()
-                .is_some_and(|s| s.channel.status().connected());
+            let healthy = slot.as_ref().is_some_and(|s| s.channel.status().connected());
             if !healthy {
                 if slot.is_some() {
                     tracing::warn!("rabbitmq: consumer channel lost, consuming again");
@@ -654,16 +561,12 @@ impl AmqpQueue {
                 Some(Ok(d)) if !current.channel.status().connected() => {
                     // Buffered before the channel died: the broker has
                     // already requeued it; it will come again on a new channel.
-                    tracing::debug!(
-                        delivery_tag = d.delivery_tag,
-                        "rabbitmq: dropping a delivery of a closed channel"
-                    );
+                    tracing::debug!(delivery_tag = d.delivery_tag, "rabbitmq: dropping a delivery of a closed channel");
                     *slot = None;
                 }
                 Some(Ok(d)) => {
                     let headers = d.properties.headers().clone().unwrap_or_default();
-                    let attempt =
-                        header_u64(&headers, HEADER_ATTEMPT).map_or(1, |a| a.max(1)) as u32;
+                    let attempt = header_u64(&headers, HEADER_ATTEMPT).map_or(1, |a| a.max(1)) as u32;
                     let redeliveries = header_u64(&headers, "x-delivery-count")
                         .unwrap_or(0)
                         .max(header_u64(&headers, "x-acquired-count").unwrap_or(0));
@@ -678,12 +581,7 @@ impl AmqpQueue {
                             headers,
                         },
                     );
-                    return Ok(Some(Delivery {
-                        tag,
-                        payload: d.data,
-                        attempt,
-                        deliveries,
-                    }));
+                    return Ok(Some(Delivery { tag, payload: d.data, attempt, deliveries }));
                 }
                 Some(Err(err)) => {
                     tracing::warn!(error = %err, "rabbitmq: consumer failed");
@@ -724,10 +622,7 @@ impl AmqpQueue {
 
     async fn ack_held(&self, held: &InFlight) -> Result<()> {
         self.check_channel(held)?;
-        held.channel
-            .basic_ack(held.delivery_tag, BasicAckOptions::default())
-            .await
-            .map_err(|e| backend("basic.ack", e))
+        held.channel.basic_ack(held.delivery_tag, BasicAckOptions::default()).await.map_err(|e| backend("basic.ack", e))
     }
 
     /// After a scan channel is closed, the quorum queue takes the returned
@@ -742,15 +637,9 @@ impl AmqpQueue {
         let Ok(channel) = self.admin_channel().await else {
             return;
         };
-        let passive = QueueDeclareOptions {
-            passive: true,
-            ..QueueDeclareOptions::default()
-        };
+        let passive = QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() };
         while Instant::now() < deadline {
-            match channel
-                .queue_declare(self.dead.as_str().into(), passive, FieldTable::default())
-                .await
-            {
+            match channel.queue_declare(self.dead.as_str().into(), passive, FieldTable::default()).await {
                 Ok(q) if q.message_count() as usize >= returned => break,
                 Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
                 Err(_) => return,
@@ -790,8 +679,7 @@ impl AmqpQueue {
 #[async_trait]
 impl WorkQueue for AmqpQueue {
     async fn enqueue(&self, payload: &[u8]) -> Result<()> {
-        self.publish(&self.work, payload, FieldTable::default(), None)
-            .await
+        self.publish(&self.work, payload, FieldTable::default(), None).await
     }
 
     async fn claim(&self, wait: Duration) -> Result<Option<Delivery>> {
@@ -807,10 +695,7 @@ impl WorkQueue for AmqpQueue {
     /// worker awaits a long run. Beware the broker's `consumer_timeout` (see
     /// the README): it is not reset by anything but an ack.
     async fn keep_alive(&self, delivery: &Delivery) -> Result<()> {
-        let held = self
-            .lock_in_flight()
-            .get(&delivery.tag)
-            .map(|h| h.channel.status().connected());
+        let held = self.lock_in_flight().get(&delivery.tag).map(|h| h.channel.status().connected());
         match held {
             Some(true) => Ok(()),
             Some(false) => Err(QueueError::Backend(
@@ -828,23 +713,15 @@ impl WorkQueue for AmqpQueue {
     async fn retry(&self, delivery: &Delivery, delay: Duration, reason: &str) -> Result<()> {
         let held = self.take_in_flight(delivery)?;
         let mut headers = carried_headers(&held.headers);
-        headers.insert(
-            HEADER_ATTEMPT.into(),
-            AMQPValue::LongLongInt(i64::from(delivery.attempt.saturating_add(1))),
-        );
-        headers.insert(
-            HEADER_REASON.into(),
-            AMQPValue::LongString(truncate(reason).into()),
-        );
+        headers.insert(HEADER_ATTEMPT.into(), AMQPValue::LongLongInt(i64::from(delivery.attempt.saturating_add(1))));
+        headers.insert(HEADER_REASON.into(), AMQPValue::LongString(truncate(reason).into()));
         let ms = duration_ms(delay);
         let result = if ms == 0 {
-            self.publish(&self.work, &delivery.payload, headers, None)
-                .await
+            self.publish(&self.work, &delivery.payload, headers, None).await
         } else {
             self.lock_delays().insert(ms);
             let queue = self.retry_queue_name(delay);
-            self.publish(&queue, &delivery.payload, headers, Some(ms))
-                .await
+            self.publish(&queue, &delivery.payload, headers, Some(ms)).await
         };
         if let Err(err) = result {
             // Not re-published: keep the original, so the worker can still
@@ -860,26 +737,11 @@ impl WorkQueue for AmqpQueue {
     async fn dead_letter(&self, delivery: &Delivery, reason: &str) -> Result<()> {
         let held = self.take_in_flight(delivery)?;
         let mut headers = carried_headers(&held.headers);
-        headers.insert(
-            HEADER_ATTEMPT.into(),
-            AMQPValue::LongLongInt(i64::from(delivery.attempt.max(1))),
-        );
-        headers.insert(
-            HEADER_REASON.into(),
-            AMQPValue::LongString(truncate(reason).into()),
-        );
-        headers.insert(
-            HEADER_DEAD_ID.into(),
-            AMQPValue::LongLongInt(self.dead_ids.next() as i64),
-        );
-        headers.insert(
-            HEADER_DEAD_AT.into(),
-            AMQPValue::LongLongInt(now_ms() as i64),
-        );
-        if let Err(err) = self
-            .publish(&self.dead, &delivery.payload, headers, None)
-            .await
-        {
+        headers.insert(HEADER_ATTEMPT.into(), AMQPValue::LongLongInt(i64::from(delivery.attempt.max(1))));
+        headers.insert(HEADER_REASON.into(), AMQPValue::LongString(truncate(reason).into()));
+        headers.insert(HEADER_DEAD_ID.into(), AMQPValue::LongLongInt(self.dead_ids.next() as i64));
+        headers.insert(HEADER_DEAD_AT.into(), AMQPValue::LongLongInt(now_ms() as i64));
+        if let Err(err) = self.publish(&self.dead, &delivery.payload, headers, None).await {
             self.lock_in_flight().insert(delivery.tag, held);
             return Err(err);
         }
@@ -890,13 +752,7 @@ impl WorkQueue for AmqpQueue {
         let held = self.take_in_flight(delivery)?;
         self.check_channel(&held)?;
         held.channel
-            .basic_nack(
-                held.delivery_tag,
-                BasicNackOptions {
-                    multiple: false,
-                    requeue: true,
-                },
-            )
+            .basic_nack(held.delivery_tag, BasicNackOptions { multiple: false, requeue: true })
             .await
             .map_err(|e| backend("basic.nack", e))
     }
@@ -907,31 +763,21 @@ impl WorkQueue for AmqpQueue {
     /// `in_flight` is per process: the deliveries this instance holds.
     async fn depth(&self) -> Result<QueueDepth> {
         let mut channel = self.admin_channel().await?;
-        let passive = QueueDeclareOptions {
-            passive: true,
-            ..QueueDeclareOptions::default()
-        };
+        let passive = QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() };
         let count = |channel: Channel, name: String| async move {
             channel
                 .queue_declare(name.as_str().into(), passive, FieldTable::default())
                 .await
                 .map(|q| u64::from(q.message_count()))
         };
-        let ready = count(channel.clone(), self.work.clone())
-            .await
-            .map_err(|e| backend("queue.declare (passive)", e))?;
-        let dead = count(channel.clone(), self.dead.clone())
-            .await
-            .map_err(|e| backend("queue.declare (passive)", e))?;
+        let ready =
+            count(channel.clone(), self.work.clone()).await.map_err(|e| backend("queue.declare (passive)", e))?;
+        let dead =
+            count(channel.clone(), self.dead.clone()).await.map_err(|e| backend("queue.declare (passive)", e))?;
         let mut delayed = 0;
         let delays: Vec<u64> = self.lock_delays().iter().copied().collect();
         for ms in delays {
-            match count(
-                channel.clone(),
-                self.retry_queue_name(Duration::from_millis(ms)),
-            )
-            .await
-            {
+            match count(channel.clone(), self.retry_queue_name(Duration::from_millis(ms))).await {
                 Ok(n) => delayed += n,
                 // 404: that delay queue does not exist (yet); the error
                 // closed the channel, so take a new one.
@@ -940,12 +786,7 @@ impl WorkQueue for AmqpQueue {
         }
         let _ = channel.close(200, "relflow: depth".into()).await;
         let in_flight = self.lock_in_flight().len() as u64;
-        Ok(QueueDepth {
-            ready,
-            in_flight,
-            delayed,
-            dead,
-        })
+        Ok(QueueDepth { ready, in_flight, delayed, dead })
     }
 
     /// Reads the whole dead queue with basic.get (no ack) on a throwaway
@@ -953,9 +794,7 @@ impl WorkQueue for AmqpQueue {
     /// While the scan runs, the dead letters are invisible to other scans.
     async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>> {
         let (channel, found) = self.scan_dead(|_| false).await?;
-        let _ = channel
-            .close(200, "relflow: dead letters listed".into())
-            .await;
+        let _ = channel.close(200, "relflow: dead letters listed".into()).await;
         self.settle_dead(found.len()).await;
         let mut letters: Vec<DeadLetter> = found.into_iter().map(|(_, letter, _)| letter).collect();
         letters.sort_by_key(|l| (l.dead_at, l.id));
@@ -973,21 +812,11 @@ impl WorkQueue for AmqpQueue {
                 // A fresh first attempt: no attempt header, no dead-letter headers.
                 let mut fresh = FieldTable::default();
                 for (k, v) in carried_headers(&headers).inner() {
-                    if ![
-                        HEADER_ATTEMPT,
-                        HEADER_REASON,
-                        HEADER_DEAD_ID,
-                        HEADER_DEAD_AT,
-                    ]
-                    .contains(&k.as_str())
-                    {
+                    if ![HEADER_ATTEMPT, HEADER_REASON, HEADER_DEAD_ID, HEADER_DEAD_AT].contains(&k.as_str()) {
                         fresh.insert(k.clone(), v.clone());
                     }
                 }
-                fresh.insert(
-                    HEADER_REPLAYED_FROM.into(),
-                    AMQPValue::LongLongInt(id as i64),
-                );
+                fresh.insert(HEADER_REPLAYED_FROM.into(), AMQPValue::LongLongInt(id as i64));
                 match self.publish(&self.work, &letter.payload, fresh, None).await {
                     // Confirmed on the work queue: now remove the dead letter.
                     Ok(()) => channel
@@ -1001,8 +830,7 @@ impl WorkQueue for AmqpQueue {
         };
         // Closing the scan channel requeues every other dead letter.
         let _ = channel.close(200, "relflow: replay".into()).await;
-        self.settle_dead(scanned - usize::from(matches!(result, Ok(true))))
-            .await;
+        self.settle_dead(scanned - usize::from(matches!(result, Ok(true)))).await;
         result
     }
 
@@ -1027,10 +855,7 @@ async fn declare(channel: &Channel, name: &str, args: FieldTable) -> Result<()> 
 
 fn quorum_args() -> FieldTable {
     let mut args = FieldTable::default();
-    args.insert(
-        "x-queue-type".into(),
-        AMQPValue::LongString("quorum".into()),
-    );
+    args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
     args
 }
 
@@ -1094,9 +919,7 @@ fn truncate(reason: &str) -> String {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Dead-letter ids: `millis << 20 | salt << 8 | counter`, strictly increasing
@@ -1110,15 +933,9 @@ struct DeadIds {
 
 impl DeadIds {
     fn new() -> Self {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let salt =
-            (u64::from(std::process::id()) ^ u64::from(nanos) ^ (u64::from(nanos) >> 12)) & 0xfff;
-        DeadIds {
-            last: AtomicU64::new(0),
-            salt,
-        }
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+        let salt = (u64::from(std::process::id()) ^ u64::from(nanos) ^ (u64::from(nanos) >> 12)) & 0xfff;
+        DeadIds { last: AtomicU64::new(0), salt }
     }
 
     fn next(&self) -> u64 {
@@ -1126,10 +943,7 @@ impl DeadIds {
         let mut last = self.last.load(Ordering::Relaxed);
         loop {
             let id = candidate.max(last + 1);
-            match self
-                .last
-                .compare_exchange_weak(last, id, Ordering::Relaxed, Ordering::Relaxed)
-            {
+            match self.last.compare_exchange_weak(last, id, Ordering::Relaxed, Ordering::Relaxed) {
                 Ok(_) => return id,
                 Err(seen) => last = seen,
             }
@@ -1160,10 +974,7 @@ mod tests {
 
     #[test]
     fn url_is_redacted() {
-        assert_eq!(
-            redact_url("amqp://guest:secret@host:5672/%2f"),
-            "amqp://guest:***@host:5672/%2f"
-        );
+        assert_eq!(redact_url("amqp://guest:secret@host:5672/%2f"), "amqp://guest:***@host:5672/%2f");
         assert_eq!(redact_url("amqp://host"), "amqp://host");
     }
 

@@ -21,25 +21,14 @@ struct VHost {
 }
 
 fn rabbitmqctl(args: &[&str]) -> String {
-    let out = Command::new("rabbitmqctl")
-        .args(args)
-        .output()
-        .expect("run rabbitmqctl");
-    assert!(
-        out.status.success(),
-        "rabbitmqctl {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Command::new("rabbitmqctl").args(args).output().expect("run rabbitmqctl");
+    assert!(out.status.success(), "rabbitmqctl {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 impl VHost {
     fn new(test: &str) -> Self {
-        let name = format!(
-            "relflow-amqp-{test}-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::SeqCst)
-        );
+        let name = format!("relflow-amqp-{test}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst));
         rabbitmqctl(&["add_vhost", &name]);
         rabbitmqctl(&["set_permissions", "-p", &name, "guest", ".*", ".*", ".*"]);
         VHost { name }
@@ -66,29 +55,18 @@ impl VHost {
 
 impl Drop for VHost {
     fn drop(&mut self) {
-        let _ = Command::new("rabbitmqctl")
-            .args(["delete_vhost", &self.name])
-            .output();
+        let _ = Command::new("rabbitmqctl").args(["delete_vhost", &self.name]).output();
     }
 }
 
 const WAIT: Duration = Duration::from_secs(20);
 
 async fn claim_some(q: &AmqpQueue) -> Delivery {
-    q.claim(WAIT)
-        .await
-        .expect("claim")
-        .expect("a delivery within the wait")
+    q.claim(WAIT).await.expect("claim").expect("a delivery within the wait")
 }
 
 async fn assert_empty(q: &AmqpQueue) {
-    assert!(
-        q.claim(Duration::from_millis(300))
-            .await
-            .expect("claim")
-            .is_none(),
-        "queue should be empty"
-    );
+    assert!(q.claim(Duration::from_millis(300)).await.expect("claim").is_none(), "queue should be empty");
 }
 
 #[tokio::test]
@@ -128,27 +106,15 @@ async fn confirmed_publish_is_durable_and_persistent() {
     drop(q);
 
     // Inspect it raw: a durable quorum queue holding a persistent message.
-    let conn = lapin::Connection::connect(&vh.url(), lapin::ConnectionProperties::default())
-        .await
-        .unwrap();
+    let conn = lapin::Connection::connect(&vh.url(), lapin::ConnectionProperties::default()).await.unwrap();
     let ch = conn.create_channel().await.unwrap();
     let mut args = FieldTable::default();
-    args.insert(
-        "x-queue-type".into(),
-        AMQPValue::LongString("quorum".into()),
-    );
+    args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
     // A non-passive redeclare with the same arguments succeeds only if the
     // queue is durable and quorum (otherwise PRECONDITION_FAILED).
-    let decl = ch
-        .queue_declare("relflow.work".into(), QueueDeclareOptions::durable(), args)
-        .await
-        .unwrap();
+    let decl = ch.queue_declare("relflow.work".into(), QueueDeclareOptions::durable(), args).await.unwrap();
     assert_eq!(decl.message_count(), 1);
-    let msg = ch
-        .basic_get("relflow.work".into(), BasicGetOptions { no_ack: false })
-        .await
-        .unwrap()
-        .unwrap();
+    let msg = ch.basic_get("relflow.work".into(), BasicGetOptions { no_ack: false }).await.unwrap().unwrap();
     assert_eq!(msg.delivery.properties.delivery_mode(), &Some(2));
     assert_eq!(msg.delivery.data, b"keep me");
     ch.close(200, "bye".into()).await.unwrap();
@@ -175,18 +141,12 @@ async fn retry_comes_back_after_the_delay_with_attempt_plus_one() {
     assert_eq!((depth.ready, depth.in_flight, depth.delayed), (0, 0, 1));
 
     let again = claim_some(&q).await;
-    assert!(
-        retried_at.elapsed() >= delay,
-        "came back before its delay: {:?}",
-        retried_at.elapsed()
-    );
+    assert!(retried_at.elapsed() >= delay, "came back before its delay: {:?}", retried_at.elapsed());
     assert_eq!(again.payload, b"flaky");
     assert_eq!((again.attempt, again.deliveries), (2, 1));
 
     // And once more: attempt 3.
-    q.retry(&again, Duration::from_millis(200), "still failing")
-        .await
-        .unwrap();
+    q.retry(&again, Duration::from_millis(200), "still failing").await.unwrap();
     let third = claim_some(&q).await;
     assert_eq!((third.attempt, third.deliveries), (3, 1));
     q.ack(&third).await.unwrap();
@@ -197,28 +157,16 @@ async fn retry_comes_back_after_the_delay_with_attempt_plus_one() {
 async fn a_short_delay_is_not_held_back_by_a_long_one() {
     let vh = VHost::new("delays");
     // prefetch 2: this worker holds both messages at once.
-    let q = AmqpQueue::connect(AmqpQueueOptions {
-        prefetch: 2,
-        ..vh.options()
-    })
-    .await
-    .unwrap();
+    let q = AmqpQueue::connect(AmqpQueueOptions { prefetch: 2, ..vh.options() }).await.unwrap();
     q.enqueue(b"slow").await.unwrap();
     q.enqueue(b"fast").await.unwrap();
     let slow = claim_some(&q).await;
     let fast = claim_some(&q).await;
-    assert_eq!(
-        (slow.payload.as_slice(), fast.payload.as_slice()),
-        (&b"slow"[..], &b"fast"[..])
-    );
+    assert_eq!((slow.payload.as_slice(), fast.payload.as_slice()), (&b"slow"[..], &b"fast"[..]));
     // The long delay is retried first, so with one shared delay queue and
     // per-message TTL it would sit at the head and hold the short one back.
-    q.retry(&slow, Duration::from_secs(5), "later")
-        .await
-        .unwrap();
-    q.retry(&fast, Duration::from_millis(500), "soon")
-        .await
-        .unwrap();
+    q.retry(&slow, Duration::from_secs(5), "later").await.unwrap();
+    q.retry(&fast, Duration::from_millis(500), "soon").await.unwrap();
     assert_eq!(q.depth().await.unwrap().delayed, 2);
 
     let first = claim_some(&q).await;
@@ -238,25 +186,16 @@ async fn dead_letters_carry_reason_and_attempt_and_can_be_listed_replayed_purged
         q.enqueue(p).await.unwrap();
     }
     let poison = claim_some(&q).await;
-    q.dead_letter(&poison, "cannot decode payload")
-        .await
-        .unwrap();
+    q.dead_letter(&poison, "cannot decode payload").await.unwrap();
 
     let tired = claim_some(&q).await;
-    q.retry(&tired, Duration::from_millis(100), "exit 2")
-        .await
-        .unwrap();
+    q.retry(&tired, Duration::from_millis(100), "exit 2").await.unwrap();
     let junk = claim_some(&q).await;
     assert_eq!(junk.payload, b"junk");
     q.dead_letter(&junk, "no such playbook").await.unwrap();
     let tired = claim_some(&q).await;
-    assert_eq!(
-        (tired.payload.as_slice(), tired.attempt),
-        (&b"tired"[..], 2)
-    );
-    q.dead_letter(&tired, "retries exhausted: exit 2")
-        .await
-        .unwrap();
+    assert_eq!((tired.payload.as_slice(), tired.attempt), (&b"tired"[..], 2));
+    q.dead_letter(&tired, "retries exhausted: exit 2").await.unwrap();
 
     let depth = q.depth().await.unwrap();
     assert_eq!((depth.dead, depth.pending()), (3, 0));
@@ -265,14 +204,9 @@ async fn dead_letters_carry_reason_and_attempt_and_can_be_listed_replayed_purged
     let listed = q.dead_letters(10).await.unwrap();
     let again = q.dead_letters(10).await.unwrap();
     assert_eq!(listed.len(), 3);
-    assert_eq!(
-        listed.iter().map(|l| l.id).collect::<Vec<_>>(),
-        again.iter().map(|l| l.id).collect::<Vec<_>>()
-    );
-    let summary: Vec<(&[u8], &str, u32)> = listed
-        .iter()
-        .map(|l| (l.payload.as_slice(), l.reason.as_str(), l.attempt))
-        .collect();
+    assert_eq!(listed.iter().map(|l| l.id).collect::<Vec<_>>(), again.iter().map(|l| l.id).collect::<Vec<_>>());
+    let summary: Vec<(&[u8], &str, u32)> =
+        listed.iter().map(|l| (l.payload.as_slice(), l.reason.as_str(), l.attempt)).collect();
     assert_eq!(
         summary,
         vec![
@@ -283,28 +217,15 @@ async fn dead_letters_carry_reason_and_attempt_and_can_be_listed_replayed_purged
     );
     assert!(listed.windows(2).all(|w| w[0].dead_at <= w[1].dead_at));
     assert_eq!(q.dead_letters(1).await.unwrap().len(), 1);
-    assert_eq!(
-        q.depth().await.unwrap().dead,
-        3,
-        "listing must put everything back"
-    );
+    assert_eq!(q.depth().await.unwrap().dead, 3, "listing must put everything back");
 
     // The headers are there for other tools too.
-    let conn = lapin::Connection::connect(&vh.url(), lapin::ConnectionProperties::default())
-        .await
-        .unwrap();
+    let conn = lapin::Connection::connect(&vh.url(), lapin::ConnectionProperties::default()).await.unwrap();
     let ch = conn.create_channel().await.unwrap();
-    let raw = ch
-        .basic_get("relflow.dead".into(), BasicGetOptions { no_ack: false })
-        .await
-        .unwrap()
-        .unwrap();
+    let raw = ch.basic_get("relflow.dead".into(), BasicGetOptions { no_ack: false }).await.unwrap().unwrap();
     let headers = raw.delivery.properties.headers().clone().unwrap();
     for h in [HEADER_REASON, HEADER_ATTEMPT, HEADER_DEAD_ID] {
-        assert!(
-            headers.contains_key(h),
-            "dead letter lacks {h}: {headers:?}"
-        );
+        assert!(headers.contains_key(h), "dead letter lacks {h}: {headers:?}");
     }
     ch.close(200, "bye".into()).await.unwrap();
     conn.close(200, "bye".into()).await.unwrap();
@@ -320,10 +241,7 @@ async fn dead_letters_carry_reason_and_attempt_and_can_be_listed_replayed_purged
     q.ack(&replayed).await.unwrap();
 
     let left = q.dead_letters(10).await.unwrap();
-    assert_eq!(
-        left.iter().map(|l| l.id).collect::<Vec<_>>(),
-        vec![listed[0].id, listed[1].id]
-    );
+    assert_eq!(left.iter().map(|l| l.id).collect::<Vec<_>>(), vec![listed[0].id, listed[1].id]);
     assert_eq!(q.purge_dead_letters().await.unwrap(), 2);
     assert!(q.dead_letters(10).await.unwrap().is_empty());
     assert_eq!(q.purge_dead_letters().await.unwrap(), 0);
@@ -335,9 +253,7 @@ async fn release_redelivers_with_the_same_attempt_and_one_more_delivery() {
     let q = AmqpQueue::connect(vh.options()).await.unwrap();
     q.enqueue(b"shutdown").await.unwrap();
     let d = claim_some(&q).await;
-    q.retry(&d, Duration::from_millis(50), "once")
-        .await
-        .unwrap();
+    q.retry(&d, Duration::from_millis(50), "once").await.unwrap();
     let d = claim_some(&q).await;
     assert_eq!((d.attempt, d.deliveries), (2, 1));
 
@@ -367,11 +283,7 @@ async fn a_worker_that_dies_without_ack_gives_the_message_to_another() {
     drop(a);
     let d = claim_some(&b).await;
     assert_eq!(d.payload, b"run me");
-    assert_eq!(
-        (d.attempt, d.deliveries),
-        (1, 2),
-        "a crash is not an attempt, but it is a delivery"
-    );
+    assert_eq!((d.attempt, d.deliveries), (1, 2), "a crash is not an attempt, but it is a delivery");
     b.ack(&d).await.unwrap();
     assert_empty(&b).await;
 }
@@ -390,10 +302,7 @@ async fn reconnects_after_the_broker_closes_the_connection() {
     // the close frame has necessarily been processed here).
     let seen = Instant::now();
     while q.keep_alive(&d).await.is_ok() {
-        assert!(
-            seen.elapsed() < WAIT,
-            "the client never noticed the closed connection"
-        );
+        assert!(seen.elapsed() < WAIT, "the client never noticed the closed connection");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // The delivery died with its channel: settling it says so...
@@ -444,18 +353,11 @@ async fn reconnects_after_the_broker_closes_the_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heartbeats_keep_a_long_run_alive() {
     let vh = VHost::new("heartbeat");
-    let opts = AmqpQueueOptions {
-        url: format!("{}?heartbeat=1", vh.url()),
-        ..vh.options()
-    };
+    let opts = AmqpQueueOptions { url: format!("{}?heartbeat=1", vh.url()), ..vh.options() };
     let q = AmqpQueue::connect(opts.clone()).await.unwrap();
     let other = AmqpQueue::connect(opts).await.unwrap();
     q.enqueue(b"long playbook").await.unwrap();
-    assert_eq!(
-        q.heartbeat().await,
-        Some(1),
-        "the heartbeat from the URL is negotiated"
-    );
+    assert_eq!(q.heartbeat().await, Some(1), "the heartbeat from the URL is negotiated");
     let d = claim_some(&q).await;
 
     // "Run the playbook": an async wait, as the worker does on the child.
@@ -467,11 +369,7 @@ async fn heartbeats_keep_a_long_run_alive() {
     // Nobody else got it meanwhile.
     assert_empty(&other).await;
     q.ack(&d).await.unwrap();
-    assert_eq!(
-        q.connection_generation().await,
-        1,
-        "the connection must not have been lost"
-    );
+    assert_eq!(q.connection_generation().await, 1, "the connection must not have been lost");
     assert_empty(&other).await;
     assert_eq!(other.depth().await.unwrap().pending(), 0);
 }
@@ -489,12 +387,10 @@ async fn depth_counts_configured_delay_queues_from_another_process() {
     // from its configuration.
     let blind = AmqpQueue::connect(vh.options()).await.unwrap();
     assert_eq!(blind.depth().await.unwrap().delayed, 0);
-    let told = AmqpQueue::connect(AmqpQueueOptions {
-        retry_delays: vec![delay, Duration::from_secs(7)],
-        ..vh.options()
-    })
-    .await
-    .unwrap();
+    let told =
+        AmqpQueue::connect(AmqpQueueOptions { retry_delays: vec![delay, Duration::from_secs(7)], ..vh.options() })
+            .await
+            .unwrap();
     assert_eq!(told.depth().await.unwrap().delayed, 1);
     assert_eq!(worker.depth().await.unwrap().delayed, 1);
 }
@@ -502,12 +398,7 @@ async fn depth_counts_configured_delay_queues_from_another_process() {
 #[tokio::test]
 async fn prefix_isolates_installations_and_consumer_timeout_argument_is_accepted() {
     let vh = VHost::new("prefix");
-    let a = AmqpQueue::connect(AmqpQueueOptions {
-        prefix: "a.".into(),
-        ..vh.options()
-    })
-    .await
-    .unwrap();
+    let a = AmqpQueue::connect(AmqpQueueOptions { prefix: "a.".into(), ..vh.options() }).await.unwrap();
     let b = AmqpQueue::connect(AmqpQueueOptions {
         prefix: "b.".into(),
         prefetch: 4,
@@ -517,10 +408,7 @@ async fn prefix_isolates_installations_and_consumer_timeout_argument_is_accepted
     .await
     .unwrap();
     assert_eq!(a.work_queue_name(), "a.relflow.work");
-    assert_eq!(
-        b.retry_queue_name(Duration::from_secs(30)),
-        "b.relflow.retry.30s"
-    );
+    assert_eq!(b.retry_queue_name(Duration::from_secs(30)), "b.relflow.retry.30s");
     a.enqueue(b"for a").await.unwrap();
     for i in 0..3 {
         b.enqueue(format!("for b {i}").as_bytes()).await.unwrap();
@@ -550,27 +438,18 @@ async fn prefix_isolates_installations_and_consumer_timeout_argument_is_accepted
 #[tokio::test(flavor = "current_thread")]
 async fn a_blocked_current_thread_runtime_loses_the_connection() {
     let vh = VHost::new("blocked");
-    let opts = AmqpQueueOptions {
-        url: format!("{}?heartbeat=1", vh.url()),
-        ..vh.options()
-    };
+    let opts = AmqpQueueOptions { url: format!("{}?heartbeat=1", vh.url()), ..vh.options() };
     let q = AmqpQueue::connect(opts.clone()).await.unwrap();
     q.enqueue(b"long playbook").await.unwrap();
     let d = claim_some(&q).await;
     std::thread::sleep(Duration::from_secs(8));
     let lost = Instant::now();
     while q.keep_alive(&d).await.is_ok() {
-        assert!(
-            lost.elapsed() < WAIT,
-            "the broker should have dropped the silent connection"
-        );
+        assert!(lost.elapsed() < WAIT, "the broker should have dropped the silent connection");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // The broker gave the message back: a fresh connection gets it again.
     let again = claim_some(&q).await;
-    assert_eq!(
-        (again.payload.as_slice(), again.deliveries),
-        (&b"long playbook"[..], 2)
-    );
+    assert_eq!((again.payload.as_slice(), again.deliveries), (&b"long playbook"[..], 2));
     q.ack(&again).await.unwrap();
 }

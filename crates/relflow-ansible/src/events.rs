@@ -8,8 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The plugin's source, written to the runner's work dir by `Runner::new`.
-pub(crate) const CALLBACK_PLUGIN: &str =
-    include_str!("../ansible/callback_plugins/relflow_events.py");
+pub(crate) const CALLBACK_PLUGIN: &str = include_str!("../ansible/callback_plugins/relflow_events.py");
 /// The plugin's name, for `ANSIBLE_CALLBACKS_ENABLED`.
 pub(crate) const CALLBACK_NAME: &str = "relflow_events";
 /// The environment variable that tells the plugin where to write.

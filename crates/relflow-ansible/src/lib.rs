@@ -23,6 +23,8 @@ mod vars;
 mod warm;
 
 pub use events::{Stats, TaskResult, TaskStatus};
-pub use runner::{find_program, Outcome, PlaybookRun, RunResult, Runner, RunnerConfig, RunnerError, RunnerMode, ENV_ALLOWED};
+pub use runner::{
+    find_program, Outcome, PlaybookRun, RunResult, Runner, RunnerConfig, RunnerError, RunnerMode, ENV_ALLOWED,
+};
 pub use supervise::{supervise_main, SUPERVISE_ARG};
 pub use vars::{ExtraVars, RunInfo};

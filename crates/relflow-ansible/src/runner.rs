@@ -567,10 +567,7 @@ async fn read_stream(mut r: impl AsyncRead + Unpin, tee: Tee, exited: Cancellati
 /// A one-line reason for a failed run: the last failed task if there is
 /// one, else Ansible's own error line, else the exit code.
 fn describe_failure(tasks: &[TaskResult], log: &str, exit_code: Option<i32>) -> String {
-    let failed = tasks
-        .iter()
-        .rev()
-        .find(|t| matches!(t.status, TaskStatus::Failed | TaskStatus::Unreachable));
+    let failed = tasks.iter().rev().find(|t| matches!(t.status, TaskStatus::Failed | TaskStatus::Unreachable));
     if let Some(t) = failed {
         let what = if t.status == TaskStatus::Unreachable { "unreachable" } else { "failed" };
         let msg = t.msg.as_deref().unwrap_or("no message");

@@ -285,7 +285,10 @@ mod tests {
         let a = |v: &[&str]| parse_args(v.iter().map(OsString::from));
         let ok = a(&["relflow", "__supervise", "1500", "--", "prog", "-x"]);
         assert_eq!(ok, Ok((Duration::from_millis(1500), Target::Spawn(vec!["prog".into(), "-x".into()]))));
-        assert_eq!(a(&["__supervise", "5", "--pid", "42"]), Ok((Duration::from_millis(5), Target::Adopt(Pid::from_raw(42)))));
+        assert_eq!(
+            a(&["__supervise", "5", "--pid", "42"]),
+            Ok((Duration::from_millis(5), Target::Adopt(Pid::from_raw(42))))
+        );
         assert!(a(&["__supervise", "5", "--pid", "x"]).is_err());
         assert!(a(&["__supervise", "5", "--pid", "42", "43"]).is_err());
         assert!(a(&["__supervise", "10", "--", "prog"]).is_ok());

@@ -158,8 +158,7 @@ fn emit_str(out: &mut String, s: &str) {
 /// placeholder one). Such a string holds no template syntax, and tagging it
 /// `!unsafe` would make ansible-core 2.19 re-type it; see the module docs.
 fn is_inert(s: &str) -> bool {
-    s.chars()
-        .all(|c| c.is_ascii_alphanumeric() || "._+-:~<=!&* \t\r\n".contains(c))
+    s.chars().all(|c| c.is_ascii_alphanumeric() || "._+-:~<=!&* \t\r\n".contains(c))
 }
 
 /// Writes `s` as a YAML double-quoted scalar that PyYAML reads back verbatim.
@@ -252,7 +251,9 @@ mod tests {
     fn strings_that_could_be_templates_are_tagged() {
         let y = vars(json!({"a/b": {"{{ k }}": ["x{", "yes", 1, true, null, "", "12"]}})).to_unsafe_yaml();
         assert!(
-            y.contains(r#"{"msg": {!unsafe "a/b": {!unsafe "{{ k }}": [!unsafe "x{", "yes", 1, true, null, "", "12"]}},"#),
+            y.contains(
+                r#"{"msg": {!unsafe "a/b": {!unsafe "{{ k }}": [!unsafe "x{", "yes", 1, true, null, "", "12"]}},"#
+            ),
             "{y}"
         );
         assert!(y.contains(r#""topic": "org.fedoraproject.prod.buildsys.build.state.change""#), "{y}");

@@ -20,7 +20,8 @@ async fn worker_environment_does_not_leak_into_the_playbook() {
     let mut cfg = config(dir.path());
     cfg.env_passthrough = vec!["RELFLOW_TEST_PASS".into()];
     let runner = Runner::new(cfg).unwrap();
-    let r = runner.run(&playbook_run("env.yml", vars(json!({})), Duration::from_secs(120)), CancellationToken::new()).await;
+    let r =
+        runner.run(&playbook_run("env.yml", vars(json!({})), Duration::from_secs(120)), CancellationToken::new()).await;
     assert_eq!(r.outcome, Outcome::Succeeded, "{:?}\n{}", r.error, r.log);
     assert!(!r.log.contains("hunter2"));
 }

@@ -194,7 +194,9 @@ async fn task_results_and_stats_and_live_log() {
 async fn failing_task_gives_failed_with_reason() {
     let dir = tempfile::tempdir().unwrap();
     let runner = runner(dir.path());
-    let r = runner.run(&playbook_run("fail.yml", vars(json!({})), Duration::from_secs(120)), CancellationToken::new()).await;
+    let r = runner
+        .run(&playbook_run("fail.yml", vars(json!({})), Duration::from_secs(120)), CancellationToken::new())
+        .await;
     assert_eq!(r.outcome, Outcome::Failed, "{}", r.log);
     assert_eq!(r.exit_code, Some(2));
     let error = r.error.unwrap_or_default();
@@ -215,7 +217,11 @@ async fn syntax_error_gives_failed_with_ansibles_message() {
     let r = runner.run(&run, CancellationToken::new()).await;
     assert_eq!(r.outcome, Outcome::Failed, "{}", r.log);
     let error = r.error.unwrap_or_default();
-    assert!(error.contains("ansible-playbook failed (exit code 4)") && error.contains("nosuchmodule_xyz"), "{error}\n{}", r.log);
+    assert!(
+        error.contains("ansible-playbook failed (exit code 4)") && error.contains("nosuchmodule_xyz"),
+        "{error}\n{}",
+        r.log
+    );
 }
 
 #[tokio::test]

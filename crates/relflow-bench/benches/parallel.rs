@@ -38,7 +38,11 @@ fn main() -> Result<()> {
         String::new(),
         "| how | seconds | playbooks/s | speed vs xargs |".into(),
         "|---|---|---|---|".into(),
-        format!("| xargs -P{cores} ansible-playbook | {:.1} | {:.2} | 1.00 |", xargs.as_secs_f64(), runs as f64 / xargs.as_secs_f64()),
+        format!(
+            "| xargs -P{cores} ansible-playbook | {:.1} | {:.2} | 1.00 |",
+            xargs.as_secs_f64(),
+            runs as f64 / xargs.as_secs_f64()
+        ),
     ];
     for mode in ["cold", "warm"] {
         let setup = Setup::new(&format!("mode = \"{mode}\""), RULE)?;

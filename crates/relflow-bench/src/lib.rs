@@ -95,7 +95,8 @@ impl Drop for Vhost {
 }
 
 fn rabbitmqctl(args: &[&str]) -> Result<()> {
-    let out = Command::new("rabbitmqctl").args(args).output().context("running rabbitmqctl (is RabbitMQ installed?)")?;
+    let out =
+        Command::new("rabbitmqctl").args(args).output().context("running rabbitmqctl (is RabbitMQ installed?)")?;
     if !out.status.success() {
         bail!("rabbitmqctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     }
@@ -139,7 +140,12 @@ impl Setup {
     /// `relflow --config ... <args>`, logs to /dev/null (default level).
     pub fn relflow(&self, bin: &Path, args: &[&str]) -> Command {
         let mut cmd = Command::new(bin);
-        cmd.arg("--config").arg(self.config()).args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+        cmd.arg("--config")
+            .arg(self.config())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
         cmd
     }
 }

@@ -317,7 +317,8 @@ impl Config {
                 return Err(at("two rules have this name; names must be unique".into()));
             }
             let topic = TopicPattern::parse(&r.topic).map_err(|e: PatternError| at(e.to_string()))?;
-            let when = r.when.as_deref().map(Condition::compile).transpose().map_err(|e: ConditionError| at(e.to_string()))?;
+            let when =
+                r.when.as_deref().map(Condition::compile).transpose().map_err(|e: ConditionError| at(e.to_string()))?;
             check_relative(&r.playbook).map_err(|e| at(e.to_string()))?;
             let concurrency_group = match r.concurrency_group {
                 None => None,

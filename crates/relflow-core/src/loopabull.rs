@@ -97,7 +97,9 @@ pub fn from_yaml(path: &Path, text: &str) -> Result<Config, ConfigError> {
         Some(t) => match t.name.to_lowercase().as_str() {
             "rkname" => Translator::Rkname,
             "rkdirectory" => Translator::Rkdirectory,
-            other => return Err(invalid(format!("unknown translator {other:?}; loopabull has rkname and rkdirectory"))),
+            other => {
+                return Err(invalid(format!("unknown translator {other:?}; loopabull has rkname and rkdirectory")))
+            }
         },
         None => raw.path_translator.unwrap_or(Translator::Rkname),
     };

@@ -137,9 +137,8 @@ impl Message {
     /// Maps a fedmsg envelope. Envelope fields without a place in the model
     /// go to `headers["fedmsg"]` so the envelope can be rebuilt exactly.
     pub fn from_fedmsg(mut env: Map<String, Value>, source: &str) -> Result<Message, DecodeError> {
-        let topic = take_string(&mut env, "topic")?.ok_or(DecodeError::UnknownFormat {
-            keys: env.keys().cloned().collect::<Vec<_>>().join(", "),
-        })?;
+        let topic = take_string(&mut env, "topic")?
+            .ok_or(DecodeError::UnknownFormat { keys: env.keys().cloned().collect::<Vec<_>>().join(", ") })?;
         validate_topic(&topic)?;
         let body = take_object(&mut env, "msg")?.unwrap_or_default();
         // An empty `headers: {}` stays among the envelope fields, so the
@@ -153,7 +152,11 @@ impl Message {
             None | Some(Value::Null) => None,
             Some(Value::Number(n)) => Some(unix_seconds(n.as_f64().unwrap_or(f64::NAN))?),
             Some(other) => {
-                return Err(DecodeError::WrongType { field: "timestamp", expected: "a number", found: json_type(other) })
+                return Err(DecodeError::WrongType {
+                    field: "timestamp",
+                    expected: "a number",
+                    found: json_type(other),
+                })
             }
         };
         let id = msg_id.unwrap_or_else(|| derived_id(&topic, env.get("timestamp"), &body));
@@ -168,9 +171,8 @@ impl Message {
     /// Maps a fedora-messaging message (`fedora_messaging.message.dumps` /
     /// datagrepper v2 shape: `topic`, `headers`, `id`, `body`, `queue`, `priority`).
     pub fn from_fedora_messaging(mut m: Map<String, Value>, source: &str) -> Result<Message, DecodeError> {
-        let topic = take_string(&mut m, "topic")?.ok_or(DecodeError::UnknownFormat {
-            keys: m.keys().cloned().collect::<Vec<_>>().join(", "),
-        })?;
+        let topic = take_string(&mut m, "topic")?
+            .ok_or(DecodeError::UnknownFormat { keys: m.keys().cloned().collect::<Vec<_>>().join(", ") })?;
         validate_topic(&topic)?;
         let body = take_object(&mut m, "body")?.unwrap_or_default();
         let headers = take_object(&mut m, "headers")?.unwrap_or_default();

@@ -103,7 +103,10 @@ mod tests {
         assert!(m("a.*.c", "a.x.c"));
         assert!(!m("a.*.c", "a.c"), "* is exactly one word");
         assert!(!m("a.*.c", "a.x.y.c"));
-        assert!(m("org.fedoraproject.*.pungi.compose.status.change", "org.fedoraproject.prod.pungi.compose.status.change"));
+        assert!(m(
+            "org.fedoraproject.*.pungi.compose.status.change",
+            "org.fedoraproject.prod.pungi.compose.status.change"
+        ));
     }
 
     #[test]

@@ -112,7 +112,10 @@ fn malformed_input_gets_a_typed_error_naming_the_problem() {
     );
     assert!(matches!(err(br#"{"topic": "a..b", "msg": {}}"#), DecodeError::BadTopic { .. }));
     assert!(matches!(err(br#"{"topic": "a.#", "msg": {}}"#), DecodeError::BadTopic { .. }));
-    assert!(matches!(err(br#"{"topic": "a.b", "msg": {}, "timestamp": "yesterday"}"#), DecodeError::WrongType { field: "timestamp", .. }));
+    assert!(matches!(
+        err(br#"{"topic": "a.b", "msg": {}, "timestamp": "yesterday"}"#),
+        DecodeError::WrongType { field: "timestamp", .. }
+    ));
     let big = format!(r#"{{"topic": "a.b", "msg": {{"x": "{}"}}}}"#, "y".repeat(MAX));
     assert!(matches!(Message::decode(big.as_bytes(), "t", MAX), Err(DecodeError::TooLarge { limit: MAX, .. })));
     // Messages name the problem in words.

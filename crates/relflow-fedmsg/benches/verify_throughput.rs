@@ -26,9 +26,7 @@ fn main() {
     for m in &messages {
         verifier.verify(m).expect("fixture verifies");
     }
-    let budget = Duration::from_secs(
-        std::env::var("BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(3),
-    );
+    let budget = Duration::from_secs(std::env::var("BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(3));
     let start = Instant::now();
     let mut n: u64 = 0;
     while start.elapsed() < budget {

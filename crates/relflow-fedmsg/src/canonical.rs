@@ -570,8 +570,10 @@ mod tests {
 
     #[test]
     fn numbers_follow_python() {
-        assert_eq!(c("[1e16, 1E16, 1.0, 10, -0, -0.0, 1e400, 123456789012345678901234567890]"),
-            "[1e+16,1e+16,1.0,10,0,-0.0,Infinity,123456789012345678901234567890]");
+        assert_eq!(
+            c("[1e16, 1E16, 1.0, 10, -0, -0.0, 1e400, 123456789012345678901234567890]"),
+            "[1e+16,1e+16,1.0,10,0,-0.0,Infinity,123456789012345678901234567890]"
+        );
         assert_eq!(c("[NaN,-Infinity]"), "[NaN,-Infinity]");
         assert!(parse(b"01").is_err());
         assert!(parse(b"1.").is_err());
@@ -591,8 +593,10 @@ mod tests {
     #[test]
     fn keys_sort_by_code_point_and_last_duplicate_wins() {
         // U+FFFD sorts before U+1F600 by code point (UTF-16 order would differ).
-        assert_eq!(c("{\"\u{1F600}\":1,\"\u{FFFD}\":2,\"b\":3,\"a\":4,\"a\":5}"),
-            r#"{"a":5,"b":3,"\ufffd":2,"\ud83d\ude00":1}"#);
+        assert_eq!(
+            c("{\"\u{1F600}\":1,\"\u{FFFD}\":2,\"b\":3,\"a\":4,\"a\":5}"),
+            r#"{"a":5,"b":3,"\ufffd":2,"\ud83d\ude00":1}"#
+        );
         assert_eq!(c(" { } "), "{}");
         assert_eq!(c("[ ]"), "[]");
         assert!(parse(b"{} x").is_err());

@@ -32,5 +32,5 @@ pub use canonical::{canonicalize, to_canonical, PyJson, PyStr};
 pub use config::{FedmsgConfig, SignConfig};
 pub use policy::{PolicyError, RoutingDecision, RoutingPolicy};
 pub use sign::{SignError, Signer};
-pub use verify::{fix_datagrepper_message, signed_bytes, LoadError, SignerInfo, VerifyError, Verifier};
+pub use verify::{fix_datagrepper_message, signed_bytes, LoadError, SignerInfo, Verifier, VerifyError};
 pub use x509::fmt_time;

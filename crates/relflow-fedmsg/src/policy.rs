@@ -46,15 +46,12 @@ impl RoutingPolicy {
     pub fn check(&self, topic: Option<&str>, signer: &str) -> Result<RoutingDecision, PolicyError> {
         match topic.and_then(|t| self.topics.get(t).map(|allowed| (t, allowed))) {
             Some((_, allowed)) if allowed.iter().any(|a| a == signer) => Ok(RoutingDecision::Allowed),
-            Some((t, allowed)) => Err(PolicyError::SignerNotAllowed {
-                signer: signer.into(),
-                topic: t.into(),
-                allowed: allowed.clone(),
-            }),
-            None if self.nitpicky => Err(PolicyError::TopicNotListed {
-                topic: topic.unwrap_or("<none>").into(),
-                signer: signer.into(),
-            }),
+            Some((t, allowed)) => {
+                Err(PolicyError::SignerNotAllowed { signer: signer.into(), topic: t.into(), allowed: allowed.clone() })
+            }
+            None if self.nitpicky => {
+                Err(PolicyError::TopicNotListed { topic: topic.unwrap_or("<none>").into(), signer: signer.into() })
+            }
             None => Ok(RoutingDecision::Unlisted),
         }
     }
@@ -66,16 +63,25 @@ mod tests {
 
     fn policy(nitpicky: bool) -> RoutingPolicy {
         let mut t = BTreeMap::new();
-        t.insert("org.fedoraproject.prod.buildsys.tag".to_string(), vec!["koji-koji01.phx2.fedoraproject.org".to_string()]);
+        t.insert(
+            "org.fedoraproject.prod.buildsys.tag".to_string(),
+            vec!["koji-koji01.phx2.fedoraproject.org".to_string()],
+        );
         RoutingPolicy::new(t, nitpicky)
     }
 
     #[test]
     fn listed_topic_allows_only_listed_signers() {
         let p = policy(false);
-        assert_eq!(p.check(Some("org.fedoraproject.prod.buildsys.tag"), "koji-koji01.phx2.fedoraproject.org"), Ok(RoutingDecision::Allowed));
+        assert_eq!(
+            p.check(Some("org.fedoraproject.prod.buildsys.tag"), "koji-koji01.phx2.fedoraproject.org"),
+            Ok(RoutingDecision::Allowed)
+        );
         let e = p.check(Some("org.fedoraproject.prod.buildsys.tag"), "evil").unwrap_err();
-        assert!(e.to_string().contains("signer 'evil' not allowed for topic 'org.fedoraproject.prod.buildsys.tag'"), "{e}");
+        assert!(
+            e.to_string().contains("signer 'evil' not allowed for topic 'org.fedoraproject.prod.buildsys.tag'"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -88,6 +94,8 @@ mod tests {
 
     #[test]
     fn no_wildcards() {
-        assert!(policy(true).check(Some("org.fedoraproject.prod.buildsys.tag.extra"), "koji-koji01.phx2.fedoraproject.org").is_err());
+        assert!(policy(true)
+            .check(Some("org.fedoraproject.prod.buildsys.tag.extra"), "koji-koji01.phx2.fedoraproject.org")
+            .is_err());
     }
 }

@@ -9,7 +9,7 @@
 
 use std::path::Path;
 
-use der::{EncodePem, pem::LineEnding};
+use der::{pem::LineEnding, EncodePem};
 use rsa::pkcs1::DecodeRsaPrivateKey;
 use rsa::pkcs8::DecodePrivateKey;
 use rsa::traits::PublicKeyParts;
@@ -50,9 +50,11 @@ impl Signer {
     pub fn from_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<Self, SignError> {
         let cert = x509::cert_from_file_pem(cert_pem).map_err(SignError::Cert)?.cert;
         let key = if let Some(block) = x509::first_pem_block(key_pem, "PRIVATE KEY") {
-            RsaPrivateKey::from_pkcs8_pem(std::str::from_utf8(block).unwrap_or_default()).map_err(|e| SignError::Key(e.to_string()))?
+            RsaPrivateKey::from_pkcs8_pem(std::str::from_utf8(block).unwrap_or_default())
+                .map_err(|e| SignError::Key(e.to_string()))?
         } else if let Some(block) = x509::first_pem_block(key_pem, "RSA PRIVATE KEY") {
-            RsaPrivateKey::from_pkcs1_pem(std::str::from_utf8(block).unwrap_or_default()).map_err(|e| SignError::Key(e.to_string()))?
+            RsaPrivateKey::from_pkcs1_pem(std::str::from_utf8(block).unwrap_or_default())
+                .map_err(|e| SignError::Key(e.to_string()))?
         } else {
             return Err(SignError::Key("no 'PRIVATE KEY' or 'RSA PRIVATE KEY' PEM block".into()));
         };
@@ -84,9 +86,7 @@ impl Signer {
 
     /// The raw RSA PKCS#1 v1.5 SHA-1 signature of `data`.
     pub fn signature_of(&self, data: &[u8]) -> Result<Vec<u8>, SignError> {
-        self.key
-            .sign(Pkcs1v15Sign::new::<Sha1>(), &Sha1::digest(data))
-            .map_err(|e| SignError::Message(e.to_string()))
+        self.key.sign(Pkcs1v15Sign::new::<Sha1>(), &Sha1::digest(data)).map_err(|e| SignError::Message(e.to_string()))
     }
 
     /// Signs an envelope in place: sets `crypto`, replaces any previous

@@ -222,9 +222,12 @@ impl Verifier {
             Some(PyJson::Str(s)) if s.eq_str("x509") => {}
             Some(other) => return Err(VerifyError::UnsupportedCrypto(canonical::to_canonical(other))),
         }
-        let signature = x509::b64decode(&sig_b64).map_err(|detail| VerifyError::BadEncoding { field: "signature", detail })?;
-        let cert_pem = x509::b64decode(&cert_b64).map_err(|detail| VerifyError::BadEncoding { field: "certificate", detail })?;
-        let parsed = x509::cert_from_strict_pem(&cert_pem).map_err(|detail| VerifyError::BadEncoding { field: "certificate", detail })?;
+        let signature =
+            x509::b64decode(&sig_b64).map_err(|detail| VerifyError::BadEncoding { field: "signature", detail })?;
+        let cert_pem =
+            x509::b64decode(&cert_b64).map_err(|detail| VerifyError::BadEncoding { field: "certificate", detail })?;
+        let parsed = x509::cert_from_strict_pem(&cert_pem)
+            .map_err(|detail| VerifyError::BadEncoding { field: "certificate", detail })?;
         let cert = &parsed.cert;
 
         let subject = cert.tbs_certificate.subject.to_string();
@@ -249,11 +252,23 @@ impl Verifier {
         let validity = &cert.tbs_certificate.validity;
         let (nb, na) = (x509::unix(&validity.not_before), x509::unix(&validity.not_after));
         if checked_at < nb {
-            return Err(VerifyError::CertNotYetValid { cn: cn_or_subject(), serial, not_before: fmt_time(nb), at: fmt_time(checked_at) });
+            return Err(VerifyError::CertNotYetValid {
+                cn: cn_or_subject(),
+                serial,
+                not_before: fmt_time(nb),
+                at: fmt_time(checked_at),
+            });
         }
         if checked_at > na {
-            let hint = if self.at_message_time { "" } else { " (use validate_at_message_time for historical messages)" };
-            return Err(VerifyError::CertExpired { cn: cn_or_subject(), serial, not_after: fmt_time(na), at: fmt_time(checked_at), hint });
+            let hint =
+                if self.at_message_time { "" } else { " (use validate_at_message_time for historical messages)" };
+            return Err(VerifyError::CertExpired {
+                cn: cn_or_subject(),
+                serial,
+                not_after: fmt_time(na),
+                at: fmt_time(checked_at),
+                hint,
+            });
         }
 
         // 3. Revocation.
@@ -264,7 +279,11 @@ impl Verifier {
                     return Err(VerifyError::Revoked { cn: cn_or_subject(), serial, revoked_at: fmt_time(*when) });
                 }
                 if s.as_slice() == ca_serial {
-                    return Err(VerifyError::Revoked { cn: self.ca_name.clone(), serial: x509::serial_hex(ca_serial), revoked_at: fmt_time(*when) });
+                    return Err(VerifyError::Revoked {
+                        cn: self.ca_name.clone(),
+                        serial: x509::serial_hex(ca_serial),
+                        revoked_at: fmt_time(*when),
+                    });
                 }
             }
         }
@@ -293,10 +312,18 @@ impl Verifier {
         let v = &self.ca.tbs_certificate.validity;
         let (nb, na) = (x509::unix(&v.not_before), x509::unix(&v.not_after));
         if now < nb {
-            return Err(VerifyError::CaNotYetValid { ca: self.ca_name.clone(), not_before: fmt_time(nb), at: fmt_time(now) });
+            return Err(VerifyError::CaNotYetValid {
+                ca: self.ca_name.clone(),
+                not_before: fmt_time(nb),
+                at: fmt_time(now),
+            });
         }
         if now > na {
-            return Err(VerifyError::CaExpired { ca: self.ca_name.clone(), not_after: fmt_time(na), at: fmt_time(now) });
+            return Err(VerifyError::CaExpired {
+                ca: self.ca_name.clone(),
+                not_after: fmt_time(na),
+                at: fmt_time(now),
+            });
         }
         Ok(())
     }
@@ -307,7 +334,8 @@ impl Verifier {
 pub fn signed_bytes(envelope: &PyJson) -> String {
     match envelope {
         PyJson::Object(members) => {
-            let kept = members.iter().filter(|(k, _)| !k.eq_str("signature") && !k.eq_str("certificate")).cloned().collect();
+            let kept =
+                members.iter().filter(|(k, _)| !k.eq_str("signature") && !k.eq_str("certificate")).cloned().collect();
             canonical::to_canonical(&PyJson::Object(kept))
         }
         other => canonical::to_canonical(other),

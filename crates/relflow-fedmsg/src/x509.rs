@@ -184,7 +184,10 @@ pub(crate) fn check_signed(
 pub(crate) fn check_issued_by(cert: &Cert, issuer: &Certificate, issuer_key: &RsaPublicKey) -> Result<(), String> {
     let c = &cert.cert;
     if c.tbs_certificate.issuer != issuer.tbs_certificate.subject {
-        return Err(format!("is issued by '{}', not by the CA '{}'", c.tbs_certificate.issuer, issuer.tbs_certificate.subject));
+        return Err(format!(
+            "is issued by '{}', not by the CA '{}'",
+            c.tbs_certificate.issuer, issuer.tbs_certificate.subject
+        ));
     }
     check_signed(&cert.tbs_raw, &c.signature_algorithm, &c.signature, issuer_key)
 }
@@ -194,7 +197,9 @@ pub(crate) fn may_be_ca(cert: &Certificate) -> bool {
     let Some(exts) = &cert.tbs_certificate.extensions else { return true };
     match exts.iter().find(|e| e.extn_id == BASIC_CONSTRAINTS) {
         None => true,
-        Some(e) => x509_cert::ext::pkix::BasicConstraints::from_der(e.extn_value.as_bytes()).map(|bc| bc.ca).unwrap_or(false),
+        Some(e) => {
+            x509_cert::ext::pkix::BasicConstraints::from_der(e.extn_value.as_bytes()).map(|bc| bc.ca).unwrap_or(false)
+        }
     }
 }
 
@@ -205,7 +210,8 @@ pub(crate) fn common_name(name: &Name) -> Option<String> {
         let bytes = atv.value.value();
         match atv.value.tag() {
             Tag::BmpString => {
-                let units: Vec<u16> = bytes.chunks(2).map(|c| u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])).collect();
+                let units: Vec<u16> =
+                    bytes.chunks(2).map(|c| u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])).collect();
                 String::from_utf16_lossy(&units)
             }
             _ => String::from_utf8_lossy(bytes).into_owned(),

@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 
 use common::*;
 use relflow_fedmsg::{
-    canonical, fix_datagrepper_message, signed_bytes, LoadError, PolicyError, PyJson, RoutingDecision, RoutingPolicy, Signer, Verifier, VerifyError,
+    canonical, fix_datagrepper_message, signed_bytes, LoadError, PolicyError, PyJson, RoutingDecision, RoutingPolicy,
+    Signer, Verifier, VerifyError,
 };
 
 const KOJI: &str = "koji-koji01.phx2.fedoraproject.org";
@@ -24,7 +25,11 @@ fn canonical_vectors_reproduced_byte_for_byte() {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         let Some(stem) = name.strip_suffix(".canonical.json") else { continue };
         let want = std::fs::read(&path).unwrap();
-        let msg_path = if stem.starts_with("x509_") { dir.join(format!("{stem}.json")) } else { fixtures().join("messages").join(format!("{stem}.json")) };
+        let msg_path = if stem.starts_with("x509_") {
+            dir.join(format!("{stem}.json"))
+        } else {
+            fixtures().join("messages").join(format!("{stem}.json"))
+        };
         let msg = std::fs::read(&msg_path).unwrap();
         let got = signed_bytes(&canonical::parse(&msg).unwrap());
         assert_eq!(got.as_bytes(), &want[..], "{name}");
@@ -46,7 +51,11 @@ fn real_signed_messages_verify_at_message_time() {
         assert_eq!(info.common_name, KOJI, "{name}");
         assert_eq!(info.serial, "01DB");
         assert_eq!(info.routing, RoutingDecision::Unlisted);
-        assert!(info.checked_at > 1_504_000_000 && info.checked_at < 1_505_000_000, "{name}: checked at {}", info.checked_at);
+        assert!(
+            info.checked_at > 1_504_000_000 && info.checked_at < 1_505_000_000,
+            "{name}: checked at {}",
+            info.checked_at
+        );
         // With the real clock too (fedora_ca.crt is valid until 2122).
         fedora().verify(&msg).unwrap_or_else(|e| panic!("{name}: {e}"));
         // And from a serde_json value.
@@ -62,7 +71,10 @@ fn real_signed_messages_fail_at_now_because_the_certificate_expired() {
         let e = v.verify_at(&msg, NOW).unwrap_err();
         assert!(matches!(e, VerifyError::CertExpired { .. }), "{name}: {e}");
         let s = e.to_string();
-        assert!(s.contains("certificate CN=koji-koji01.phx2.fedoraproject.org serial 01DB expired at 2025-01-02T21:38:21Z"), "{s}");
+        assert!(
+            s.contains("certificate CN=koji-koji01.phx2.fedoraproject.org serial 01DB expired at 2025-01-02T21:38:21Z"),
+            "{s}"
+        );
         assert!(s.contains("validate_at_message_time"), "{s}");
         // ... and they were fine while it was valid.
         v.verify_at(&msg, 1_700_000_000).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -113,7 +125,10 @@ fn every_one_byte_change_of_the_real_messages_fails() {
             let mut bad = msg.clone();
             bad[i] ^= 1;
             if let Ok(info) = v.verify_at(&bad, NOW) {
-                panic!("{name}: byte {i} ({:?} -> {:?}) changed but still verifies as {info:?}", msg[i] as char, bad[i] as char);
+                panic!(
+                    "{name}: byte {i} ({:?} -> {:?}) changed but still verifies as {info:?}",
+                    msg[i] as char, bad[i] as char
+                );
             }
         }
     }
@@ -239,7 +254,10 @@ fn wrong_ca_is_not_trusted() {
 fn policy(nitpicky: bool) -> RoutingPolicy {
     let mut t = BTreeMap::new();
     t.insert("org.fedoraproject.prod.buildsys.tag".to_string(), vec![KOJI.to_string()]);
-    t.insert("org.fedoraproject.prod.buildsys.untag".to_string(), vec!["bodhi-backend01.phx2.fedoraproject.org".to_string()]);
+    t.insert(
+        "org.fedoraproject.prod.buildsys.untag".to_string(),
+        vec!["bodhi-backend01.phx2.fedoraproject.org".to_string()],
+    );
     RoutingPolicy::new(t, nitpicky)
 }
 

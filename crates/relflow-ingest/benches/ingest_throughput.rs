@@ -40,8 +40,11 @@ fn fedmsg_config() -> FedmsgConfig {
 /// `n` distinct signed envelopes (topic, bytes).
 fn signed(n: usize) -> Vec<(String, Vec<u8>)> {
     let k = keys();
-    let signer = Signer::from_files(&k.join("shell-app01.phx2.fedoraproject.org.crt"), &k.join("shell-app01.phx2.fedoraproject.org.key"))
-        .expect("test key");
+    let signer = Signer::from_files(
+        &k.join("shell-app01.phx2.fedoraproject.org.crt"),
+        &k.join("shell-app01.phx2.fedoraproject.org.key"),
+    )
+    .expect("test key");
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
     (0..n)
         .map(|i| {

@@ -32,8 +32,8 @@ use async_trait::async_trait;
 use futures_lite::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, BasicRejectOptions,
-    QueueBindOptions, QueueDeclareOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, BasicRejectOptions, QueueBindOptions,
+    QueueDeclareOptions,
 };
 use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
 use lapin::types::{AMQPValue, FieldTable};
@@ -99,18 +99,38 @@ impl AmqpSource {
         channel.basic_qos(c.prefetch, BasicQosOptions::default()).await?;
         let queue = c.queue_name();
         channel
-            .queue_declare(queue.as_str().into(), QueueDeclareOptions { durable: true, ..Default::default() }, FieldTable::default())
+            .queue_declare(
+                queue.as_str().into(),
+                QueueDeclareOptions { durable: true, ..Default::default() },
+                FieldTable::default(),
+            )
             .await
             .with_context(|| format!("cannot declare the durable queue {queue:?}"))?;
         for key in &c.bindings {
             channel
-                .queue_bind(queue.as_str().into(), c.exchange.as_str().into(), key.as_str().into(), QueueBindOptions::default(), FieldTable::default())
+                .queue_bind(
+                    queue.as_str().into(),
+                    c.exchange.as_str().into(),
+                    key.as_str().into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
                 .await
-                .with_context(|| format!("cannot bind {queue:?} to exchange {:?} with {key:?} (does the exchange exist?)", c.exchange))?;
+                .with_context(|| {
+                    format!(
+                        "cannot bind {queue:?} to exchange {:?} with {key:?} (does the exchange exist?)",
+                        c.exchange
+                    )
+                })?;
         }
         let tag = format!("relflow-bridge.{}.{}", c.name, std::process::id());
         let mut consumer = channel
-            .basic_consume(queue.as_str().into(), tag.as_str().into(), BasicConsumeOptions::default(), FieldTable::default())
+            .basic_consume(
+                queue.as_str().into(),
+                tag.as_str().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
             .await
             .with_context(|| format!("cannot consume {queue:?}"))?;
         tracing::info!(source = %label, queue = %queue, exchange = %c.exchange, bindings = ?c.bindings, "consuming");
@@ -132,7 +152,9 @@ impl AmqpSource {
             };
             let outcome = match to_message(&label, &delivery, sink.max_bytes()) {
                 Ok(msg) => sink.submit(msg).await,
-                Err((check, reason)) => Ok(sink.reject(&label, None, Some(delivery.routing_key.as_str()), check, reason)),
+                Err((check, reason)) => {
+                    Ok(sink.reject(&label, None, Some(delivery.routing_key.as_str()), check, reason))
+                }
             };
             match outcome {
                 Ok(Outcome::Queued | Outcome::Duplicate) => {
@@ -155,9 +177,8 @@ async fn connect(c: &AmqpSourceConfig) -> anyhow::Result<Connection> {
     let mut url = c.url.clone();
     if let Some(t) = &c.tls {
         if let Some(ca) = &t.ca_cert {
-            tls.cert_chain = Some(
-                std::fs::read_to_string(ca).with_context(|| format!("tls.ca_cert {}", ca.display()))?,
-            );
+            tls.cert_chain =
+                Some(std::fs::read_to_string(ca).with_context(|| format!("tls.ca_cert {}", ca.display()))?);
         }
         if let (Some(cert), Some(key)) = (&t.cert, &t.key) {
             let pem = std::fs::read(cert).with_context(|| format!("tls.cert {}", cert.display()))?;

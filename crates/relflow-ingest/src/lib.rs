@@ -99,7 +99,11 @@ pub fn run_sources(config: &Config, sink: Sink, shutdown: CancellationToken) -> 
 
 /// Everything `relflow bridge` runs: the bus sources, plus the webhooks
 /// served on `[ingest] listen` when there are any.
-pub fn bridge(config: &Config, queue: Arc<dyn WorkQueue>, shutdown: CancellationToken) -> anyhow::Result<(Sink, JoinHandle<anyhow::Result<()>>)> {
+pub fn bridge(
+    config: &Config,
+    queue: Arc<dyn WorkQueue>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<(Sink, JoinHandle<anyhow::Result<()>>)> {
     let sink = Sink::open(config, queue)?;
     let mut sources = bus_sources(config);
     let hooks = webhooks(config);
@@ -107,7 +111,10 @@ pub fn bridge(config: &Config, queue: Arc<dyn WorkQueue>, shutdown: Cancellation
         sources.push(Box::new(webhook::WebhookServer::new(config.ingest.listen.clone(), hooks)));
     }
     if sources.is_empty() {
-        anyhow::bail!("no [[source]] in {}: nothing to bridge (see crates/relflow-ingest/README.md)", config.path.display());
+        anyhow::bail!(
+            "no [[source]] in {}: nothing to bridge (see crates/relflow-ingest/README.md)",
+            config.path.display()
+        );
     }
     let handle = run(sources, sink.clone(), shutdown);
     Ok((sink, handle))

@@ -176,7 +176,8 @@ impl Sink {
     pub async fn submit(&self, msg: Message) -> Result<Outcome, SinkError> {
         let payload = msg.to_queue_payload();
         if payload.len() > self.inner.max_bytes {
-            let reason = format!("message is {} bytes, over max_message_bytes ({})", payload.len(), self.inner.max_bytes);
+            let reason =
+                format!("message is {} bytes, over max_message_bytes ({})", payload.len(), self.inner.max_bytes);
             return Ok(self.reject(&msg.source, Some(&msg.id), Some(&msg.topic), "too_large", reason));
         }
         let ticket = match self.inner.dedupe.claim(&msg.id).await.inspect_err(|_| self.count_error())? {

@@ -76,10 +76,7 @@ pub fn router(hooks: &[WebhookSource], sink: Sink) -> anyhow::Result<Router> {
     // Leave room for the headers we add; the sink enforces the real limit.
     let limit = sink.max_bytes().saturating_add(64 * 1024);
     let state = Arc::new(Hooks { by_name, sink });
-    Ok(Router::new()
-        .route("/hooks/{name}", post(receive))
-        .layer(DefaultBodyLimit::max(limit))
-        .with_state(state))
+    Ok(Router::new().route("/hooks/{name}", post(receive)).layer(DefaultBodyLimit::max(limit)).with_state(state))
 }
 
 /// The signature header value for `body`: `sha256=<hex HMAC-SHA256>`. What a
@@ -90,7 +87,12 @@ pub fn sign(secret: &[u8], body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-async fn receive(State(hooks): State<Arc<Hooks>>, Path(name): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+async fn receive(
+    State(hooks): State<Arc<Hooks>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let Some(hook) = hooks.by_name.get(&name) else {
         return reply(StatusCode::NOT_FOUND, json!({"error": format!("no webhook source named {name:?}")}));
     };
@@ -120,9 +122,9 @@ async fn receive(State(hooks): State<Arc<Hooks>>, Path(name): Path<String>, head
 
 fn check_signature(hook: &Hook, headers: &HeaderMap, body: &[u8]) -> Result<(), String> {
     let name = &hook.config.signature_header;
-    let value = headers
-        .get(name.as_str())
-        .ok_or_else(|| format!("unsigned: no {name} header (send `sha256=<hex HMAC-SHA256 of the body>` with the shared secret)"))?;
+    let value = headers.get(name.as_str()).ok_or_else(|| {
+        format!("unsigned: no {name} header (send `sha256=<hex HMAC-SHA256 of the body>` with the shared secret)")
+    })?;
     let hex_sig = value
         .to_str()
         .ok()

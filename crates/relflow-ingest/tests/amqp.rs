@@ -51,12 +51,22 @@ impl Vhost {
     async fn declare(&self, queue: &str, binding: &str) {
         let conn = Connection::connect(&self.url(), ConnectionProperties::default()).await.unwrap();
         let ch = conn.create_channel().await.unwrap();
-        ch.queue_declare(queue.into(), QueueDeclareOptions { durable: true, ..Default::default() }, FieldTable::default())
-            .await
-            .unwrap();
-        ch.queue_bind(queue.into(), "amq.topic".into(), binding.into(), QueueBindOptions::default(), FieldTable::default())
-            .await
-            .unwrap();
+        ch.queue_declare(
+            queue.into(),
+            QueueDeclareOptions { durable: true, ..Default::default() },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+        ch.queue_bind(
+            queue.into(),
+            "amq.topic".into(),
+            binding.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
         conn.close(200, "done".into()).await.unwrap();
     }
 
@@ -66,7 +76,10 @@ impl Vhost {
         let conf = dir.join("fedora-messaging.toml");
         std::fs::write(
             &conf,
-            format!("amqp_url = \"{}\"\npublish_exchange = \"amq.topic\"\n[client_properties]\napp = \"relflow tests\"\n", self.url()),
+            format!(
+                "amqp_url = \"{}\"\npublish_exchange = \"amq.topic\"\n[client_properties]\napp = \"relflow tests\"\n",
+                self.url()
+            ),
         )
         .unwrap();
         let file = dir.join("messages.jsonl");
@@ -79,7 +92,12 @@ impl Vhost {
             .stdin(Stdio::null())
             .output()
             .expect("run fedora-messaging (RELFLOW_TEST_PY=1 scripts/setup.sh installs it)");
-        assert!(out.status.success(), "fedora-messaging publish failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "fedora-messaging publish failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
@@ -169,7 +187,8 @@ async fn child_bridge() {
     let Ok(spec) = std::env::var("RELFLOW_TEST_CHILD_BRIDGE") else { return };
     let spec: Value = serde_json::from_str(&spec).unwrap();
     let dir = std::path::PathBuf::from(spec["dir"].as_str().unwrap());
-    let queue = std::sync::Arc::new(SqliteQueue::open(dir.join("relflow.sqlite3"), SqliteQueueOptions::default()).unwrap());
+    let queue =
+        std::sync::Arc::new(SqliteQueue::open(dir.join("relflow.sqlite3"), SqliteQueueOptions::default()).unwrap());
     let dedupe = relflow_ingest::Dedupe::open(&dir.join("ingest.sqlite3"), Duration::from_secs(3600)).unwrap();
     let sink = relflow_ingest::Sink::new(queue, dedupe, None, relflow_core::DEFAULT_MAX_MESSAGE_BYTES);
     let config = source_config(spec["url"].as_str().unwrap().into(), spec["queue"].as_str().unwrap());

@@ -13,7 +13,20 @@ const SECRET: &str = "s3cret shared with the sender";
 /// curl POSTs `body`; returns (status, JSON reply).
 fn post(url: &str, body: &str, headers: &[(&str, String)]) -> (u16, Value) {
     let mut cmd = Command::new("curl");
-    cmd.args(["-s", "-o", "-", "-w", "\n%{http_code}", "-X", "POST", "-H", "Content-Type: application/json", "--data-binary", body, url]);
+    cmd.args([
+        "-s",
+        "-o",
+        "-",
+        "-w",
+        "\n%{http_code}",
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/json",
+        "--data-binary",
+        body,
+        url,
+    ]);
     for (k, v) in headers {
         cmd.arg("-H").arg(format!("{k}: {v}"));
     }
@@ -62,7 +75,10 @@ async fn signed_posts_are_queued_once_and_bad_signatures_get_401_with_a_reason()
 
     let cases = [
         (vec![], "no X-Hub-Signature-256 header"),
-        (vec![("X-Hub-Signature-256", relflow_ingest::webhook::sign(b"wrong secret", body.as_bytes()))], "does not match"),
+        (
+            vec![("X-Hub-Signature-256", relflow_ingest::webhook::sign(b"wrong secret", body.as_bytes()))],
+            "does not match",
+        ),
         (vec![("X-Hub-Signature-256", "sha1=abcd".to_owned())], "malformed"),
     ];
     for (headers, words) in cases {
@@ -96,11 +112,20 @@ async fn signed_posts_are_queued_once_and_bad_signatures_get_401_with_a_reason()
 async fn same_fedmsg_envelope_twice_and_after_a_restart_is_queued_once() {
     let mut h = Harness::new();
     let bytes = std::fs::read(fixtures().join("fedmsg-crypto/x509_testcert_unicode_vector.json")).unwrap();
-    let env = |b: &'static [u8]| relflow_ingest::Envelope { source: "fedmsg:t", bytes: b, require_signature: true, frame_topic: None };
+    let env = |b: &'static [u8]| relflow_ingest::Envelope {
+        source: "fedmsg:t",
+        bytes: b,
+        require_signature: true,
+        frame_topic: None,
+    };
     let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
     assert_eq!(h.sink.submit_envelope(env(bytes)).await.unwrap(), relflow_ingest::Outcome::Queued);
     assert_eq!(h.sink.submit_envelope(env(bytes)).await.unwrap(), relflow_ingest::Outcome::Duplicate);
     h.restart();
-    assert_eq!(h.sink.submit_envelope(env(bytes)).await.unwrap(), relflow_ingest::Outcome::Duplicate, "a restarted bridge still dedupes");
+    assert_eq!(
+        h.sink.submit_envelope(env(bytes)).await.unwrap(),
+        relflow_ingest::Outcome::Duplicate,
+        "a restarted bridge still dedupes"
+    );
     assert_eq!(h.drain().await.len(), 1);
 }

@@ -47,10 +47,7 @@ pub struct SqliteQueueOptions {
 
 impl Default for SqliteQueueOptions {
     fn default() -> Self {
-        SqliteQueueOptions {
-            visibility_timeout: Duration::from_secs(60),
-            poll_interval: Duration::from_millis(200),
-        }
+        SqliteQueueOptions { visibility_timeout: Duration::from_secs(60), poll_interval: Duration::from_millis(200) }
     }
 }
 
@@ -158,17 +155,14 @@ impl SqliteQueue {
                          ORDER BY not_before, id LIMIT 1)
              RETURNING id, payload, attempt, deliveries",
         )?
-        .query_row(
-            params![now, now + visibility],
-            |row| {
-                Ok(Delivery {
-                    tag: row.get::<_, i64>(0)? as u64,
-                    payload: row.get(1)?,
-                    attempt: row.get(2)?,
-                    deliveries: row.get(3)?,
-                })
-            },
-        )
+        .query_row(params![now, now + visibility], |row| {
+            Ok(Delivery {
+                tag: row.get::<_, i64>(0)? as u64,
+                payload: row.get(1)?,
+                attempt: row.get(2)?,
+                deliveries: row.get(3)?,
+            })
+        })
         .optional()
     }
 }
@@ -178,7 +172,8 @@ impl WorkQueue for SqliteQueue {
     async fn enqueue(&self, payload: &[u8]) -> Result<()> {
         let payload = payload.to_vec();
         self.with_conn(move |c| {
-            c.prepare_cached("INSERT INTO queue (payload, not_before) VALUES (?1, ?2)")?.execute(params![payload, now_ms()])
+            c.prepare_cached("INSERT INTO queue (payload, not_before) VALUES (?1, ?2)")?
+                .execute(params![payload, now_ms()])
         })
         .await?;
         self.notify.notify_waiters();
@@ -213,7 +208,8 @@ impl WorkQueue for SqliteQueue {
         let (id, n) = (d.tag as i64, d.deliveries);
         let until = now_ms() + ms(self.options.visibility_timeout);
         self.with_conn(move |c| {
-            c.prepare_cached("UPDATE queue SET lease_until = ?3 WHERE id = ?1 AND deliveries = ?2")?.execute(params![id, n, until])
+            c.prepare_cached("UPDATE queue SET lease_until = ?3 WHERE id = ?1 AND deliveries = ?2")?
+                .execute(params![id, n, until])
         })
         .await?;
         Ok(())
@@ -221,8 +217,10 @@ impl WorkQueue for SqliteQueue {
 
     async fn ack(&self, d: &Delivery) -> Result<()> {
         let (id, n) = (d.tag as i64, d.deliveries);
-        self.with_conn(move |c| c.prepare_cached("DELETE FROM queue WHERE id = ?1 AND deliveries = ?2")?.execute(params![id, n]))
-            .await?;
+        self.with_conn(move |c| {
+            c.prepare_cached("DELETE FROM queue WHERE id = ?1 AND deliveries = ?2")?.execute(params![id, n])
+        })
+        .await?;
         Ok(())
     }
 

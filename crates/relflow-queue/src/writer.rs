@@ -136,9 +136,7 @@ fn serve(mut conn: Connection, queued: mpsc::Receiver<Box<dyn Call>>, commits: A
         while batch.len() < MAX_BATCH {
             match queued.try_recv() {
                 Ok(call) => batch.push(call),
-                Err(mpsc::TryRecvError::Empty)
-                    if busy && batch.len() < last_batch && Instant::now() < gather_until =>
-                {
+                Err(mpsc::TryRecvError::Empty) if busy && batch.len() < last_batch && Instant::now() < gather_until => {
                     std::thread::yield_now()
                 }
                 Err(_) => break,

@@ -7,10 +7,7 @@ use relflow_queue::{SqliteQueue, SqliteQueueOptions, WorkQueue};
 const NOW: Duration = Duration::ZERO;
 
 fn queue(dir: &tempfile::TempDir, visibility: Duration) -> SqliteQueue {
-    let opts = SqliteQueueOptions {
-        visibility_timeout: visibility,
-        poll_interval: Duration::from_millis(20),
-    };
+    let opts = SqliteQueueOptions { visibility_timeout: visibility, poll_interval: Duration::from_millis(20) };
     SqliteQueue::open(dir.path().join("q.sqlite3"), opts).unwrap()
 }
 
@@ -115,7 +112,10 @@ async fn dead_letter_list_replay_purge() {
     }
     let dead = q.dead_letters(10).await.unwrap();
     assert_eq!(dead.len(), 2);
-    assert_eq!((dead[0].payload.as_slice(), dead[0].reason.as_str(), dead[0].attempt), (&b"a"[..], "a failed for good", 2));
+    assert_eq!(
+        (dead[0].payload.as_slice(), dead[0].reason.as_str(), dead[0].attempt),
+        (&b"a"[..], "a failed for good", 2)
+    );
     assert_eq!(q.depth().await.unwrap(), relflow_queue::QueueDepth { dead: 2, ..Default::default() });
 
     assert!(q.replay(dead[0].id).await.unwrap());
@@ -174,10 +174,8 @@ async fn two_handles_never_claim_the_same_payload() {
 #[tokio::test]
 async fn claim_wakes_on_another_connections_enqueue() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = || SqliteQueueOptions {
-        visibility_timeout: Duration::from_secs(60),
-        poll_interval: Duration::from_secs(3600),
-    };
+    let opts =
+        || SqliteQueueOptions { visibility_timeout: Duration::from_secs(60), poll_interval: Duration::from_secs(3600) };
     let worker = SqliteQueue::open(dir.path().join("q.sqlite3"), opts()).unwrap();
     let publisher = SqliteQueue::open(dir.path().join("q.sqlite3"), opts()).unwrap();
     let waiter = tokio::spawn(async move { worker.claim(Duration::from_secs(60)).await });

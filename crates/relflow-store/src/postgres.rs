@@ -11,7 +11,10 @@ use tokio::sync::Mutex;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Row};
 
-use crate::{lock_key, FilterValue, HourlyCount, LockGuard, NewRun, Result, RunDetail, RunFilter, RunOutcome, RunRecord, RunStatus, RunStore, StoreError, TaskCounts};
+use crate::{
+    lock_key, FilterValue, HourlyCount, LockGuard, NewRun, Result, RunDetail, RunFilter, RunOutcome, RunRecord,
+    RunStatus, RunStore, StoreError, TaskCounts,
+};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS relflow_runs (

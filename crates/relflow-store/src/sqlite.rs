@@ -9,7 +9,10 @@ use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::types::Value as Sql;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 
-use crate::{lock_key, FilterValue, HourlyCount, LockGuard, NewRun, Result, RunDetail, RunFilter, RunOutcome, RunRecord, RunStatus, RunStore, StoreError, TaskCounts};
+use crate::{
+    lock_key, FilterValue, HourlyCount, LockGuard, NewRun, Result, RunDetail, RunFilter, RunOutcome, RunRecord,
+    RunStatus, RunStore, StoreError, TaskCounts,
+};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS runs (
@@ -222,7 +225,9 @@ impl RunStore for SqliteStore {
         self.with_conn(move |c| {
             let (clause, args) = where_clause(&f);
             let n: i64 =
-                c.query_row(&format!("SELECT COUNT(*) FROM runs WHERE {clause}"), params_from_iter(args), |r| r.get(0))?;
+                c.query_row(&format!("SELECT COUNT(*) FROM runs WHERE {clause}"), params_from_iter(args), |r| {
+                    r.get(0)
+                })?;
             Ok(n as u64)
         })
         .await
@@ -259,13 +264,20 @@ impl RunStore for SqliteStore {
             let mut found = stmt
                 .query_map(params![pattern], |r| {
                     let parse = |s: String| serde_json::from_str(&s).unwrap_or(serde_json::Value::Null);
-                    Ok(RunDetail { record: record(r)?, message: parse(r.get(17)?), tasks: parse(r.get(18)?), log: r.get(19)? })
+                    Ok(RunDetail {
+                        record: record(r)?,
+                        message: parse(r.get(17)?),
+                        tasks: parse(r.get(18)?),
+                        log: r.get(19)?,
+                    })
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             match found.len() {
                 0 => Ok(None),
                 1 => Ok(found.pop()),
-                _ if found.iter().any(|d| d.record.id == prefix) => Ok(found.into_iter().find(|d| d.record.id == prefix)),
+                _ if found.iter().any(|d| d.record.id == prefix) => {
+                    Ok(found.into_iter().find(|d| d.record.id == prefix))
+                }
                 _ => Err(StoreError::Ambiguous(prefix)),
             }
         })

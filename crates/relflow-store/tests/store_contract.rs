@@ -38,7 +38,14 @@ impl Drop for Guard {
     fn drop(&mut self) {
         if let Guard::Db(name) = self {
             let _ = std::process::Command::new("psql")
-                .args(["-h", "127.0.0.1", "-U", "postgres", "-qc", &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")])
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-U",
+                    "postgres",
+                    "-qc",
+                    &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+                ])
                 .output();
         }
     }
@@ -64,7 +71,11 @@ async fn postgres() -> (Guard, Box<dyn RunStore>) {
 fn rand_suffix() -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
-    format!("{}_{}", N.fetch_add(1, Ordering::Relaxed), chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0) % 1_000_000)
+    format!(
+        "{}_{}",
+        N.fetch_add(1, Ordering::Relaxed),
+        chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0) % 1_000_000
+    )
 }
 
 /// Each contract test, once per backend.
@@ -134,7 +145,9 @@ async fn a_redelivered_run_abandons_the_dead_workers_run(s: &dyn RunStore) {
 
 async fn list_filters_and_pages_newest_first(s: &dyn RunStore) {
     for i in 0..5 {
-        s.start(&new_run(&format!("run-{i}"), &format!("m{i}"), if i % 2 == 0 { "even" } else { "odd" })).await.unwrap();
+        s.start(&new_run(&format!("run-{i}"), &format!("m{i}"), if i % 2 == 0 { "even" } else { "odd" }))
+            .await
+            .unwrap();
         s.finish(&format!("run-{i}"), &outcome(if i == 4 { RunStatus::Failed } else { RunStatus::Succeeded }))
             .await
             .unwrap();
@@ -180,21 +193,33 @@ async fn count_ignores_paging_and_hours_group_by_status(s: &dyn RunStore) {
         s.finish(&format!("run-{i}"), &outcome(status)).await.unwrap();
     }
     s.start(&new_run("still-running", "m9", "other")).await.unwrap();
-    assert_eq!(s.count(&RunFilter { limit: 1, offset: 1, ..Default::default() }).await.unwrap(), 4, "limit/offset ignored");
+    assert_eq!(
+        s.count(&RunFilter { limit: 1, offset: 1, ..Default::default() }).await.unwrap(),
+        4,
+        "limit/offset ignored"
+    );
     assert_eq!(s.count(&RunFilter { rule: Some("r".into()), ..Default::default() }).await.unwrap(), 3);
     assert_eq!(s.count(&RunFilter { status: Some(RunStatus::Failed), ..Default::default() }).await.unwrap(), 1);
 
     let hours = s.runs_per_hour(before).await.unwrap();
     let total = |st: RunStatus| hours.iter().filter(|h| h.status == st).map(|h| h.count).sum::<u64>();
-    assert_eq!((total(RunStatus::Succeeded), total(RunStatus::Failed), total(RunStatus::Running)), (2, 1, 1), "{hours:?}");
-    assert!(hours.iter().all(|h| h.hour.timestamp() % 3600 == 0 && h.hour >= before - chrono::Duration::hours(1)), "{hours:?}");
+    assert_eq!(
+        (total(RunStatus::Succeeded), total(RunStatus::Failed), total(RunStatus::Running)),
+        (2, 1, 1),
+        "{hours:?}"
+    );
+    assert!(
+        hours.iter().all(|h| h.hour.timestamp() % 3600 == 0 && h.hour >= before - chrono::Duration::hours(1)),
+        "{hours:?}"
+    );
     assert!(s.runs_per_hour(chrono::Utc::now() + chrono::Duration::hours(1)).await.unwrap().is_empty());
 }
 
 async fn locks_exclude_other_holders_and_release_on_drop(s: &dyn RunStore) {
     let compose = s.lock("compose").await.unwrap();
     // Another name is independent.
-    let _other = tokio::time::timeout(std::time::Duration::from_secs(10), s.lock("release=f41")).await.expect("not blocked");
+    let _other =
+        tokio::time::timeout(std::time::Duration::from_secs(10), s.lock("release=f41")).await.expect("not blocked");
     // The same name waits until the holder lets go (each lock call is its
     // own flock / PostgreSQL session, exactly as in two worker processes).
     let waiter = s.lock("compose");

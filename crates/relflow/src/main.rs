@@ -4,10 +4,10 @@ mod backends;
 mod cli;
 mod commands;
 mod locks;
-mod systemd;
 mod metrics;
 mod noops;
 mod serve;
+mod systemd;
 mod worker;
 
 use std::process::ExitCode;

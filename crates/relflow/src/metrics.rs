@@ -89,14 +89,22 @@ impl Metrics {
             slots: Gauge::default(),
             registry: Registry::default(),
         };
-        registry.register("messages_received", "Messages accepted by ingest in this process, by source", m.received.clone());
+        registry.register(
+            "messages_received",
+            "Messages accepted by ingest in this process, by source",
+            m.received.clone(),
+        );
         registry.register(
             "messages_rejected",
             "Messages refused (by ingest, or dead-lettered by the worker as undecodable), by source and reason",
             m.rejected.clone(),
         );
         registry.register("messages_matched", "Messages that matched at least one rule, by source", m.matched.clone());
-        registry.register("messages_noop", "Messages that matched no rule (acked as no-ops), by source", m.noop.clone());
+        registry.register(
+            "messages_noop",
+            "Messages that matched no rule (acked as no-ops), by source",
+            m.noop.clone(),
+        );
         registry.register("runs", "Playbook runs finished, by rule and outcome", m.runs.clone());
         registry.register_with_unit(
             "run_duration",
@@ -107,7 +115,11 @@ impl Metrics {
         registry.register("retries", "Messages put back for a delayed retry, by the failing rule", m.retries.clone());
         registry.register("dead_letters", "Messages dead-lettered by this process, by source", m.dead_letters.clone());
         registry.register("dead_letter_replays", "Dead letters replayed through the API", m.replays.clone());
-        registry.register("queue_depth", "Messages on the work queue by state (read at scrape time)", m.queue_depth.clone());
+        registry.register(
+            "queue_depth",
+            "Messages on the work queue by state (read at scrape time)",
+            m.queue_depth.clone(),
+        );
         registry.register("worker_busy_slots", "Playbook runs in progress in this process", m.busy.clone());
         registry.register("worker_slots", "Playbook runs this process may run at once", m.slots.clone());
         Metrics { registry, ..m }
@@ -163,7 +175,8 @@ impl Metrics {
     /// The text exposition format, with the queue depth as read just now.
     pub fn render(&self, depth: Option<QueueDepth>) -> String {
         if let Some(d) = depth {
-            for (state, n) in [("ready", d.ready), ("in_flight", d.in_flight), ("delayed", d.delayed), ("dead", d.dead)] {
+            for (state, n) in [("ready", d.ready), ("in_flight", d.in_flight), ("delayed", d.delayed), ("dead", d.dead)]
+            {
                 self.queue_depth.get_or_create(&StateLabels { state: state.into() }).set(n as i64);
             }
         }

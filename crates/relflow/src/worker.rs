@@ -145,7 +145,12 @@ impl Worker {
                         info!("queue drained, exiting");
                         break;
                     }
-                    Ok(depth) => info!(ready = depth.ready, delayed = depth.delayed, in_flight = depth.in_flight, "waiting for queued work"),
+                    Ok(depth) => info!(
+                        ready = depth.ready,
+                        delayed = depth.delayed,
+                        in_flight = depth.in_flight,
+                        "waiting for queued work"
+                    ),
                     Err(e) => warn!("cannot read queue depth: {e}"),
                 },
                 Ok(None) => {}

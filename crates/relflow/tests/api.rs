@@ -72,7 +72,10 @@ impl Serve {
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         let base = line.trim().strip_prefix("relflow serve: listening on ").unwrap_or_else(|| {
-            panic!("serve did not start: {line:?}\n{}", std::fs::read_to_string(env.path("serve.log")).unwrap_or_default())
+            panic!(
+                "serve did not start: {line:?}\n{}",
+                std::fs::read_to_string(env.path("serve.log")).unwrap_or_default()
+            )
         });
         let agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
         Serve { child, base: base.to_owned(), agent, env }
@@ -111,7 +114,8 @@ impl Serve {
             .iter()
             .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
             .collect::<Vec<_>>();
-        let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        let content_type =
+            response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
         let status = response.status().as_u16();
         let body = response.body_mut().read_to_string().unwrap();
         Answer { status, content_type, headers, body }
@@ -176,7 +180,9 @@ fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)])
         .iter()
         .filter(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
         .map(|s| match s.value {
-            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
             prometheus_parse::Value::Histogram(ref h) => h.iter().map(|b| b.count).fold(0.0, f64::max),
             _ => 0.0,
         })
@@ -223,7 +229,10 @@ fn messages_flow_through_serve_and_the_api_shows_runs_logs_dead_letters_and_metr
     // The run, its task results and its log.
     let runs = s.runs("rule=hello");
     assert_eq!(runs.len(), 1, "{runs:#?}");
-    assert_eq!((runs[0]["status"].as_str(), runs[0]["message_id"].as_str()), (Some("succeeded"), published["id"].as_str()));
+    assert_eq!(
+        (runs[0]["status"].as_str(), runs[0]["message_id"].as_str()),
+        (Some("succeeded"), published["id"].as_str())
+    );
     let id = runs[0]["id"].as_str().unwrap();
     let run = s.get_json(&format!("/api/runs/{id}"));
     assert_eq!(run["tasks"][0]["status"], "ok", "{run:#}");
@@ -301,7 +310,10 @@ fn runs_are_filtered_and_paginated() {
     let first = page("limit=2");
     let second = page("limit=2&offset=2");
     let last = page("limit=2&offset=4");
-    assert_eq!((first["total"].as_u64(), first["limit"].as_u64(), second["offset"].as_u64()), (Some(5), Some(2), Some(2)));
+    assert_eq!(
+        (first["total"].as_u64(), first["limit"].as_u64(), second["offset"].as_u64()),
+        (Some(5), Some(2), Some(2))
+    );
     let mut paged = ids(&first);
     paged.extend(ids(&second));
     paged.extend(ids(&last));
@@ -315,11 +327,19 @@ fn runs_are_filtered_and_paginated() {
     assert_eq!(page("topic=relflow.test.hello")["total"], 1);
     assert_eq!(page("since=1h")["total"], 5);
     assert_eq!(page("until=2000-01-01T00:00:00Z")["total"], 0);
-    assert_eq!(page(&format!("since={}", urlencode(&(chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339())))["total"], 0);
+    assert_eq!(
+        page(&format!("since={}", urlencode(&(chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339())))["total"],
+        0
+    );
     let error = &newest_first.iter().find(|r| r["status"] == "error").unwrap();
     assert!(error["error"].as_str().unwrap().contains("does not exist"), "{error}");
 
-    for (q, says) in [("status=bogus", "unknown status"), ("limit=0", "limit"), ("since=yesterday-ish", "since"), ("colour=red", "filters are")] {
+    for (q, says) in [
+        ("status=bogus", "unknown status"),
+        ("limit=0", "limit"),
+        ("since=yesterday-ish", "since"),
+        ("colour=red", "filters are"),
+    ] {
         let a = s.get(&format!("/api/runs?{q}"));
         assert_eq!(a.status, 400, "{q}: {}", a.body);
         assert!(a.json()["error"].as_str().unwrap().contains(says), "{q}: {}", a.body);
@@ -362,7 +382,10 @@ fn the_page_is_served_so_message_text_can_never_run_as_script() {
     assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "inline script is blocked: {csp}");
     let script = s.get("/assets/app.js");
     assert!(script.content_type.starts_with("text/javascript"));
-    assert!(!script.body.contains("innerHTML") && !script.body.contains("insertAdjacentHTML"), "values are set as text only");
+    assert!(
+        !script.body.contains("innerHTML") && !script.body.contains("insertAdjacentHTML"),
+        "values are set as text only"
+    );
     assert_eq!(s.get("/assets/style.css").status, 200);
     // Logs and JSON are never sniffed into HTML.
     assert_eq!(s.get("/api/runs").header("x-content-type-options"), Some("nosniff"));
@@ -374,7 +397,8 @@ fn the_page_is_served_so_message_text_can_never_run_as_script() {
 
 #[test]
 fn the_openapi_description_matches_the_live_server() {
-    let doc: Value = serde_json::from_str(&std::fs::read_to_string(common::repo_root().join("docs/openapi.json")).unwrap()).unwrap();
+    let doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(common::repo_root().join("docs/openapi.json")).unwrap()).unwrap();
     let s = Serve::start(env_with_playbooks(), &[]);
     assert_eq!(s.get_json("/api/openapi.json"), doc, "the server serves the checked-in description");
     // A run (error: missing playbook) and the dead letter it leaves.

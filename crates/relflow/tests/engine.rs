@@ -22,10 +22,19 @@ fn the_example_flow_runs_the_playbook_with_the_message_and_records_it() {
     let env = Env::new("");
     let example = std::fs::read_to_string(common::repo_root().join("examples/relflow.toml")).unwrap();
     let example = example
-        .replace("playbooks_dir = \"playbooks\"", &format!("playbooks_dir = {:?}", common::repo_root().join("examples/playbooks")))
+        .replace(
+            "playbooks_dir = \"playbooks\"",
+            &format!("playbooks_dir = {:?}", common::repo_root().join("examples/playbooks")),
+        )
         .replace("data_dir = \"../.relflow/example\"", "data_dir = \"data\"")
-        .replace("playbook_cmd = \"../.venv/bin/ansible-playbook\"", &format!("playbook_cmd = {:?}", common::ansible_playbook()))
-        .replace("config = \"ansible.cfg\"", &format!("config = {:?}", common::repo_root().join("examples/ansible.cfg")));
+        .replace(
+            "playbook_cmd = \"../.venv/bin/ansible-playbook\"",
+            &format!("playbook_cmd = {:?}", common::ansible_playbook()),
+        )
+        .replace(
+            "config = \"ansible.cfg\"",
+            &format!("config = {:?}", common::repo_root().join("examples/ansible.cfg")),
+        );
     std::fs::write(&env.config, example).unwrap();
     env.ok(&["check"]);
 
@@ -37,7 +46,10 @@ fn the_example_flow_runs_the_playbook_with_the_message_and_records_it() {
     let runs = env.runs();
     assert_eq!(runs.len(), 1, "STARTED matches no rule: {runs:#?}");
     let run = &runs[0];
-    assert_eq!((run["rule"].as_str(), run["status"].as_str(), run["exit_code"].as_i64()), (Some("compose-finished"), Some("succeeded"), Some(0)));
+    assert_eq!(
+        (run["rule"].as_str(), run["status"].as_str(), run["exit_code"].as_i64()),
+        (Some("compose-finished"), Some("succeeded"), Some(0))
+    );
     let log = env.ok(&["runs", "log", run["id"].as_str().unwrap()]);
     assert!(log.contains("compose Fedora-24-20151208.n.7 is FINISHED"), "msg.compose_id reached the playbook:\n{log}");
     let status = env.json(&["status"]);
@@ -50,7 +62,11 @@ fn the_example_flow_runs_the_playbook_with_the_message_and_records_it() {
 
 #[test]
 fn hostile_payloads_stay_data() {
-    let env = Env::new(&COMPOSE_RULE.replace("compose.status.change", "hostile").replace("when = 'msg.status in [\"FINISHED\", \"FINISHED_INCOMPLETE\"]'\n", ""));
+    let env = Env::new(
+        &COMPOSE_RULE
+            .replace("compose.status.change", "hostile")
+            .replace("when = 'msg.status in [\"FINISHED\", \"FINISHED_INCOMPLETE\"]'\n", ""),
+    );
     env.playbook(
         "compose_finished.yml",
         &play("    - debug: var=msg\n    - debug:\n        msg: \"cmd is {{ msg.cmd }}\"\n    - debug: var=headers\n"),
@@ -67,7 +83,10 @@ fn hostile_payloads_stay_data() {
     env.ok(&["worker", "--drain"]);
 
     let runs = env.runs();
-    assert_eq!(runs[0]["status"], "succeeded", "a top-level ansible_connection override would have broken the run: {runs:#?}");
+    assert_eq!(
+        runs[0]["status"], "succeeded",
+        "a top-level ansible_connection override would have broken the run: {runs:#?}"
+    );
     assert!(!pwned.exists(), "Jinja in a payload value was evaluated");
     assert!(!key_pwned.exists(), "Jinja in a payload key was evaluated");
     let log = env.ok(&["runs", "log", runs[0]["id"].as_str().unwrap()]);
@@ -106,7 +125,8 @@ fn a_failing_playbook_is_retried_with_backoff_then_dead_lettered_and_replayable(
 
     let mut runs = env.runs();
     runs.reverse();
-    let attempts: Vec<_> = runs.iter().map(|r| (r["attempt"].as_u64().unwrap(), r["status"].as_str().unwrap().to_owned())).collect();
+    let attempts: Vec<_> =
+        runs.iter().map(|r| (r["attempt"].as_u64().unwrap(), r["status"].as_str().unwrap().to_owned())).collect();
     assert_eq!(attempts, [(1, "failed".into()), (2, "failed".into()), (3, "failed".into())]);
     // Backoff: 200ms, then 400ms, between the end of one attempt and the next.
     let t = |r: &Value, k: &str| chrono::DateTime::parse_from_rfc3339(r[k].as_str().unwrap()).unwrap();
@@ -148,11 +168,15 @@ fn a_killed_worker_loses_nothing_and_leaves_no_ansible_behind() {
     env.publish_body("long.job", &json!({"id": 1}));
 
     let mut worker = env.spawn_worker(&[]);
-    wait_for(Duration::from_secs(60), "the long task to start", || (!processes_with("sleep 4711").is_empty()).then_some(()));
+    wait_for(Duration::from_secs(60), "the long task to start", || {
+        (!processes_with("sleep 4711").is_empty()).then_some(())
+    });
     worker.kill().unwrap(); // SIGKILL
     worker.wait().unwrap();
     // The supervisor sees its parent die and tears the playbook down.
-    wait_for(Duration::from_secs(30), "the orphaned playbook to be killed", || processes_with("sleep 4711").is_empty().then_some(()));
+    wait_for(Duration::from_secs(30), "the orphaned playbook to be killed", || {
+        processes_with("sleep 4711").is_empty().then_some(())
+    });
 
     env.ok(&["worker", "--drain"]);
     let runs = env.runs();
@@ -160,16 +184,16 @@ fn a_killed_worker_loses_nothing_and_leaves_no_ansible_behind() {
     assert_eq!(statuses, ["succeeded", "abandoned"], "redelivered and completed once: {runs:#?}");
     assert_eq!(runs[0]["message_id"], runs[1]["message_id"]);
     let depth = &env.json(&["status"])["queue"];
-    assert_eq!((depth["ready"].as_u64(), depth["in_flight"].as_u64(), depth["dead"].as_u64()), (Some(0), Some(0), Some(0)));
+    assert_eq!(
+        (depth["ready"].as_u64(), depth["in_flight"].as_u64(), depth["dead"].as_u64()),
+        (Some(0), Some(0), Some(0))
+    );
 }
 
 #[test]
 fn a_timed_out_run_is_killed_with_its_whole_process_tree() {
     let env = Env::new("[[rule]]\nname = \"slow\"\ntopic = \"slow.job\"\nplaybook = \"slow.yml\"\ntimeout = \"3s\"\n");
-    env.playbook(
-        "slow.yml",
-        &play("    - shell: \"setsid sleep 4713 & sleep 4712\"\n"),
-    );
+    env.playbook("slow.yml", &play("    - shell: \"setsid sleep 4713 & sleep 4712\"\n"));
     env.publish_body("slow.job", &json!({}));
     env.ok(&["worker", "--drain"]);
     let runs = env.runs();
@@ -252,13 +276,19 @@ fn loopabull_config_routes_to_the_playbooks_loopabull_would_run() {
     );
     let loopabull = env.path("loopabull.yml");
     std::fs::write(&loopabull, yaml).unwrap();
-    env.playbook("org/fedoraproject/prod/buildsys/build/state/change.yml", &play("    - debug: msg=\"{{ msg.name }} {{ topic }}\"\n"));
+    env.playbook(
+        "org/fedoraproject/prod/buildsys/build/state/change.yml",
+        &play("    - debug: msg=\"{{ msg.name }} {{ topic }}\"\n"),
+    );
 
     let relflow = |args: &[&str]| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_relflow"))
-            .arg("--config").arg(&loopabull).args(args)
+            .arg("--config")
+            .arg(&loopabull)
+            .args(args)
             .env("RELFLOW_DATA_DIR", env.path("data"))
-            .output().unwrap();
+            .output()
+            .unwrap();
         assert!(out.status.success(), "{}", common::describe(&out));
         String::from_utf8(out.stdout).unwrap()
     };
@@ -268,7 +298,10 @@ fn loopabull_config_routes_to_the_playbooks_loopabull_would_run() {
     relflow(&["worker", "--drain"]);
     let runs: Value = serde_json::from_str(&relflow(&["runs", "list", "--json"])).unwrap();
     assert_eq!(runs[0]["status"], "succeeded", "{runs:#}");
-    assert!(runs[0]["playbook"].as_str().unwrap().ends_with("playbooks/org/fedoraproject/prod/buildsys/build/state/change.yml"));
+    assert!(runs[0]["playbook"]
+        .as_str()
+        .unwrap()
+        .ends_with("playbooks/org/fedoraproject/prod/buildsys/build/state/change.yml"));
 }
 
 fn sigterm(child: &std::process::Child) {
@@ -286,7 +319,9 @@ fn sigterm_finishes_running_work_and_takes_no_new_work() {
     env.publish_body("job.run", &json!({"n": 1}));
     env.publish_body("job.run", &json!({"n": 2}));
     let mut worker = env.spawn_worker(&[]);
-    wait_for(Duration::from_secs(60), "the first run to start", || (!processes_with("sleep 3.4714").is_empty()).then_some(()));
+    wait_for(Duration::from_secs(60), "the first run to start", || {
+        (!processes_with("sleep 3.4714").is_empty()).then_some(())
+    });
     sigterm(&worker);
     let status = worker.wait().unwrap();
     assert!(status.success(), "a drained worker exits 0: {status}");

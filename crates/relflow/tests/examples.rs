@@ -14,7 +14,9 @@ fn playbooks(dir: &str) -> Vec<PathBuf> {
             let p = e.path();
             if p.is_dir() {
                 stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "yml") && std::fs::read_to_string(&p).unwrap().contains("hosts:") {
+            } else if p.extension().is_some_and(|x| x == "yml")
+                && std::fs::read_to_string(&p).unwrap().contains("hosts:")
+            {
                 found.push(p);
             }
         }

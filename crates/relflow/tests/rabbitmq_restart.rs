@@ -82,7 +82,11 @@ fn workers_and_publishers_ride_out_a_broker_restart() {
 
     let runs = wait_for(Duration::from_secs(300), "a completed run for every confirmed message", || {
         let runs = env.runs();
-        let done: Vec<_> = runs.iter().filter(|r| r["status"] == "succeeded").map(|r| r["message_id"].as_str().unwrap().to_owned()).collect();
+        let done: Vec<_> = runs
+            .iter()
+            .filter(|r| r["status"] == "succeeded")
+            .map(|r| r["message_id"].as_str().unwrap().to_owned())
+            .collect();
         confirmed.iter().all(|id| done.contains(id)).then_some(runs)
     });
     for mut w in workers {

@@ -40,12 +40,20 @@ fn expect_queue(shared: &Shared, queue: &str, want: (u64, u64)) {
 #[test]
 fn three_workers_share_one_queue_and_run_each_message_once() {
     let shared = Shared::new();
-    let env = env(&shared, "concurrency = 2\n", "[[rule]]\nname = \"each\"\ntopic = \"scale.test\"\nplaybook = \"each.yml\"\n");
+    let env = env(
+        &shared,
+        "concurrency = 2\n",
+        "[[rule]]\nname = \"each\"\ntopic = \"scale.test\"\nplaybook = \"each.yml\"\n",
+    );
     env.playbook("each.yml", &play("    - debug: msg=\"n={{ msg.n }}\"\n"));
     let files: Vec<String> = (0..300)
         .map(|n| {
             let path = env.path(&format!("m{n}.json"));
-            std::fs::write(&path, json!({"topic": "scale.test", "msg": {"n": n}, "msg_id": format!("scale-{n}")}).to_string()).unwrap();
+            std::fs::write(
+                &path,
+                json!({"topic": "scale.test", "msg": {"n": n}, "msg_id": format!("scale-{n}")}).to_string(),
+            )
+            .unwrap();
             path.display().to_string()
         })
         .collect();
@@ -72,7 +80,8 @@ fn three_workers_share_one_queue_and_run_each_message_once() {
 #[test]
 fn a_killed_worker_s_message_completes_on_another_worker() {
     let shared = Shared::new();
-    let env = env(&shared, "concurrency = 1\n", "[[rule]]\nname = \"job\"\ntopic = \"job.run\"\nplaybook = \"job.yml\"\n");
+    let env =
+        env(&shared, "concurrency = 1\n", "[[rule]]\nname = \"job\"\ntopic = \"job.run\"\nplaybook = \"job.yml\"\n");
     let marker = env.path("long-run-started");
     // Message 0 takes "forever" the first time; every other run is quick.
     env.playbook(
@@ -87,7 +96,9 @@ fn a_killed_worker_s_message_completes_on_another_worker() {
         env.publish_body("job.run", &json!({"n": n}));
     }
     let mut first = env.spawn_worker(&[]);
-    wait_for(Duration::from_secs(60), "the long run to start", || (!processes_with("sleep 4721").is_empty()).then_some(()));
+    wait_for(Duration::from_secs(60), "the long run to start", || {
+        (!processes_with("sleep 4721").is_empty()).then_some(())
+    });
     let second = env.spawn_worker(&["--drain"]);
     first.kill().unwrap();
     first.wait().unwrap();
@@ -120,7 +131,8 @@ fn a_failing_run_goes_through_the_retry_queues_to_relflow_dead_and_replays() {
 
     let mut runs = env.runs();
     runs.reverse();
-    let attempts: Vec<_> = runs.iter().map(|r| (r["attempt"].as_u64().unwrap(), r["status"].as_str().unwrap())).collect();
+    let attempts: Vec<_> =
+        runs.iter().map(|r| (r["attempt"].as_u64().unwrap(), r["status"].as_str().unwrap())).collect();
     assert_eq!(attempts, [(1, "failed"), (2, "failed"), (3, "failed")]);
     let t = |r: &Value, k: &str| chrono::DateTime::parse_from_rfc3339(r[k].as_str().unwrap()).unwrap();
     assert!(t(&runs[1], "started_at") - t(&runs[0], "finished_at") >= chrono::Duration::milliseconds(200));
@@ -168,7 +180,8 @@ fn rules_in_one_concurrency_group_never_overlap_across_workers() {
         let m = env.json(&["runs", "show", r["id"].as_str().unwrap()]);
         m["message"]["body"]["release"].as_str().unwrap().to_owned()
     };
-    let grouped: Vec<_> = runs.iter().filter(|r| r["rule"] != "free").map(|r| (release(r), r["worker"].clone(), span(r))).collect();
+    let grouped: Vec<_> =
+        runs.iter().filter(|r| r["rule"] != "free").map(|r| (release(r), r["worker"].clone(), span(r))).collect();
     let mut workers = HashSet::new();
     for (i, (rel_a, worker_a, (start_a, end_a))) in grouped.iter().enumerate() {
         workers.insert(worker_a.to_string());

@@ -51,5 +51,9 @@ fn a_webhook_on_serve_s_port_becomes_a_recorded_run() {
     assert!(log.contains("pipeline 7"), "{log}");
 
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(serve.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
-    assert!(serve.wait().unwrap().success(), "SIGTERM is a clean stop:\n{}", std::fs::read_to_string(env.path("serve.log")).unwrap_or_default());
+    assert!(
+        serve.wait().unwrap().success(),
+        "SIGTERM is a clean stop:\n{}",
+        std::fs::read_to_string(env.path("serve.log")).unwrap_or_default()
+    );
 }

@@ -32,7 +32,8 @@ fn verify_prints_valid_or_the_failed_check_per_file_and_fails_if_any_is_invalid(
     v["msg"]["injected"] = true.into();
     let tampered = dir.path().join("tampered.json");
     std::fs::write(&tampered, v.to_string()).unwrap();
-    let unsigned = fixtures().join("messages/org.fedoraproject.prod.buildsys.build.state.change--COMPLETE-unsigned.json");
+    let unsigned =
+        fixtures().join("messages/org.fedoraproject.prod.buildsys.build.state.change--COMPLETE-unsigned.json");
 
     let relflow = || {
         let mut c = Command::new(env!("CARGO_BIN_EXE_relflow"));
@@ -50,11 +51,15 @@ fn verify_prints_valid_or_the_failed_check_per_file_and_fails_if_any_is_invalid(
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 3, "{stdout}");
     assert!(lines[0].ends_with("valid (signed by shell-app01.phx2.fedoraproject.org, serial 03)"), "{stdout}");
-    assert!(lines[1].contains("tampered.json: invalid: signature does not match") && lines[1].ends_with("[bad_signature]"), "{stdout}");
+    assert!(
+        lines[1].contains("tampered.json: invalid: signature does not match") && lines[1].ends_with("[bad_signature]"),
+        "{stdout}"
+    );
     assert!(lines[2].contains("invalid: unsigned message") && lines[2].ends_with("[unsigned]"), "{stdout}");
 
     // stdin, JSON output
-    let mut child = relflow().args(["verify", "--json", "-"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    let mut child =
+        relflow().args(["verify", "--json", "-"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
     child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());

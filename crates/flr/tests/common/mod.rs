@@ -21,10 +21,18 @@ pub fn make_compose(dir: &Path, id: &str, status: &str) -> PathBuf {
     }
     let iso = root.join("compose/Server/x86_64/iso");
     std::fs::create_dir_all(&iso).unwrap();
-    std::fs::write(iso.join("Fedora-Server-dvd-x86_64-39-1.5.iso"), format!("dvd image of {id}\n").repeat(1000)).unwrap();
-    std::fs::write(iso.join("Fedora-Server-netinst-x86_64-39-1.5.iso"), b"netinst").unwrap();
-    flr::checksum::create(&iso, "Fedora-Server-39-1.5-x86_64-CHECKSUM", flr::checksum::Algorithm::Sha256, false, false, None)
+    std::fs::write(iso.join("Fedora-Server-dvd-x86_64-39-1.5.iso"), format!("dvd image of {id}\n").repeat(1000))
         .unwrap();
+    std::fs::write(iso.join("Fedora-Server-netinst-x86_64-39-1.5.iso"), b"netinst").unwrap();
+    flr::checksum::create(
+        &iso,
+        "Fedora-Server-39-1.5-x86_64-CHECKSUM",
+        flr::checksum::Algorithm::Sha256,
+        false,
+        false,
+        None,
+    )
+    .unwrap();
     root
 }
 
@@ -44,7 +52,11 @@ pub fn flr_env(args: &[&str], env: &[(&str, &str)]) -> Output {
 
 pub fn json(o: &Output) -> serde_json::Value {
     serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
-        panic!("stdout is not JSON ({e}): {}\nstderr: {}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+        panic!(
+            "stdout is not JSON ({e}): {}\nstderr: {}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
     })
 }
 

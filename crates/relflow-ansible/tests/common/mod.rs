@@ -14,11 +14,7 @@ pub fn ansible_playbook() -> PathBuf {
         Some(p) => PathBuf::from(p),
         None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/ansible-playbook"),
     };
-    assert!(
-        path.is_file(),
-        "{} not found: run scripts/setup.sh or set RELFLOW_ANSIBLE_PLAYBOOK",
-        path.display()
-    );
+    assert!(path.is_file(), "{} not found: run scripts/setup.sh or set RELFLOW_ANSIBLE_PLAYBOOK", path.display());
     path
 }
 

@@ -201,11 +201,7 @@ fn signature_header() -> String {
 
 /// Checks the sources against each other and `[fedmsg]`, and makes their
 /// file paths relative to `base` (the config file's directory).
-pub fn validate(
-    sources: &mut [SourceConfig],
-    fedmsg: Option<&mut FedmsgConfig>,
-    base: &Path,
-) -> Result<(), String> {
+pub fn validate(sources: &mut [SourceConfig], fedmsg: Option<&mut FedmsgConfig>, base: &Path) -> Result<(), String> {
     let have_fedmsg = fedmsg.is_some();
     if let Some(f) = fedmsg {
         f.resolve_paths(base);
@@ -220,7 +216,9 @@ pub fn validate(
         let name = s.name().to_owned();
         let at = |m: &str| format!("source {name:?}: {m}");
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-            return Err(at("name must be non-empty letters, digits, `-`, `_` or `.` (it is used in URLs and queue names)"));
+            return Err(at(
+                "name must be non-empty letters, digits, `-`, `_` or `.` (it is used in URLs and queue names)",
+            ));
         }
         if !names.insert(name.clone()) {
             return Err(at("two sources have this name; names must be unique"));
@@ -314,7 +312,10 @@ mod tests {
         match &c.sources[..] {
             [SourceConfig::Fedmsg(f), SourceConfig::Amqp(a), SourceConfig::Webhook(w)] => {
                 assert!(f.require_signature, "signatures are required unless turned off");
-                assert_eq!((a.exchange.as_str(), a.queue_name(), a.bindings.clone()), ("amq.topic", "relflow-bridge.fm".into(), vec!["#".to_string()]));
+                assert_eq!(
+                    (a.exchange.as_str(), a.queue_name(), a.bindings.clone()),
+                    ("amq.topic", "relflow-bridge.fm".into(), vec!["#".to_string()])
+                );
                 assert_eq!(a.tls.as_ref().unwrap().cert.as_deref(), Some(Path::new("/etc/relflow/c.pem")));
                 assert_eq!(w.topic(), "relflow.webhook.forge");
                 assert_eq!(w.secret_file.as_deref(), Some(Path::new("/etc/relflow/forge.secret")));

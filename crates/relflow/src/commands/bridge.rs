@@ -19,7 +19,13 @@ pub async fn run(config: Config) -> Result<ExitCode> {
     crate::systemd::spawn_watchdog();
     let result = sources.await?;
     let s = sink.stats();
-    tracing::info!(queued = s.queued, duplicates = s.duplicates, rejected = s.rejected, errors = s.errors, "bridge stopped");
+    tracing::info!(
+        queued = s.queued,
+        duplicates = s.duplicates,
+        rejected = s.rejected,
+        errors = s.errors,
+        "bridge stopped"
+    );
     result?;
     Ok(ExitCode::SUCCESS)
 }

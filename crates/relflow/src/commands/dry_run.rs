@@ -28,14 +28,21 @@ pub fn run(config: &Config, files: &[std::path::PathBuf], as_json: bool) -> Resu
             .collect();
         let errors: Vec<_> =
             found.errors.iter().map(|(rule, e)| json!({"rule": rule.name, "error": e.to_string()})).collect();
-        report.push(json!({"file": file, "msg_id": msg.id, "topic": msg.topic, "runs": runs, "condition_errors": errors}));
+        report.push(
+            json!({"file": file, "msg_id": msg.id, "topic": msg.topic, "runs": runs, "condition_errors": errors}),
+        );
     }
     if as_json {
         super::print_json(&report)?;
         return Ok(ExitCode::SUCCESS);
     }
     for item in &report {
-        println!("{}: {} ({})", item["file"].as_str().unwrap_or("-"), item["topic"].as_str().unwrap_or(""), item["msg_id"].as_str().unwrap_or(""));
+        println!(
+            "{}: {} ({})",
+            item["file"].as_str().unwrap_or("-"),
+            item["topic"].as_str().unwrap_or(""),
+            item["msg_id"].as_str().unwrap_or("")
+        );
         let runs = item["runs"].as_array().map(Vec::as_slice).unwrap_or_default();
         if runs.is_empty() {
             println!("  no rule matches: the message would be acked as a no-op");

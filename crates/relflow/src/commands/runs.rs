@@ -40,10 +40,7 @@ async fn list(store: &dyn RunStore, a: RunsListArgs) -> Result<ExitCode> {
         None => None,
         Some(s) => match RunStatus::parse(s) {
             Some(st) => Some(st),
-            None => bail!(
-                "unknown status {s:?}; use one of: {}",
-                RunStatus::ALL.map(RunStatus::as_str).join(", ")
-            ),
+            None => bail!("unknown status {s:?}; use one of: {}", RunStatus::ALL.map(RunStatus::as_str).join(", ")),
         },
     };
     let filter = RunFilter {
@@ -94,7 +91,10 @@ fn show(d: &RunDetail) {
         println!("finished   {}", f.to_rfc3339());
     }
     let c = r.counts;
-    println!("tasks      ok={} changed={} failed={} skipped={} unreachable={}", c.ok, c.changed, c.failed, c.skipped, c.unreachable);
+    println!(
+        "tasks      ok={} changed={} failed={} skipped={} unreachable={}",
+        c.ok, c.changed, c.failed, c.skipped, c.unreachable
+    );
     if let Some(e) = &r.error {
         println!("error      {e}");
     }

@@ -55,7 +55,8 @@ pub async fn run(config: Config, args: ServeArgs) -> Result<ExitCode> {
         }
     }
     if run_worker {
-        let worker = Worker::new(Arc::clone(&config), backends.queue, backends.store, concurrency)?.with_metrics(metrics);
+        let worker =
+            Worker::new(Arc::clone(&config), backends.queue, backends.store, concurrency)?.with_metrics(metrics);
         let stop = shutdown.clone();
         server.spawn("worker", async move { Arc::new(worker).run(false, stop).await });
     }

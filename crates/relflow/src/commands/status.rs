@@ -25,7 +25,8 @@ pub async fn run(config: &Config, as_json: bool) -> Result<ExitCode> {
             "queue: {} ready, {} in flight, {} delayed, {} dead",
             depth.ready, depth.in_flight, depth.delayed, depth.dead
         );
-        let counts: Vec<_> = runs.iter().filter(|(_, n)| n.as_u64() != Some(0)).map(|(k, n)| format!("{n} {k}")).collect();
+        let counts: Vec<_> =
+            runs.iter().filter(|(_, n)| n.as_u64() != Some(0)).map(|(k, n)| format!("{n} {k}")).collect();
         println!("runs:  {}", if counts.is_empty() { "none".into() } else { counts.join(", ") });
         println!("no-op messages (matched no rule): {noop}");
     }

@@ -16,21 +16,26 @@ use serde_json::json;
 
 pub fn run(config: &Config, files: &[PathBuf], json: bool) -> Result<ExitCode> {
     let fedmsg = config.fedmsg.as_ref().with_context(|| {
-        format!("{} has no [fedmsg] section: add one with ca_cert (and crl) to verify signatures", config.path.display())
+        format!(
+            "{} has no [fedmsg] section: add one with ca_cert (and crl) to verify signatures",
+            config.path.display()
+        )
     })?;
     let verifier = Verifier::from_config(fedmsg).context("[fedmsg]: cannot load the CA or CRL")?;
     let mut all_valid = true;
     let mut results = Vec::new();
     for file in files {
         let name = file.display().to_string();
-        let result = super::read_input(file).map_err(|e| format!("{e:#}")).and_then(|bytes| {
-            check(&verifier, &bytes).map_err(|e| format!("{e} [{}]", e.kind()))
-        });
+        let result = super::read_input(file)
+            .map_err(|e| format!("{e:#}"))
+            .and_then(|bytes| check(&verifier, &bytes).map_err(|e| format!("{e} [{}]", e.kind())));
         all_valid &= result.is_ok();
         match (&result, json) {
             (Ok(s), false) => println!("{name}: valid (signed by {}, serial {})", s.common_name, s.serial),
             (Err(reason), false) => println!("{name}: invalid: {reason}"),
-            (Ok(s), true) => results.push(json!({"file": name, "valid": true, "signer": s.common_name, "serial": s.serial})),
+            (Ok(s), true) => {
+                results.push(json!({"file": name, "valid": true, "signer": s.common_name, "serial": s.serial}))
+            }
             (Err(reason), true) => results.push(json!({"file": name, "valid": false, "reason": reason})),
         }
     }
@@ -51,6 +56,7 @@ fn check(verifier: &Verifier, bytes: &[u8]) -> Result<SignerInfo, VerifyError> {
     if !fix_datagrepper_message(&mut envelope) {
         return Err(first);
     }
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
     verifier.verify_json_at(&envelope, now).map_err(|_| first)
 }

@@ -61,9 +61,8 @@ pub fn routes(state: AppState) -> Router {
         .route("/api/info", get(info))
         .route("/metrics", get(metrics))
         .route_layer(axum::middleware::from_fn_with_state(Arc::clone(&state), auth::read_access));
-    let mut writes = Router::new()
-        .route("/api/dead-letters/{id}/replay", post(replay))
-        .route("/api/dead-letters", delete(purge));
+    let mut writes =
+        Router::new().route("/api/dead-letters/{id}/replay", post(replay)).route("/api/dead-letters", delete(purge));
     if state.ingest {
         // Room for the largest allowed message plus JSON framing; the handler
         // answers 413 with the limit in words.
@@ -83,7 +82,8 @@ pub fn routes(state: AppState) -> Router {
 /// Ready when both the queue and the run store answer.
 async fn readyz(State(state): State<AppState>) -> Response {
     let queue = state.queue.depth().await.map(|_| "ok".to_owned()).unwrap_or_else(|e| e.to_string());
-    let store = state.store.count(&RunFilter::default()).await.map(|_| "ok".to_owned()).unwrap_or_else(|e| e.to_string());
+    let store =
+        state.store.count(&RunFilter::default()).await.map(|_| "ok".to_owned()).unwrap_or_else(|e| e.to_string());
     let ready = queue == "ok" && store == "ok";
     let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (code, Json(json!({"ready": ready, "queue": queue, "store": store}))).into_response()
@@ -95,7 +95,9 @@ fn parse_time(name: &str, value: &str) -> Result<DateTime<Utc>, ApiError> {
         return Ok(t.with_timezone(&Utc));
     }
     let ago = humantime::parse_duration(value).map_err(|_| {
-        ApiError::bad_request(format!("{name}={value:?}: give an RFC 3339 time (2024-05-01T12:00:00Z) or a duration ago (2h, 3d)"))
+        ApiError::bad_request(format!(
+            "{name}={value:?}: give an RFC 3339 time (2024-05-01T12:00:00Z) or a duration ago (2h, 3d)"
+        ))
     })?;
     Ok(Utc::now() - chrono::Duration::from_std(ago).unwrap_or_default())
 }
@@ -113,12 +115,20 @@ struct RunsQuery {
     offset: Option<usize>,
 }
 
-async fn list_runs(State(state): State<AppState>, q: Result<Query<RunsQuery>, axum::extract::rejection::QueryRejection>) -> Result<Json<Value>, ApiError> {
-    let Query(q) = q.map_err(|e| ApiError::bad_request(format!("{e}; filters are topic, rule, status, message_id, since, until, limit, offset")))?;
+async fn list_runs(
+    State(state): State<AppState>,
+    q: Result<Query<RunsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) = q.map_err(|e| {
+        ApiError::bad_request(format!("{e}; filters are topic, rule, status, message_id, since, until, limit, offset"))
+    })?;
     let status = match q.status.as_deref().filter(|s| !s.is_empty()) {
         None => None,
         Some(s) => Some(RunStatus::parse(s).ok_or_else(|| {
-            ApiError::bad_request(format!("unknown status {s:?}; use one of: {}", RunStatus::ALL.map(RunStatus::as_str).join(", ")))
+            ApiError::bad_request(format!(
+                "unknown status {s:?}; use one of: {}",
+                RunStatus::ALL.map(RunStatus::as_str).join(", ")
+            ))
         })?),
     };
     let limit = q.limit.unwrap_or(50);
@@ -145,7 +155,9 @@ async fn list_runs(State(state): State<AppState>, q: Result<Query<RunsQuery>, ax
 pub async fn find_run(state: &AppState, id: &str) -> Result<RunDetail, ApiError> {
     match state.store.get(id).await {
         Ok(Some(run)) => Ok(run),
-        Ok(None) => Err(ApiError::new(StatusCode::NOT_FOUND, format!("no run with id {id:?}; list runs with GET /api/runs"))),
+        Ok(None) => {
+            Err(ApiError::new(StatusCode::NOT_FOUND, format!("no run with id {id:?}; list runs with GET /api/runs")))
+        }
         Err(relflow_store::StoreError::Ambiguous(p)) => {
             Err(ApiError::bad_request(format!("run id prefix {p:?} matches more than one run; give more characters")))
         }
@@ -187,7 +199,8 @@ struct LimitQuery {
 }
 
 async fn dead_letters(State(state): State<AppState>, Query(q): Query<LimitQuery>) -> Result<Json<Value>, ApiError> {
-    let dead = state.queue.dead_letters(q.limit.unwrap_or(100).min(1000)).await.map_err(|e| ApiError::backend("queue", e))?;
+    let dead =
+        state.queue.dead_letters(q.limit.unwrap_or(100).min(1000)).await.map_err(|e| ApiError::backend("queue", e))?;
     let rows: Vec<Value> = dead.iter().map(crate::commands::dead_letter_json).collect();
     Ok(Json(json!({"dead_letters": rows})))
 }
@@ -195,7 +208,10 @@ async fn dead_letters(State(state): State<AppState>, Query(q): Query<LimitQuery>
 async fn replay(State(state): State<AppState>, Path(id): Path<u64>) -> Result<Json<Value>, ApiError> {
     let found = state.queue.replay(id).await.map_err(|e| ApiError::backend("queue", e))?;
     if !found {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, format!("no dead letter with id {id}; list them with GET /api/dead-letters")));
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no dead letter with id {id}; list them with GET /api/dead-letters"),
+        ));
     }
     state.metrics.replayed();
     Ok(Json(json!({"replayed": id})))

@@ -46,10 +46,8 @@ fn unauthorized(message: &str) -> Response {
 /// `Err` holds what to tell the client.
 fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), &'static str> {
     match &state.token {
-        None => Err(
-            "this endpoint needs a token, and none is configured: set [http] token_file (or token, or the \
-             RELFLOW_HTTP_TOKEN environment variable) and restart relflow serve",
-        ),
+        None => Err("this endpoint needs a token, and none is configured: set [http] token_file (or token, or the \
+             RELFLOW_HTTP_TOKEN environment variable) and restart relflow serve"),
         Some(t) if t.check(headers) => Ok(()),
         Some(_) => Err("missing or wrong token: send `Authorization: Bearer <[http] token>`"),
     }

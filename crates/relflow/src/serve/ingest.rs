@@ -8,7 +8,7 @@ use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::Json;
-use relflow_core::{Message, DecodeError};
+use relflow_core::{DecodeError, Message};
 use relflow_queue::{QueueError, WorkQueue};
 use serde_json::{json, Value};
 
@@ -73,14 +73,21 @@ pub async fn publish(
     let decoded: Result<Message, String> = match query.get("topic") {
         Some(topic) => match serde_json::from_slice::<Value>(&body) {
             Ok(Value::Object(map)) => Message::new(topic, map, SOURCE).map_err(|e: DecodeError| e.to_string()),
-            Ok(other) => Err(format!("with ?topic= the body must be a JSON object, found {}", relflow_core::json_type(&other))),
+            Ok(other) => {
+                Err(format!("with ?topic= the body must be a JSON object, found {}", relflow_core::json_type(&other)))
+            }
             Err(e) => Err(format!("body is not valid JSON: {e}")),
         },
         None => Message::decode(&body, SOURCE, ingest.max_message_bytes).map_err(|e| {
-            format!("not a fedmsg or fedora-messaging message ({e}); to send a bare body use POST /api/publish?topic=TOPIC")
+            format!(
+                "not a fedmsg or fedora-messaging message ({e}); to send a bare body use POST /api/publish?topic=TOPIC"
+            )
         }),
     };
     let msg = decoded.map_err(|m| refuse("invalid", m))?;
-    ingest.accept(&msg).await.map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("cannot queue the message: {e}")))?;
+    ingest
+        .accept(&msg)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("cannot queue the message: {e}")))?;
     Ok((StatusCode::ACCEPTED, Json(json!({"id": msg.id, "topic": msg.topic}))))
 }

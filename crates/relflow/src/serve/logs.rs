@@ -132,14 +132,8 @@ pub async fn stream_log(
     Path(id): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let run = find_run(&state, &id).await?;
-    let tail = Tail {
-        state,
-        run_id: run.record.id,
-        file: None,
-        partial: Vec::new(),
-        ready: VecDeque::new(),
-        done: false,
-    };
+    let tail =
+        Tail { state, run_id: run.record.id, file: None, partial: Vec::new(), ready: VecDeque::new(), done: false };
     let events = stream::unfold(tail, |mut tail| async move {
         let event = tail.next_event().await?;
         Some((Ok(event), tail))

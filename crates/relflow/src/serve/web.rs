@@ -18,7 +18,9 @@ const STYLE: &str = include_str!("assets/style.css");
 
 pub fn routes() -> Router {
     let asset = |content_type: &'static str, body: &'static str| {
-        get(move || async move { ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-cache")], body).into_response() })
+        get(move || async move {
+            ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-cache")], body).into_response()
+        })
     };
     Router::new()
         .route("/", asset("text/html; charset=utf-8", INDEX))
@@ -33,7 +35,9 @@ pub async fn security_headers(request: Request, next: Next) -> Response {
     let h = response.headers_mut();
     h.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'"),
+        HeaderValue::from_static(
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
+        ),
     );
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));

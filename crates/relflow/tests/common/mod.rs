@@ -113,7 +113,8 @@ impl Env {
         static N: AtomicU32 = AtomicU32::new(0);
         let mut args = vec!["worker"];
         args.extend_from_slice(extra);
-        let log = std::fs::File::create(self.path(&format!("worker-{}.log", N.fetch_add(1, Ordering::Relaxed)))).unwrap();
+        let log =
+            std::fs::File::create(self.path(&format!("worker-{}.log", N.fetch_add(1, Ordering::Relaxed)))).unwrap();
         self.command(&args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(log).spawn().unwrap()
     }
 
@@ -213,7 +214,19 @@ impl Shared {
 
     /// `rabbitmqctl list_queues` for the vhost: (name, ready, unacked).
     pub fn queues(&self) -> Vec<(String, u64, u64)> {
-        let out = sh("rabbitmqctl", &["-q", "list_queues", "-p", &self.vhost, "name", "messages_ready", "messages_unacknowledged", "--no-table-headers"]);
+        let out = sh(
+            "rabbitmqctl",
+            &[
+                "-q",
+                "list_queues",
+                "-p",
+                &self.vhost,
+                "name",
+                "messages_ready",
+                "messages_unacknowledged",
+                "--no-table-headers",
+            ],
+        );
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter_map(|l| {
@@ -228,7 +241,14 @@ impl Drop for Shared {
     fn drop(&mut self) {
         let _ = Command::new("rabbitmqctl").args(["-q", "delete_vhost", &self.vhost]).output();
         let _ = Command::new("psql")
-            .args(["-h", "127.0.0.1", "-U", "postgres", "-qc", &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.db)])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-qc",
+                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.db),
+            ])
             .output();
     }
 }
