@@ -42,6 +42,11 @@ wait_port 5432 PostgreSQL
 
 RELFLOW_SKIP_BUILD=1 RELFLOW_TEST_PY=1 ./scripts/setup.sh
 
+# House rules first: they are cheap, and a red one means nothing else matters.
+say "cargo fmt --check, cargo clippy -D warnings"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
 say "cargo test (whole workspace)"
 cargo test --workspace --locked
 

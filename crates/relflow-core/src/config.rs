@@ -117,10 +117,10 @@ pub struct WorkerConfig {
     /// they are stopped and their messages left for redelivery.
     #[serde(with = "humantime_serde")]
     pub drain_timeout: Duration,
-    /// Embedded queue: how long a claimed message stays hidden from other
-    /// workers without a heartbeat; a crashed worker's message comes back after it.
-    #[serde(with = "humantime_serde")]
-    pub visibility_timeout: Duration,
+    /// Deprecated alias of `[queue] visibility_timeout` (it was always a
+    /// queue setting); moved there at load with a warning.
+    #[serde(default, with = "humantime_serde::option", skip_serializing)]
+    pub visibility_timeout: Option<Duration>,
     /// First retry delay; doubles each attempt up to `retry_delay_max`.
     #[serde(with = "humantime_serde")]
     pub retry_delay: Duration,
@@ -136,7 +136,7 @@ impl Default for WorkerConfig {
         WorkerConfig {
             concurrency: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
             drain_timeout: Duration::from_secs(300),
-            visibility_timeout: Duration::from_secs(60),
+            visibility_timeout: None,
             retry_delay: Duration::from_secs(10),
             retry_delay_max: Duration::from_secs(3600),
             max_deliveries: 10,
@@ -168,6 +168,19 @@ pub struct QueueConfig {
     /// (`relflow.work`, `relflow.dead`, `relflow.retry.<delay>`), so several
     /// relflow setups can share a vhost.
     pub prefix: String,
+    /// Embedded queue: how long a claimed message stays hidden from other
+    /// workers without a lease renewal; a crashed worker's message comes back
+    /// after it. (RabbitMQ sees a dead worker's connection drop instead.)
+    /// Default 60s; read it with [`QueueConfig::visibility_timeout`].
+    #[serde(default, with = "humantime_serde::option")]
+    pub visibility_timeout: Option<Duration>,
+}
+
+impl QueueConfig {
+    /// The embedded queue's lease.
+    pub fn visibility_timeout(&self) -> Duration {
+        self.visibility_timeout.unwrap_or(Duration::from_secs(60))
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -300,6 +313,15 @@ impl Config {
         config.ansible = raw.ansible;
         config.worker = raw.worker;
         config.queue = raw.queue;
+        if let Some(old) = config.worker.visibility_timeout.take() {
+            let ignored = config.queue.visibility_timeout.is_some();
+            config.warnings.push(format!(
+                "[worker] visibility_timeout is deprecated (the lease belongs to the queue): move it to \
+                 [queue] visibility_timeout{}",
+                if ignored { "; [queue] visibility_timeout is set, so this one is ignored" } else { "" }
+            ));
+            config.queue.visibility_timeout.get_or_insert(old);
+        }
         config.store = raw.store;
         config.http = raw.http;
         config.ingest = raw.ingest;

@@ -129,7 +129,9 @@ impl Dedupe {
         Ok(self.len()? == 0)
     }
 
-    fn record(&self, id: &str) -> Result<(), DedupeError> {
+    /// Records `id` as queued now, without a claim: for a message queued on
+    /// purpose (`relflow publish --force`), so later copies dedupe against it.
+    pub fn remember(&self, id: &str) -> Result<(), DedupeError> {
         let mut guard = self.inner.conn.lock().unwrap_or_else(|e| e.into_inner());
         let (conn, count) = &mut *guard;
         conn.execute("INSERT OR REPLACE INTO ingest_seen (id, seen_at) VALUES (?1, ?2)", params![id, now_ms()])
@@ -154,7 +156,7 @@ impl Ticket {
     /// The message is on the work queue: remember its id.
     pub fn commit(mut self) -> Result<(), DedupeError> {
         self.done = true;
-        let result = self.dedupe.record(&self.id);
+        let result = self.dedupe.remember(&self.id);
         self.release();
         result
     }

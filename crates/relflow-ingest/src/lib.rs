@@ -13,21 +13,26 @@
 //! the sink means "keep it and retry". Adding a source is one file with one
 //! `impl Source`, plus a variant in `relflow_core::config::ingest::SourceConfig`.
 //!
-//! Embedding (what `relflow bridge` does, and what `relflow serve` can do):
+//! Embedding (what `relflow bridge` does, and what `relflow serve` does):
 //!
 //! ```no_run
-//! # async fn f(config: relflow_core::Config, queue: std::sync::Arc<dyn relflow_queue::WorkQueue>) -> anyhow::Result<()> {
+//! # async fn f(options: relflow_ingest::SinkOptions, sources: Vec<relflow_core::config::SourceConfig>,
+//! #            queue: std::sync::Arc<dyn relflow_queue::WorkQueue>) -> anyhow::Result<()> {
 //! let shutdown = tokio_util::sync::CancellationToken::new();
-//! let sink = relflow_ingest::Sink::open(&config, queue)?;
+//! let sink = relflow_ingest::Sink::open(&options, queue)?;
 //! // fedmsg and AMQP sources, in the background:
-//! let sources = relflow_ingest::run_sources(&config, sink.clone(), shutdown.clone());
+//! let bus = relflow_ingest::run(relflow_ingest::bus_sources(&sources), sink.clone(), shutdown.clone());
 //! // webhooks, merged into an existing axum app:
-//! let app = axum::Router::new().merge(relflow_ingest::webhook::router(&relflow_ingest::webhooks(&config), sink)?);
+//! let app = axum::Router::new().merge(relflow_ingest::webhook::router(&relflow_ingest::webhooks(&sources), sink)?);
 //! # let _ = app;
 //! shutdown.cancel();
-//! sources.await??;
+//! bus.await??;
 //! # Ok(()) }
 //! ```
+//!
+//! The crate takes its own options ([`SinkOptions`], the `[[source]]`
+//! sections), never the whole configuration: `relflow-engine` maps one to
+//! the other.
 
 pub mod amqp;
 pub mod dedupe;
@@ -35,18 +40,14 @@ pub mod sink;
 pub mod webhook;
 pub mod zmq;
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
 use relflow_core::config::ingest::WebhookSource;
 use relflow_core::config::SourceConfig;
-use relflow_core::Config;
-use relflow_queue::WorkQueue;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use dedupe::Dedupe;
-pub use sink::{Envelope, Event, Outcome, Sink, SinkError, Stats};
+pub use sink::{Envelope, Event, Observer, Outcome, Sink, SinkError, SinkOptions, Stats, REPLAY_SOURCE};
 
 /// Something messages come from.
 #[async_trait]
@@ -61,11 +62,10 @@ pub trait Source: Send {
     async fn run(self: Box<Self>, sink: Sink, shutdown: CancellationToken) -> anyhow::Result<()>;
 }
 
-/// The bus sources of a config (fedmsg and AMQP; webhooks are routes,
+/// The bus sources among `sources` (fedmsg and AMQP; webhooks are routes,
 /// see [`webhook::router`]).
-pub fn bus_sources(config: &Config) -> Vec<Box<dyn Source>> {
-    config
-        .sources
+pub fn bus_sources(sources: &[SourceConfig]) -> Vec<Box<dyn Source>> {
+    sources
         .iter()
         .filter_map(|s| -> Option<Box<dyn Source>> {
             match s {
@@ -77,10 +77,9 @@ pub fn bus_sources(config: &Config) -> Vec<Box<dyn Source>> {
         .collect()
 }
 
-/// The webhook sources of a config.
-pub fn webhooks(config: &Config) -> Vec<WebhookSource> {
-    config
-        .sources
+/// The webhook sources among `sources`.
+pub fn webhooks(sources: &[SourceConfig]) -> Vec<WebhookSource> {
+    sources
         .iter()
         .filter_map(|s| match s {
             SourceConfig::Webhook(w) => Some(w.clone()),
@@ -89,35 +88,23 @@ pub fn webhooks(config: &Config) -> Vec<WebhookSource> {
         .collect()
 }
 
-/// Runs every fedmsg and AMQP source of `config` in the background. The
-/// handle finishes after `shutdown` is cancelled (each source finishes the
-/// message it is handling first), or with the first source's error (the
-/// others are then stopped).
-pub fn run_sources(config: &Config, sink: Sink, shutdown: CancellationToken) -> JoinHandle<anyhow::Result<()>> {
-    run(bus_sources(config), sink, shutdown)
-}
-
 /// Everything `relflow bridge` runs: the bus sources, plus the webhooks
-/// served on `[ingest] listen` when there are any.
+/// served on `listen` when there are any, all into `sink`.
 pub fn bridge(
-    config: &Config,
-    queue: Arc<dyn WorkQueue>,
+    sources: &[SourceConfig],
+    listen: &str,
+    sink: Sink,
     shutdown: CancellationToken,
-) -> anyhow::Result<(Sink, JoinHandle<anyhow::Result<()>>)> {
-    let sink = Sink::open(config, queue)?;
-    let mut sources = bus_sources(config);
-    let hooks = webhooks(config);
+) -> anyhow::Result<JoinHandle<anyhow::Result<()>>> {
+    let mut running = bus_sources(sources);
+    let hooks = webhooks(sources);
     if !hooks.is_empty() {
-        sources.push(Box::new(webhook::WebhookServer::new(config.ingest.listen.clone(), hooks)));
+        running.push(Box::new(webhook::WebhookServer::new(listen.to_owned(), hooks)));
     }
-    if sources.is_empty() {
-        anyhow::bail!(
-            "no [[source]] in {}: nothing to bridge (see crates/relflow-ingest/README.md)",
-            config.path.display()
-        );
+    if running.is_empty() {
+        anyhow::bail!("no [[source]] in the config: nothing to bridge (see crates/relflow-ingest/README.md)");
     }
-    let handle = run(sources, sink.clone(), shutdown);
-    Ok((sink, handle))
+    Ok(run(running, sink, shutdown))
 }
 
 /// Runs `sources` side by side until shutdown or the first error.

@@ -12,15 +12,24 @@
 //! means the queue or the dedupe store failed: nothing was decided, and the
 //! source must keep the message (not ack) and try again later.
 //!
-//! Every decision is counted ([`Sink::stats`]), logged, and broadcast
-//! ([`Sink::events`]) for metrics, the web page and tests.
+//! Every decision is counted ([`Sink::stats`]), logged, handed to the
+//! [`Observer`] (the engine's `/metrics`), and broadcast ([`Sink::events`])
+//! for whoever watches (tests, benches).
+//!
+//! This is the one door to the work queue: bus sources, webhooks, `relflow
+//! publish`, `POST /api/publish` and dead-letter replays all come through it.
+//! Queueing a message again on purpose is explicit ([`Sink::submit_forced`],
+//! [`Sink::replay`]), never a side effect of skipping the dedupe check.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use anyhow::Context;
-use relflow_core::{Config, Message};
+use relflow_core::config::FedmsgConfig;
+use relflow_core::Message;
 use relflow_fedmsg::Verifier;
 use relflow_queue::{QueueError, WorkQueue};
 use serde::Serialize;
@@ -81,6 +90,28 @@ pub struct Stats {
     pub errors: u64,
 }
 
+/// Where the sink keeps its dedupe window and what it checks against.
+#[derive(Debug, Clone)]
+pub struct SinkOptions {
+    /// The dedupe store is `data_dir/ingest.sqlite3`.
+    pub data_dir: PathBuf,
+    /// An id queued less than this long ago is a duplicate.
+    pub dedupe_window: Duration,
+    /// CA, CRL and routing policy for sources that require signatures.
+    pub fedmsg: Option<FedmsgConfig>,
+    /// Bigger messages are refused.
+    pub max_message_bytes: usize,
+}
+
+/// Told of every decision, synchronously and exactly once (unlike
+/// [`Sink::events`], which drops events for slow receivers).
+pub trait Observer: Send + Sync {
+    fn decided(&self, event: &Event);
+}
+
+/// The `source` of events about dead letters put back on the queue.
+pub const REPLAY_SOURCE: &str = "replay";
+
 /// A fedmsg envelope (or fedora-messaging JSON) as raw bytes.
 pub struct Envelope<'a> {
     /// `fedmsg:<name>`, ... (becomes [`Message::source`]).
@@ -110,6 +141,7 @@ struct Inner {
     errors: AtomicU64,
     by_check: Mutex<BTreeMap<String, u64>>,
     events: broadcast::Sender<Event>,
+    observer: OnceLock<Arc<dyn Observer>>,
 }
 
 impl Sink {
@@ -126,21 +158,28 @@ impl Sink {
                 errors: AtomicU64::new(0),
                 by_check: Mutex::new(BTreeMap::new()),
                 events: broadcast::channel(4096).0,
+                observer: OnceLock::new(),
             }),
         }
     }
 
-    /// The sink a config asks for: dedupe store `data_dir/ingest.sqlite3`
-    /// with `[ingest] dedupe_window`, verifier from `[fedmsg]`.
-    pub fn open(config: &Config, queue: Arc<dyn WorkQueue>) -> anyhow::Result<Sink> {
-        std::fs::create_dir_all(&config.data_dir)
-            .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
-        let dedupe = Dedupe::open(&config.data_dir.join("ingest.sqlite3"), config.ingest.dedupe_window)?;
-        let verifier = match &config.fedmsg {
+    /// The sink `options` describe: dedupe store `data_dir/ingest.sqlite3`,
+    /// verifier from the `[fedmsg]` settings.
+    pub fn open(options: &SinkOptions, queue: Arc<dyn WorkQueue>) -> anyhow::Result<Sink> {
+        std::fs::create_dir_all(&options.data_dir)
+            .with_context(|| format!("cannot create data_dir {}", options.data_dir.display()))?;
+        let dedupe = Dedupe::open(&options.data_dir.join("ingest.sqlite3"), options.dedupe_window)?;
+        let verifier = match &options.fedmsg {
             None => None,
             Some(f) => Some(Verifier::from_config(f).context("[fedmsg]: cannot load the CA or CRL")?),
         };
-        Ok(Sink::new(queue, dedupe, verifier, config.max_message_bytes))
+        Ok(Sink::new(queue, dedupe, verifier, options.max_message_bytes))
+    }
+
+    /// Tells `observer` of every decision from now on. One observer per
+    /// sink; a second call is ignored.
+    pub fn observe(&self, observer: Arc<dyn Observer>) {
+        let _ = self.inner.observer.set(observer);
     }
 
     /// Decodes a fedmsg envelope or fedora-messaging JSON, checks the topic
@@ -191,10 +230,50 @@ impl Sink {
         };
         self.inner.queue.enqueue(&payload).await.inspect_err(|_| self.count_error())?;
         ticket.commit().inspect_err(|_| self.count_error())?;
+        Ok(self.queued(&msg))
+    }
+
+    /// Enqueues `msg` even if its id was queued within the window: an
+    /// operator asked for it (`relflow publish --force`). Later copies
+    /// dedupe against this one.
+    pub async fn submit_forced(&self, msg: Message) -> Result<Outcome, SinkError> {
+        let payload = match self.payload(&msg) {
+            Ok(p) => p,
+            Err(rejected) => return Ok(rejected),
+        };
+        self.inner.queue.enqueue(&payload).await.inspect_err(|_| self.count_error())?;
+        self.inner.dedupe.remember(&msg.id).inspect_err(|_| self.count_error())?;
+        Ok(self.queued(&msg))
+    }
+
+    /// Puts dead letter `id` back on the work queue as a fresh first attempt
+    /// (an operator's replay). `false`: there is no such dead letter.
+    pub async fn replay(&self, id: u64) -> Result<bool, SinkError> {
+        if !self.inner.queue.replay(id).await.inspect_err(|_| self.count_error())? {
+            return Ok(false);
+        }
+        self.inner.queued.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(dead_letter = id, "replayed");
+        self.emit(REPLAY_SOURCE, None, None, Outcome::Queued);
+        Ok(true)
+    }
+
+    /// The queue payload of `msg`, or its rejection when it is too large.
+    fn payload(&self, msg: &Message) -> Result<Vec<u8>, Outcome> {
+        let payload = msg.to_queue_payload();
+        if payload.len() > self.inner.max_bytes {
+            let reason =
+                format!("message is {} bytes, over max_message_bytes ({})", payload.len(), self.inner.max_bytes);
+            return Err(self.reject(&msg.source, Some(&msg.id), Some(&msg.topic), "too_large", reason));
+        }
+        Ok(payload)
+    }
+
+    fn queued(&self, msg: &Message) -> Outcome {
         self.inner.queued.fetch_add(1, Ordering::Relaxed);
         tracing::info!(source = %msg.source, id = %msg.id, topic = %msg.topic, "queued");
         self.emit(&msg.source, Some(&msg.id), Some(&msg.topic), Outcome::Queued);
-        Ok(Outcome::Queued)
+        Outcome::Queued
     }
 
     /// Records a message a source refused before it was a [`Message`]
@@ -239,12 +318,12 @@ impl Sink {
     }
 
     fn emit(&self, source: &str, id: Option<&str>, topic: Option<&str>, outcome: Outcome) {
+        let event =
+            Event { source: source.to_owned(), id: id.map(str::to_owned), topic: topic.map(str::to_owned), outcome };
+        if let Some(observer) = self.inner.observer.get() {
+            observer.decided(&event);
+        }
         // No receiver is fine: nobody is watching.
-        let _ = self.inner.events.send(Event {
-            source: source.to_owned(),
-            id: id.map(str::to_owned),
-            topic: topic.map(str::to_owned),
-            outcome,
-        });
+        let _ = self.inner.events.send(event);
     }
 }

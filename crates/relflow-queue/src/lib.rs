@@ -108,9 +108,17 @@ pub trait WorkQueue: Send + Sync {
     async fn claim(&self, wait: Duration) -> Result<Option<Delivery>>;
 
     /// Tell the queue the worker is still busy with `delivery`, so it is not
-    /// handed to another worker. Call it periodically during long runs
-    /// (backends that track liveness through the connection make it a no-op).
+    /// handed to another worker. Call it every [`lease_renewal`](WorkQueue::lease_renewal)
+    /// while the work runs.
     async fn keep_alive(&self, delivery: &Delivery) -> Result<()>;
+
+    /// How often a worker holding a delivery must call `keep_alive`, or
+    /// `None` when the backend sees a dead worker by itself (RabbitMQ: the
+    /// connection drops). The queue decides, because only it knows how long
+    /// its lease is.
+    fn lease_renewal(&self) -> Option<Duration> {
+        None
+    }
 
     /// Done with it: remove it for good.
     async fn ack(&self, delivery: &Delivery) -> Result<()>;

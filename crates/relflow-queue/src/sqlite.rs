@@ -204,6 +204,11 @@ impl WorkQueue for SqliteQueue {
         }
     }
 
+    fn lease_renewal(&self) -> Option<Duration> {
+        // Three renewals per lease: one late renewal never loses it.
+        Some((self.options.visibility_timeout / 3).max(Duration::from_millis(100)))
+    }
+
     async fn keep_alive(&self, d: &Delivery) -> Result<()> {
         let (id, n) = (d.tag as i64, d.deliveries);
         let until = now_ms() + ms(self.options.visibility_timeout);

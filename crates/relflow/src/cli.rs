@@ -139,6 +139,11 @@ pub struct PublishArgs {
     /// With --topic: the JSON body (read from stdin if omitted).
     /// Without --topic: message files (`-` for stdin).
     pub inputs: Vec<String>,
+
+    /// Queue it even if the same message id was queued within [ingest]
+    /// dedupe_window (without it, a second publish says it is a duplicate).
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]

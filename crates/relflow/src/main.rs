@@ -1,14 +1,9 @@
 //! The `relflow` binary: the CLI in front of relflow's crates.
 
-mod backends;
 mod cli;
 mod commands;
-mod locks;
-mod metrics;
-mod noops;
 mod serve;
 mod systemd;
-mod worker;
 
 use std::process::ExitCode;
 

@@ -273,7 +273,7 @@ fn messages_flow_through_serve_and_the_api_shows_runs_logs_dead_letters_and_metr
     let after = s.metrics();
     let m = |name: &str, labels: &[(&str, &str)]| value(&after, name, labels);
     assert_eq!(m("relflow_messages_received_total", &[("source", "http")]), 3.0);
-    assert_eq!(m("relflow_messages_rejected_total", &[("source", "http"), ("reason", "invalid")]), 1.0);
+    assert_eq!(m("relflow_messages_rejected_total", &[("source", "http"), ("reason", "decode")]), 1.0);
     assert_eq!(m("relflow_messages_noop_total", &[("source", "http")]), 1.0);
     assert_eq!(m("relflow_messages_matched_total", &[("source", "http")]), 3.0, "hello, flaky, flaky replayed");
     assert_eq!(m("relflow_runs_total", &[("rule", "hello"), ("outcome", "succeeded")]), 1.0);

@@ -151,8 +151,9 @@ fn a_failing_playbook_is_retried_with_backoff_then_dead_lettered_and_replayable(
 
 #[test]
 fn a_killed_worker_loses_nothing_and_leaves_no_ansible_behind() {
-    let env = Env::with_settings(
-        "visibility_timeout = \"2s\"\n",
+    let env = Env::with_tables(
+        "",
+        "[queue]\nvisibility_timeout = \"2s\"\n",
         "[[rule]]\nname = \"long\"\ntopic = \"long.job\"\nplaybook = \"long.yml\"\n",
     );
     // The first run takes "forever"; once the marker exists, runs are quick.
@@ -358,4 +359,31 @@ fn past_the_drain_timeout_running_work_is_stopped_and_redelivered() {
     env.ok(&["worker", "--drain"]);
     assert_eq!(env.runs()[0]["status"], "succeeded");
     assert!(env.json(&["dead-letters", "list"]).as_array().unwrap().is_empty(), "a shutdown is not a failure");
+}
+
+/// `relflow publish` goes through the intake: the same message twice is
+/// queued once (the second says so and exits 0); `--force` queues it again.
+#[test]
+fn publish_dedupes_and_force_queues_again() {
+    let env = Env::new("");
+    let file = common::fixture("org.fedoraproject.prod.pungi.compose.status.change--FINISHED.json");
+    let file = file.to_str().unwrap();
+    assert!(env.ok(&["publish", file]).starts_with("published "));
+    let again = env.ok(&["publish", file]);
+    assert!(again.starts_with("duplicate ") && again.contains("--force"), "{again}");
+    assert_eq!(env.json(&["status"])["queue"]["ready"], 1, "the duplicate was not queued");
+    assert!(env.ok(&["publish", "--force", file]).starts_with("published "));
+    assert_eq!(env.json(&["status"])["queue"]["ready"], 2, "--force queues it again");
+}
+
+/// `[worker] visibility_timeout` still loads, moved to `[queue]`, with a
+/// warning from `check`.
+#[test]
+fn the_old_visibility_timeout_key_is_a_deprecated_alias() {
+    let env = Env::with_settings("visibility_timeout = \"5s\"\n", "");
+    let out = env.ok(&["check"]);
+    assert!(
+        out.contains("[worker] visibility_timeout is deprecated") && out.contains("[queue] visibility_timeout"),
+        "{out}"
+    );
 }

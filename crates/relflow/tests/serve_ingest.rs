@@ -57,3 +57,109 @@ fn a_webhook_on_serve_s_port_becomes_a_recorded_run() {
         std::fs::read_to_string(env.path("serve.log")).unwrap_or_default()
     );
 }
+
+/// `/metrics` value of `name` with exactly `labels`, 0 if absent.
+fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let lines = text.lines().map(|l| Ok(l.to_owned()));
+    let scrape = prometheus_parse::Scrape::parse(lines).unwrap();
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name)
+        .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => 0.0,
+        })
+        .sum()
+}
+
+fn curl(args: &[&str]) -> String {
+    let out = Command::new("curl").arg("-s").args(args).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Every way in goes through one intake, so serve's `/metrics` counts them
+/// all: a webhook, a real Python fedmsg publisher over ZeroMQ, and
+/// `POST /api/publish` (whose second copy is a duplicate, not a second run).
+#[test]
+fn serve_metrics_count_every_source() {
+    let zmq_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let endpoint = format!("tcp://127.0.0.1:{zmq_port}");
+    let env = Env::with_tables(
+        "",
+        &format!(
+            "[http]\ntoken = \"t0ken\"\n\n\
+             [[source]]\ntype = \"webhook\"\nname = \"ci\"\nsecret = \"k\"\ntopic = \"org.example.ci.done\"\n\n\
+             [[source]]\ntype = \"fedmsg\"\nname = \"bus\"\nendpoints = [\"{endpoint}\"]\nrequire_signature = false\n"
+        ),
+        "",
+    );
+    let mut serve = env
+        .command(&["serve", "--listen", "127.0.0.1:0", "--no-worker"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(env.path("serve.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(serve.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let base = line.trim().strip_prefix("relflow serve: listening on ").expect("serve prints its address").to_owned();
+
+    let body = r#"{"pipeline": 8}"#;
+    let sig = format!("X-Hub-Signature-256: {}", relflow_ingest::webhook::sign(b"k", body.as_bytes()));
+    let hook = curl(&[
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "--data-binary",
+        body,
+        "-H",
+        &sig,
+        &format!("{base}/hooks/ci"),
+    ]);
+    assert_eq!(hook, "202");
+    // A real fedmsg envelope: it carries its msg_id, so a second copy is the same message.
+    let envelope = common::fixture("org.fedoraproject.prod.pungi.compose.status.change--FINISHED.json");
+    let envelope = format!("@{}", envelope.display());
+    let publish = |query: &str| {
+        let url = format!("{base}/api/publish{query}");
+        curl(&["-w", " %{http_code}", "-H", "Authorization: Bearer t0ken", "--data-binary", &envelope, &url])
+    };
+    assert!(publish("").ends_with(" 202"), "the first copy is queued");
+    let second = publish("");
+    assert!(second.contains("\"duplicate\"") && second.ends_with(" 200"), "the second copy is a duplicate: {second}");
+    assert!(publish("?force=true").ends_with(" 202"), "force queues it again");
+
+    let repo = common::repo_root();
+    let cases = serde_json::json!([{"topic": "hello", "msg": {"n": 2}}]);
+    let mut publisher = Command::new(repo.join(".venv/bin/python"))
+        .arg(repo.join("crates/relflow-ingest/tests/py/fedmsg_publish.py"))
+        .arg(&endpoint)
+        .arg(common::fixture("../fedmsg-crypto/keys"))
+        .arg(cases.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("the Python fedmsg publisher (RELFLOW_TEST_PY=1 scripts/setup.sh installs it)");
+    let text = wait_for(Duration::from_secs(60), "the fedmsg message in /metrics", || {
+        let text = curl(&[&format!("{base}/metrics")]);
+        (metric(&text, "relflow_messages_received_total", &[("source", "fedmsg:bus")]) >= 1.0).then_some(text)
+    });
+    drop(publisher.stdin.take());
+    let _ = publisher.kill();
+    let _ = publisher.wait();
+
+    let received = |source| metric(&text, "relflow_messages_received_total", &[("source", source)]);
+    assert_eq!(received("fedmsg:bus"), 1.0, "the publisher re-sends one envelope: queued once\n{text}");
+    assert_eq!(received("webhook:ci"), 1.0, "{text}");
+    assert_eq!(received("http"), 2.0, "the first publish and the forced one\n{text}");
+    assert_eq!(metric(&text, "relflow_messages_duplicate_total", &[("source", "http")]), 1.0, "{text}");
+    assert_eq!(env.json(&["status"])["queue"]["ready"], 4, "webhook + 2 publishes + fedmsg");
+
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(serve.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    assert!(serve.wait().unwrap().success());
+}

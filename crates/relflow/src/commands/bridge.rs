@@ -9,9 +9,9 @@ use anyhow::Result;
 use relflow_core::Config;
 
 pub async fn run(config: Config) -> Result<ExitCode> {
-    let queue = crate::backends::open_queue(&config, 1).await?;
+    let sink = super::open_sink(&config).await?;
     let shutdown = super::shutdown_on_signal("stopping after the messages in hand")?;
-    let (sink, sources) = relflow_ingest::bridge(&config, queue, shutdown.clone())?;
+    let sources = relflow_ingest::bridge(&config.sources, &config.ingest.listen, sink.clone(), shutdown.clone())?;
     for s in &config.sources {
         tracing::info!(source = s.name(), "starting");
     }

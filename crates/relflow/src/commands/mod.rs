@@ -11,8 +11,6 @@ mod status;
 mod verify;
 mod worker;
 
-pub use dead_letters::dead_letter_json;
-
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -64,6 +62,13 @@ fn shutdown_on_signal(then: &'static str) -> Result<tokio_util::sync::Cancellati
         on_signal.cancel();
     });
     Ok(shutdown)
+}
+
+/// The one door to the work queue (dedupe, metrics), for commands that
+/// put messages on it.
+async fn open_sink(config: &Config) -> Result<relflow_ingest::Sink> {
+    let queue = relflow_engine::open_queue(config, 1).await?;
+    relflow_ingest::Sink::open(&relflow_engine::options::sink(config), queue)
 }
 
 /// Reads and decodes one fedmsg / fedora-messaging message file (`-`: stdin).

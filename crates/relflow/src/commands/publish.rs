@@ -1,13 +1,14 @@
-//! `relflow publish`: put messages on the work queue.
+//! `relflow publish`: put messages on the work queue, through the same door
+//! as every bus source (so a message published twice is queued once).
 
 use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use relflow_core::{Config, Message};
+use relflow_ingest::Outcome;
 use serde_json::Value;
 
-use crate::backends::open_queue;
 use crate::cli::PublishArgs;
 
 pub async fn run(config: &Config, args: PublishArgs) -> Result<ExitCode> {
@@ -22,13 +23,26 @@ pub async fn run(config: &Config, args: PublishArgs) -> Result<ExitCode> {
             args.inputs.iter().map(|input| super::read_message(config, Path::new(input))).collect::<Result<_>>()?
         }
     };
-    let queue = open_queue(config, 1).await?;
+    let sink = super::open_sink(config).await?;
     let total = messages.len();
-    for (i, msg) in messages.iter().enumerate() {
-        queue.enqueue(&msg.to_queue_payload()).await?;
-        println!("published {} ({}) [{}/{total}]", msg.id, msg.topic, i + 1);
+    let mut refused = 0;
+    for (i, msg) in messages.into_iter().enumerate() {
+        let (id, topic) = (msg.id.clone(), msg.topic.clone());
+        let outcome = if args.force { sink.submit_forced(msg).await? } else { sink.submit(msg).await? };
+        let n = format!("[{}/{total}]", i + 1);
+        match outcome {
+            Outcome::Queued => println!("published {id} ({topic}) {n}"),
+            Outcome::Duplicate => println!(
+                "duplicate {id} ({topic}): already queued within [ingest] dedupe_window, not queued again \
+                 (--force queues it anyway) {n}"
+            ),
+            Outcome::Rejected { check, reason } => {
+                refused += 1;
+                eprintln!("error: {id} ({topic}) refused [{check}]: {reason} {n}");
+            }
+        }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(if refused == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 fn from_topic(config: &Config, topic: &str, inputs: &[String]) -> Result<Message> {

@@ -3,10 +3,11 @@
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
+use relflow_ansible::TaskResult;
 use relflow_core::Config;
 use relflow_store::{RunDetail, RunFilter, RunStatus, RunStore};
 
-use crate::backends::open_store;
+use relflow_engine::open_store;
 
 use crate::cli::{RunsCommand, RunsListArgs};
 
@@ -98,14 +99,11 @@ fn show(d: &RunDetail) {
     if let Some(e) = &r.error {
         println!("error      {e}");
     }
-    for t in d.tasks.as_array().map(Vec::as_slice).unwrap_or_default() {
-        println!(
-            "  {:<12} {:<16} {}{}",
-            t["status"].as_str().unwrap_or(""),
-            t["host"].as_str().unwrap_or(""),
-            t["task"].as_str().unwrap_or(""),
-            t["msg"].as_str().map(|m| format!(": {m}")).unwrap_or_default()
-        );
+    // Recorded by this version's runner; older rows that do not parse show no tasks.
+    let tasks: Vec<TaskResult> = serde_json::from_value(d.tasks.clone()).unwrap_or_default();
+    for t in &tasks {
+        let msg = t.msg.as_deref().map(|m| format!(": {m}")).unwrap_or_default();
+        println!("  {:<12} {:<16} {}{msg}", t.status.as_str(), t.host, t.task);
     }
     println!("(full output: relflow runs log {})", &r.id[..r.id.len().min(8)]);
 }

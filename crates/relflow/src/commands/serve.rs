@@ -6,13 +6,11 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use relflow_core::Config;
+use relflow_engine::{Backends, Metrics, Worker};
 use tracing::{info, warn};
 
-use crate::backends::Backends;
 use crate::cli::ServeArgs;
-use crate::metrics::Metrics;
-use crate::serve::{Server, Shared, Token};
-use crate::worker::Worker;
+use crate::serve::{Parts, Server, Shared, Token};
 
 pub async fn run(config: Config, args: ServeArgs) -> Result<ExitCode> {
     let token = load_token(&config)?;
@@ -22,46 +20,41 @@ pub async fn run(config: Config, args: ServeArgs) -> Result<ExitCode> {
     let listen = args.listen.unwrap_or(config.http.listen);
     let concurrency = args.concurrency.unwrap_or(config.worker.concurrency).max(1);
     let backends = Backends::open(&config, concurrency).await?;
-    let config = Arc::new(config);
     let metrics = Arc::new(Metrics::new());
+    // One intake for everything this process queues: every source dedupes
+    // against the others, and /metrics counts them all.
+    let sink = relflow_ingest::Sink::open(&relflow_engine::options::sink(&config), Arc::clone(&backends.queue))?;
+    sink.observe(Arc::clone(&metrics) as Arc<dyn relflow_ingest::Observer>);
+    let config = Arc::new(config);
     let shutdown = super::shutdown_on_signal("shutting down; running playbooks get worker.drain_timeout to finish")?;
     if http && token.is_none() {
         warn!("no [http] token configured: replay, purge and publish over HTTP are refused until one is set");
     }
-    let state = Shared::new(
-        Arc::clone(&config),
-        Arc::clone(&backends.queue),
-        Arc::clone(&backends.store),
-        Arc::clone(&metrics),
-        token,
-        ingest,
-        run_worker,
-        shutdown.clone(),
-    );
+    let parts = Parts { token, ingest, worker: run_worker };
+    let state =
+        Shared::new(Arc::clone(&config), &backends, sink.clone(), Arc::clone(&metrics), parts, shutdown.clone());
     let mut server = Server::new(state);
     if ingest && !config.sources.is_empty() {
         // The bridge, in-process: bus subscribers as background tasks and
-        // webhooks as routes on this server, all feeding one sink so every
-        // source dedupes against the others.
-        let sink = relflow_ingest::Sink::open(&config, Arc::clone(&backends.queue))?;
-        let bus = relflow_ingest::bus_sources(&config);
+        // webhooks as routes on this server.
+        let bus = relflow_ingest::bus_sources(&config.sources);
         if !bus.is_empty() {
-            let sources = relflow_ingest::run(bus, sink.clone(), server.shutdown_token());
+            let sources = relflow_ingest::run(bus, sink.clone(), shutdown.clone());
             server.spawn("bus sources", async move { sources.await? });
         }
-        let hooks = relflow_ingest::webhooks(&config);
+        let hooks = relflow_ingest::webhooks(&config.sources);
         if !hooks.is_empty() {
             server.merge(relflow_ingest::webhook::router(&hooks, sink)?);
         }
     }
     if run_worker {
-        let worker =
-            Worker::new(Arc::clone(&config), backends.queue, backends.store, concurrency)?.with_metrics(metrics);
+        let worker = Worker::new(Arc::clone(&config), backends, concurrency)?.with_metrics(metrics);
         let stop = shutdown.clone();
-        server.spawn("worker", async move { Arc::new(worker).run(false, stop).await });
+        server.spawn("worker", async move {
+            Arc::new(worker).run(false, stop).await;
+            Ok(())
+        });
     }
-    // Ingest sources from other crates (fedmsg, AMQP, webhooks) plug in here:
-    // server.merge(routes) / server.spawn(name, task) with server.ingest().
 
     crate::systemd::ready("serving");
     crate::systemd::spawn_watchdog();

@@ -7,7 +7,7 @@ use relflow_core::Config;
 use relflow_store::{RunFilter, RunStatus};
 use serde_json::json;
 
-use crate::backends::Backends;
+use relflow_engine::Backends;
 
 pub async fn run(config: &Config, as_json: bool) -> Result<ExitCode> {
     let b = Backends::open(config, 1).await?;

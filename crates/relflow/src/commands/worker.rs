@@ -5,18 +5,17 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use relflow_core::Config;
+use relflow_engine::{Backends, Worker};
 
-use crate::backends::Backends;
 use crate::cli::WorkerArgs;
-use crate::worker::Worker;
 
 pub async fn run(config: Config, args: WorkerArgs) -> Result<ExitCode> {
     let concurrency = args.concurrency.unwrap_or(config.worker.concurrency).max(1);
     let backends = Backends::open(&config, concurrency).await?;
-    let worker = Arc::new(Worker::new(Arc::new(config), backends.queue, backends.store, concurrency)?);
+    let worker = Arc::new(Worker::new(Arc::new(config), backends, concurrency)?);
     let shutdown = super::shutdown_on_signal("finishing running playbooks, taking no new messages")?;
     crate::systemd::ready(&format!("taking work, {concurrency} run slot(s)"));
     crate::systemd::spawn_watchdog();
-    worker.run(args.drain, shutdown).await?;
+    worker.run(args.drain, shutdown).await;
     Ok(ExitCode::SUCCESS)
 }

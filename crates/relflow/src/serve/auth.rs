@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::api::ApiError;
+use super::error::ApiError;
 use super::AppState;
 
 /// A configured token, kept only as its SHA-256 so comparing takes the same

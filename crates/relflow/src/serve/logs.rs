@@ -1,9 +1,10 @@
 //! A run's log over Server-Sent Events: the live file while the run runs,
 //! then an `end` event with how it ended.
 //!
-//! The worker tees a running playbook's output to `data_dir/logs/<id>.log`
-//! (removed once the run is recorded). The stream tails that file; when the
-//! store says the run is over, it sends what is left and ends. A run that
+//! The worker tees a running playbook's output to its live log
+//! ([`relflow_engine::RunLogs`], removed once the run is recorded). The
+//! stream tails that file; when the store says the run is over, it sends
+//! what is left and ends. A run that
 //! was already over (or whose file it never saw) is sent from the store.
 //! Each `log` event's data is JSON `{"text": ...}`, so any bytes survive SSE.
 
@@ -18,9 +19,9 @@ use relflow_store::RunStatus;
 use serde_json::json;
 use tokio::io::AsyncReadExt;
 
-use super::api::{find_run, ApiError};
+use super::error::ApiError;
+use super::runs::find_run;
 use super::AppState;
-use crate::worker::live_log_path;
 
 const CHUNK: usize = 64 << 10;
 const POLL: Duration = Duration::from_millis(300);
@@ -83,8 +84,7 @@ impl Tail {
                 return None;
             }
             if self.file.is_none() {
-                let path = live_log_path(&self.state.config.data_dir, &self.run_id);
-                self.file = tokio::fs::File::open(path).await.ok();
+                self.file = self.state.logs.open(&self.run_id).await;
             }
             if let Some(file) = &mut self.file {
                 let mut buf = vec![0u8; CHUNK];
@@ -145,9 +145,8 @@ pub async fn stream_log(
 pub async fn log_text(State(state): State<AppState>, Path(id): Path<String>) -> Result<String, ApiError> {
     let run = find_run(&state, &id).await?;
     if run.record.status == RunStatus::Running {
-        let path = live_log_path(&state.config.data_dir, &run.record.id);
-        if let Ok(bytes) = tokio::fs::read(&path).await {
-            return Ok(String::from_utf8_lossy(&bytes).into_owned());
+        if let Some(text) = state.logs.read(&run.record.id).await {
+            return Ok(text);
         }
     }
     Ok(run.log)

@@ -1,18 +1,19 @@
 //! `relflow serve`: one process with the HTTP API, the web page, `/metrics`,
 //! ingest and (optionally) a worker.
 //!
-//! The seam for more ingest sources (fedmsg, AMQP, webhooks) is [`Server`]:
-//! build it, then [`Server::merge`] extra routes (e.g. `POST /hooks/{name}`)
-//! and [`Server::spawn`] extra long-running tasks (e.g. a ZeroMQ subscriber);
-//! both get an [`Ingest`] handle from [`Server::ingest`], which is the one
-//! way a message gets on the queue here (it also counts it for `/metrics`).
-//! Every task gets the same shutdown token: when it fires (SIGTERM), tasks
-//! stop, the worker drains and the HTTP server closes.
+//! [`Server`] is the API and page; [`Server::merge`] adds routes (the
+//! webhooks) and [`Server::spawn`] long-running tasks (bus sources, the
+//! worker). Every message that gets on the queue here goes through the one
+//! intake ([`relflow_ingest::Sink`], in [`Shared`]), which also counts it
+//! for `/metrics`. Every task gets the same shutdown token: when it fires
+//! (SIGTERM), tasks stop, the worker drains and the HTTP server closes.
 
 mod api;
 mod auth;
+mod error;
 mod ingest;
 mod logs;
+mod runs;
 mod web;
 
 use std::collections::VecDeque;
@@ -25,6 +26,8 @@ use anyhow::{Context, Result};
 use axum::Router;
 use chrono::{DateTime, Utc};
 use relflow_core::Config;
+use relflow_engine::{Metrics, RunLogs};
+use relflow_ingest::Sink;
 use relflow_queue::{QueueDepth, WorkQueue};
 use relflow_store::RunStore;
 use serde::Serialize;
@@ -33,9 +36,6 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 pub use auth::Token;
-pub use ingest::Ingest;
-
-use crate::metrics::Metrics;
 
 /// How often the queue depth is sampled for the page's chart, and how many
 /// samples are kept (24 hours' worth).
@@ -47,6 +47,10 @@ pub struct Shared {
     pub config: Arc<Config>,
     pub queue: Arc<dyn WorkQueue>,
     pub store: Arc<dyn RunStore>,
+    /// The one door to the queue (publish, replay).
+    pub sink: Sink,
+    /// Live logs of runs in progress on this host.
+    pub logs: RunLogs,
     pub metrics: Arc<Metrics>,
     /// `None`: no token configured, so mutating endpoints refuse everyone.
     pub token: Option<Token>,
@@ -70,28 +74,35 @@ pub struct DepthSample {
     pub depth: QueueDepth,
 }
 
+/// What `relflow serve` runs, besides the API.
+pub struct Parts {
+    pub token: Option<Token>,
+    /// `POST /api/publish` is served.
+    pub ingest: bool,
+    /// A worker runs in this process.
+    pub worker: bool,
+}
+
 impl Shared {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: Arc<Config>,
-        queue: Arc<dyn WorkQueue>,
-        store: Arc<dyn RunStore>,
+        backends: &relflow_engine::Backends,
+        sink: Sink,
         metrics: Arc<Metrics>,
-        token: Option<Token>,
-        ingest: bool,
-        worker: bool,
+        parts: Parts,
         shutdown: CancellationToken,
     ) -> AppState {
-        let protect_reads = config.http.protect_reads;
         Arc::new(Shared {
+            protect_reads: config.http.protect_reads,
+            logs: RunLogs::new(&config.data_dir),
             config,
-            queue,
-            store,
+            queue: Arc::clone(&backends.queue),
+            store: Arc::clone(&backends.store),
+            sink,
             metrics,
-            token,
-            protect_reads,
-            ingest,
-            worker,
+            token: parts.token,
+            ingest: parts.ingest,
+            worker: parts.worker,
             shutdown,
             depth_history: Mutex::new(VecDeque::new()),
         })
@@ -188,33 +199,9 @@ impl Server {
     }
 }
 
-/// The seam for ingest sources that live outside this module (`relflow
-/// bridge`'s fedmsg, AMQP and webhook sources); unused until they plug in.
-#[allow(dead_code)]
 impl Server {
-    pub fn state(&self) -> &AppState {
-        &self.state
-    }
-
-    /// How extra sources put messages on the queue.
-    pub fn ingest(&self) -> Ingest {
-        Ingest::new(&self.state)
-    }
-
-    /// Fires on SIGTERM/Ctrl-C; spawned tasks must return soon after.
-    pub fn shutdown_token(&self) -> CancellationToken {
-        self.state.shutdown.clone()
-    }
-
     /// Adds routes (their own state already applied) beside the built-in ones.
-    /// Mutating routes should check the token with [`Token::check`] or
-    /// [`Server::require_token`].
     pub fn merge(&mut self, routes: Router) {
         self.router = std::mem::take(&mut self.router).merge(routes);
-    }
-
-    /// Wraps `routes` so they answer 401 without the configured bearer token.
-    pub fn require_token(&self, routes: Router) -> Router {
-        routes.layer(axum::middleware::from_fn_with_state(Arc::clone(&self.state), auth::require_token))
     }
 }

@@ -1,5 +1,9 @@
 //! Prometheus metrics: what flows through this process, for `/metrics`.
 //!
+//! The intake reports every decision through [`relflow_ingest::Observer`]
+//! (so every source is counted, whichever door it came through); the
+//! worker reports its decisions directly.
+//!
 //! Counters live in memory and start at zero with the process, as Prometheus
 //! expects (`rate()` handles restarts). Queue depth is read from the queue at
 //! scrape time instead, so it is right even when other processes publish or
@@ -47,6 +51,7 @@ struct StateLabels {
 pub struct Metrics {
     registry: Registry,
     received: Family<SourceLabels, Counter>,
+    duplicates: Family<SourceLabels, Counter>,
     rejected: Family<RejectLabels, Counter>,
     matched: Family<SourceLabels, Counter>,
     noop: Family<SourceLabels, Counter>,
@@ -72,10 +77,12 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Every metric at zero.
     pub fn new() -> Metrics {
         let mut registry = Registry::with_prefix("relflow");
         let m = Metrics {
             received: Family::default(),
+            duplicates: Family::default(),
             rejected: Family::default(),
             matched: Family::default(),
             noop: Family::default(),
@@ -93,6 +100,11 @@ impl Metrics {
             "messages_received",
             "Messages accepted by ingest in this process, by source",
             m.received.clone(),
+        );
+        registry.register(
+            "messages_duplicate",
+            "Messages dropped by ingest in this process as already queued within the dedupe window, by source",
+            m.duplicates.clone(),
         );
         registry.register(
             "messages_rejected",
@@ -114,7 +126,7 @@ impl Metrics {
         );
         registry.register("retries", "Messages put back for a delayed retry, by the failing rule", m.retries.clone());
         registry.register("dead_letters", "Messages dead-lettered by this process, by source", m.dead_letters.clone());
-        registry.register("dead_letter_replays", "Dead letters replayed through the API", m.replays.clone());
+        registry.register("dead_letter_replays", "Dead letters replayed by this process", m.replays.clone());
         registry.register(
             "queue_depth",
             "Messages on the work queue by state (read at scrape time)",
@@ -125,43 +137,41 @@ impl Metrics {
         Metrics { registry, ..m }
     }
 
-    pub fn received(&self, source: &str) {
-        self.received.get_or_create(&SourceLabels { source: source.into() }).inc();
-    }
-
     /// `reason` is a short fixed word (`too_large`, `invalid`, `undecodable`...),
     /// never free text: each value makes a time series.
     pub fn rejected(&self, source: &str, reason: &str) {
         self.rejected.get_or_create(&RejectLabels { source: source.into(), reason: reason.into() }).inc();
     }
 
+    /// A message matched at least one rule.
     pub fn matched(&self, source: &str) {
         self.matched.get_or_create(&SourceLabels { source: source.into() }).inc();
     }
 
+    /// A message matched no rule.
     pub fn noop(&self, source: &str) {
         self.noop.get_or_create(&SourceLabels { source: source.into() }).inc();
     }
 
+    /// A run ended with `outcome` (the run store's status word) after `took`.
     pub fn run_finished(&self, rule: &str, outcome: &str, took: Duration) {
         self.runs.get_or_create(&RunLabels { rule: rule.into(), outcome: outcome.into() }).inc();
         self.duration.get_or_create(&RuleLabels { rule: rule.into() }).observe(took.as_secs_f64());
     }
 
+    /// A message goes back for a retry because these rules failed.
     pub fn retried(&self, rules: &[&str]) {
         for rule in rules {
             self.retries.get_or_create(&RuleLabels { rule: (*rule).into() }).inc();
         }
     }
 
+    /// A message was dead-lettered.
     pub fn dead_lettered(&self, source: &str) {
         self.dead_letters.get_or_create(&SourceLabels { source: source.into() }).inc();
     }
 
-    pub fn replayed(&self) {
-        self.replays.inc();
-    }
-
+    /// How many runs this process may run at once.
     pub fn set_slots(&self, n: usize) {
         self.slots.set(n as i64);
     }
@@ -184,6 +194,25 @@ impl Metrics {
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+impl relflow_ingest::Observer for Metrics {
+    fn decided(&self, e: &relflow_ingest::Event) {
+        use relflow_ingest::Outcome;
+        let source = SourceLabels { source: e.source.clone() };
+        match &e.outcome {
+            Outcome::Queued if e.source == relflow_ingest::REPLAY_SOURCE => {
+                self.replays.inc();
+            }
+            Outcome::Queued => {
+                self.received.get_or_create(&source).inc();
+            }
+            Outcome::Duplicate => {
+                self.duplicates.get_or_create(&source).inc();
+            }
+            Outcome::Rejected { check, .. } => self.rejected(&e.source, check),
+        }
     }
 }
 

@@ -1,0 +1,41 @@
+#![deny(missing_docs)]
+//! relflow's engine: everything between the work queue and the run store.
+//!
+//! ```text
+//!  WorkQueue::claim -> decode -> match rules -> run each playbook -> record the run -> settle
+//!       ^                                         (Runner)           (RunStore)       ack | retry |
+//!       |                                                                             dead letter | release
+//!  Sink (the one door: bus sources, webhooks, `relflow publish`, POST /api/publish, replay)
+//! ```
+//!
+//! * [`Worker`] is the loop: it claims deliveries, runs the rules they
+//!   match (bounded concurrency, concurrency groups across workers), records
+//!   every run, and settles the delivery.
+//! * [`settle()`] is the decision table, a pure function: what the queue is
+//!   told follows from what happened, nothing else.
+//! * [`Backends`] opens the queue and store the config names; [`options`]
+//!   is the one place that maps the config to each component's options.
+//! * [`RunLogs`] is how a running run's log is shared with `relflow serve`.
+//! * [`Metrics`] counts what flows through the process for `/metrics`.
+//!
+//! The `relflow` binary is a face over this crate: CLI, HTTP and systemd.
+
+mod backends;
+mod dead_letters;
+mod locks;
+mod logs;
+mod metrics;
+mod noops;
+pub mod options;
+mod record;
+mod run;
+pub mod settle;
+mod worker;
+
+pub use backends::{open_queue, open_store, BackendError, Backends};
+pub use dead_letters::DeadLetterView;
+pub use logs::RunLogs;
+pub use metrics::Metrics;
+pub use record::extra_vars;
+pub use settle::{settle, Settle};
+pub use worker::Worker;

@@ -1,0 +1,57 @@
+//! The one place that maps `relflow.toml` ([`Config`]) to each component's
+//! own options. Components (queues, stores, the runner, the intake) never see
+//! the whole configuration, so each can be read, tested and reused alone.
+
+use std::time::Duration;
+
+use relflow_amqp::AmqpQueueOptions;
+use relflow_ansible::{RunnerConfig, RunnerMode};
+use relflow_core::config::AnsibleMode;
+use relflow_core::Config;
+use relflow_ingest::SinkOptions;
+use relflow_queue::SqliteQueueOptions;
+
+/// The embedded queue in `data_dir`.
+pub fn sqlite_queue(config: &Config) -> SqliteQueueOptions {
+    SqliteQueueOptions { visibility_timeout: config.queue.visibility_timeout(), ..Default::default() }
+}
+
+/// RabbitMQ at `url`, for a process holding up to `prefetch` deliveries at once.
+pub fn amqp_queue(config: &Config, url: &str, prefetch: usize) -> AmqpQueueOptions {
+    let max_retries = config.rules.iter().map(|r| r.retries).max().unwrap_or(0);
+    let longest_run = config.rules.iter().map(|r| r.timeout).max().unwrap_or_default();
+    AmqpQueueOptions {
+        url: url.to_owned(),
+        prefix: config.queue.prefix.clone(),
+        prefetch: u16::try_from(prefetch).unwrap_or(u16::MAX).max(1),
+        retry_delays: config.worker.retry_delays(max_retries),
+        // Ask the broker (>= 3.12 honours it) not to reclaim a delivery while
+        // its longest playbook may still be running, plus the drain time.
+        consumer_timeout: Some(longest_run + config.worker.drain_timeout + Duration::from_secs(60)),
+        connection_name: format!("relflow pid {}", std::process::id()),
+        ..Default::default()
+    }
+}
+
+/// How the worker runs `ansible-playbook`.
+pub fn runner(config: &Config) -> RunnerConfig {
+    let mut runner = RunnerConfig::new(&config.ansible.playbook_cmd, config.data_dir.join("ansible"));
+    runner.ansible_config = config.ansible.config.clone();
+    runner.env_passthrough = config.ansible.env.clone();
+    runner.kill_grace = config.ansible.kill_grace;
+    runner.mode = match config.ansible.mode {
+        AnsibleMode::Cold => RunnerMode::Cold,
+        AnsibleMode::Warm => RunnerMode::Warm,
+    };
+    runner
+}
+
+/// The intake (dedupe window, signature checks, size limit).
+pub fn sink(config: &Config) -> SinkOptions {
+    SinkOptions {
+        data_dir: config.data_dir.clone(),
+        dedupe_window: config.ingest.dedupe_window,
+        fedmsg: config.fedmsg.clone(),
+        max_message_bytes: config.max_message_bytes,
+    }
+}

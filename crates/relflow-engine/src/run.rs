@@ -1,0 +1,136 @@
+//! One rule for one message: from "should this run at all?" to the recorded
+//! result, one step per function.
+
+use relflow_ansible::PlaybookRun;
+use relflow_core::config::PlaybookError;
+use relflow_core::{Message, Rule};
+use relflow_store::{LockGuard, NewRun, RunOutcome};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::locks::KeyedGuard;
+use crate::record;
+use crate::settle::RuleOutcome;
+use crate::worker::Worker;
+
+impl Worker {
+    /// Runs `rule` for `msg` (attempt `attempt`) unless that is already done
+    /// or cannot help, and records the run.
+    pub(crate) async fn run_rule(
+        &self,
+        rule: &Rule,
+        msg: &Message,
+        attempt: u32,
+        kill: CancellationToken,
+    ) -> RuleOutcome {
+        if let Some(skip) = self.preflight(rule, msg, attempt).await {
+            return skip;
+        }
+        let playbook = self.config.playbook_path(rule, &msg.topic);
+        let _group = match self.group_lock(rule, msg).await {
+            Ok(guard) => guard,
+            Err(e) => return RuleOutcome::Failed(format!("cannot take the concurrency-group lock: {e}")),
+        };
+        let _slot = self.run_slots.acquire().await;
+        let _busy = self.metrics.busy();
+        let run_id = uuid::Uuid::new_v4().to_string();
+        if let Err(e) = self.store.start(&self.new_run(&run_id, rule, msg, attempt, &playbook)).await {
+            return RuleOutcome::Failed(format!("cannot record the run: {e}"));
+        }
+        match playbook {
+            Ok(playbook) => self.execute(rule, msg, attempt, &run_id, playbook, kill).await,
+            Err(e) => {
+                self.finish(&run_id, &record::error_outcome(e.to_string())).await;
+                RuleOutcome::Permanent(e.to_string())
+            }
+        }
+    }
+
+    /// Why this rule need not (or must not) run now, if so.
+    async fn preflight(&self, rule: &Rule, msg: &Message, attempt: u32) -> Option<RuleOutcome> {
+        match self.store.has_succeeded(&msg.id, &rule.name).await {
+            Ok(true) => {
+                info!(rule = %rule.name, msg_id = %msg.id, "already ran successfully for this message; skipping");
+                return Some(RuleOutcome::AlreadyDone);
+            }
+            Ok(false) => {}
+            // Without the store we cannot record the run, so do not run it:
+            // retry once the store is back.
+            Err(e) => return Some(RuleOutcome::Failed(format!("run store unavailable: {e}"))),
+        }
+        // Another rule of this message is still retrying; this one used up
+        // its own attempts earlier.
+        (attempt > rule.retries + 1).then(|| RuleOutcome::Failed("failed earlier; no retries left".into()))
+    }
+
+    /// Runs the playbook and records how it ended.
+    async fn execute(
+        &self,
+        rule: &Rule,
+        msg: &Message,
+        attempt: u32,
+        run_id: &str,
+        playbook: std::path::PathBuf,
+        kill: CancellationToken,
+    ) -> RuleOutcome {
+        info!(rule = %rule.name, msg_id = %msg.id, run = %run_id, attempt, playbook = %playbook.display(), "running playbook");
+        let run = PlaybookRun {
+            playbook,
+            inventory: rule.inventory.clone().or_else(|| self.config.ansible.inventory.clone()),
+            limit: rule.limit.clone(),
+            timeout: rule.timeout,
+            vars: record::extra_vars(msg, &rule.name, run_id, attempt),
+            cwd: self.config.playbooks_dir.clone(),
+            // Teed as it is written, so `relflow serve` can stream a running log.
+            log_path: Some(self.logs.path(run_id)),
+        };
+        let started = std::time::Instant::now();
+        let result = self.runner.run(&run, kill).await;
+        let outcome = record::run_outcome(&result);
+        self.metrics.run_finished(&rule.name, outcome.status.as_str(), started.elapsed());
+        info!(rule = %rule.name, run = %run_id, status = %outcome.status, exit_code = ?result.exit_code,
+              ok = result.stats.ok, changed = result.stats.changed, failed = result.stats.failed, "run finished");
+        self.finish(run_id, &outcome).await;
+        self.logs.finished(run_id);
+        record::rule_outcome(&result)
+    }
+
+    fn new_run(
+        &self,
+        run_id: &str,
+        rule: &Rule,
+        msg: &Message,
+        attempt: u32,
+        playbook: &Result<std::path::PathBuf, PlaybookError>,
+    ) -> NewRun {
+        NewRun {
+            id: run_id.to_owned(),
+            message_id: msg.id.clone(),
+            topic: msg.topic.clone(),
+            rule: rule.name.clone(),
+            playbook: match playbook {
+                Ok(p) | Err(PlaybookError::Missing(p)) => p.display().to_string(),
+                Err(_) => format!("{:?}", rule.playbook),
+            },
+            attempt,
+            worker: self.id.clone(),
+            message: serde_json::to_value(msg).unwrap_or_default(),
+        }
+    }
+
+    async fn finish(&self, run_id: &str, outcome: &RunOutcome) {
+        if let Err(e) = self.store.finish(run_id, outcome).await {
+            warn!(run = %run_id, "cannot record how the run ended: {e}");
+        }
+    }
+
+    /// Waits for the rule's concurrency group: first among this worker's own
+    /// runs (cheap), then across all workers through the run store.
+    async fn group_lock(&self, rule: &Rule, msg: &Message) -> relflow_store::Result<Option<(KeyedGuard, LockGuard)>> {
+        let Some(spec) = &rule.concurrency_group else { return Ok(None) };
+        let group = spec.group_for(msg);
+        let local = self.groups.lock(&group).await;
+        let shared = self.store.lock(&group).await?;
+        Ok(Some((local, shared)))
+    }
+}

@@ -1,0 +1,286 @@
+//! The worker: claim a message, run every rule it matches, record each run,
+//! then settle the message with the queue ([`crate::settle`] decides how).
+//!
+//! Runs are recorded before the message is settled, and a rule that already
+//! succeeded for a message is skipped, so a redelivery never repeats work
+//! that finished: at-least-once delivery, exactly-once successful runs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use relflow_ansible::{Runner, RunnerError};
+use relflow_core::{match_rules, Config, Message};
+use relflow_queue::{Delivery, WorkQueue};
+use relflow_store::RunStore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::locks::KeyedLocks;
+use crate::logs::RunLogs;
+use crate::metrics::Metrics;
+use crate::noops::NoopCounter;
+use crate::settle::{settle, Handled, RuleVerdict, Settle};
+use crate::Backends;
+
+/// How long one `claim` waits before the loop checks for shutdown/drain.
+const CLAIM_WAIT: Duration = Duration::from_secs(1);
+
+/// Takes messages from the queue and runs their playbooks, `concurrency`
+/// runs at a time. Share it as `Arc<Worker>` and call [`Worker::run`].
+pub struct Worker {
+    pub(crate) config: Arc<Config>,
+    queue: Arc<dyn WorkQueue>,
+    pub(crate) store: Arc<dyn RunStore>,
+    /// Counters for `/metrics` (`relflow serve`); private and unread otherwise.
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) runner: Arc<Runner>,
+    pub(crate) logs: RunLogs,
+    /// No-ops are counted in memory and written once a second (noops.rs).
+    noops: Arc<NoopCounter>,
+    /// Bounds playbook runs at once; shared by all messages in flight.
+    pub(crate) run_slots: Arc<Semaphore>,
+    concurrency: usize,
+    /// Rules in one concurrency group run one at a time.
+    pub(crate) groups: KeyedLocks,
+    /// Copies of one message are handled one at a time, so the second sees
+    /// the first's recorded success instead of racing it.
+    messages: KeyedLocks,
+    /// `host:pid`, recorded with every run.
+    pub(crate) id: String,
+}
+
+impl Worker {
+    /// A worker over `backends` running up to `concurrency` playbooks at once.
+    pub fn new(config: Arc<Config>, backends: Backends, concurrency: usize) -> Result<Worker, RunnerError> {
+        let logs = RunLogs::new(&config.data_dir);
+        if let Err(e) = logs.create_dir() {
+            warn!("cannot create the live log directory (running logs will not stream live): {e}");
+        }
+        let host = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
+        Ok(Worker {
+            runner: Arc::new(Runner::new(crate::options::runner(&config))?),
+            noops: Arc::new(NoopCounter::new(Arc::clone(&backends.store))),
+            logs,
+            config,
+            queue: backends.queue,
+            store: backends.store,
+            run_slots: Arc::new(Semaphore::new(concurrency)),
+            concurrency,
+            groups: KeyedLocks::default(),
+            messages: KeyedLocks::default(),
+            metrics: Arc::new(Metrics::new()),
+            id: format!("{host}:{}", std::process::id()),
+        })
+    }
+
+    /// Shares `metrics` (the one `/metrics` renders) instead of a private set.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Worker {
+        metrics.set_slots(self.concurrency);
+        self.metrics = metrics;
+        self
+    }
+
+    /// Runs until `shutdown` fires, or, with `drain`, until the queue has no
+    /// work left. On shutdown, running playbooks get `drain_timeout` to
+    /// finish; then they are stopped and their messages released.
+    pub async fn run(self: Arc<Self>, drain: bool, shutdown: CancellationToken) {
+        let kill = CancellationToken::new();
+        let in_flight = Arc::new(Semaphore::new(self.concurrency));
+        let mut tasks = JoinSet::new();
+        info!(worker = %self.id, concurrency = self.concurrency, rules = self.config.rules.len(), "worker started");
+        // Warm mode: pay for importing ansible now, not on the first message.
+        self.runner.warm_up(&self.config.playbooks_dir).await;
+        let stop_noops = CancellationToken::new();
+        let noops = tokio::spawn(Arc::clone(&self.noops).run(stop_noops.clone()));
+        loop {
+            while tasks.try_join_next().is_some() {}
+            let permit = tokio::select! {
+                p = Arc::clone(&in_flight).acquire_owned() => p.expect("the slot semaphore is never closed"),
+                _ = shutdown.cancelled() => break,
+            };
+            let claimed = tokio::select! {
+                c = self.queue.claim(CLAIM_WAIT) => c,
+                _ = shutdown.cancelled() => break,
+            };
+            match claimed {
+                Ok(Some(delivery)) => {
+                    let (me, kill) = (Arc::clone(&self), kill.clone());
+                    tasks.spawn(async move { me.handle(delivery, permit, kill).await });
+                }
+                Ok(None) if drain && tasks.is_empty() => {
+                    if self.drained().await {
+                        break;
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    // The queue is down (broker restart, disk full...). Keep
+                    // the worker alive and try again: nothing is lost, the
+                    // messages are still on the queue.
+                    warn!("cannot claim from the queue, retrying in 1s: {e}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+        self.stop_running(tasks, kill).await;
+        stop_noops.cancel();
+        let _ = noops.await;
+        info!("worker stopped");
+    }
+
+    /// `--drain`: whether nothing is left to do (ready, delayed or in flight
+    /// on any worker).
+    async fn drained(&self) -> bool {
+        match self.queue.depth().await {
+            Ok(depth) if depth.pending() == 0 => {
+                info!("queue drained, exiting");
+                true
+            }
+            Ok(depth) => {
+                info!(
+                    ready = depth.ready,
+                    delayed = depth.delayed,
+                    in_flight = depth.in_flight,
+                    "waiting for queued work"
+                );
+                false
+            }
+            Err(e) => {
+                warn!("cannot read queue depth: {e}");
+                false
+            }
+        }
+    }
+
+    /// Gives running playbooks `drain_timeout`, then stops them (their
+    /// messages are released for another worker).
+    async fn stop_running(&self, mut tasks: JoinSet<()>, kill: CancellationToken) {
+        if tasks.is_empty() {
+            return;
+        }
+        let timeout = self.config.worker.drain_timeout;
+        info!(running = tasks.len(), ?timeout, "draining: waiting for running playbooks");
+        let drained = tokio::time::timeout(timeout, async { while tasks.join_next().await.is_some() {} });
+        if drained.await.is_err() {
+            warn!("drain timeout passed: stopping running playbooks; their messages go back on the queue");
+            kill.cancel();
+            while tasks.join_next().await.is_some() {}
+        }
+    }
+
+    /// Everything for one delivery, ending with exactly one of ack, retry,
+    /// dead_letter or release. Never panics on bad input, never returns an
+    /// error: a queue error here is logged and the delivery comes back.
+    ///
+    /// `slot` is this delivery's place among the worker's `concurrency`
+    /// deliveries in flight. It is given back once the work is decided,
+    /// before the settle call: the next claim then goes to the queue while
+    /// this settle is still in the air, and the embedded queue commits both
+    /// in one transaction (one fsync instead of two per message). The settle
+    /// itself still happens only after the work; nothing is acked early.
+    async fn handle(&self, d: Delivery, slot: OwnedSemaphorePermit, kill: CancellationToken) {
+        let decoded = Message::from_queue_payload(&d.payload, self.config.max_message_bytes);
+        let (decision, source, _one_at_a_time, keep_alive) = match decoded {
+            Err(e) => {
+                self.metrics.rejected("unknown", "undecodable");
+                (settle(&Handled::Undecodable(e.to_string()), &self.config.worker), None, None, None)
+            }
+            Ok(_) if d.deliveries > self.config.worker.max_deliveries => {
+                (settle(&Handled::TooManyDeliveries(d.deliveries), &self.config.worker), None, None, None)
+            }
+            Ok(msg) => {
+                let keep_alive = self.keep_alive(&d);
+                // Held until settled, so a second copy sees this one's outcome.
+                let one_at_a_time = self.messages.lock(&msg.id).await;
+                let decision = self.process(&d, &msg, kill).await;
+                (decision, Some(msg.source), Some(one_at_a_time), keep_alive)
+            }
+        };
+        drop(slot);
+        if let Settle::DeadLetter(_) = decision {
+            self.metrics.dead_lettered(source.as_deref().unwrap_or("unknown"));
+        }
+        let settled = match decision {
+            Settle::Ack => self.queue.ack(&d).await,
+            Settle::Retry { delay, reason } => self.queue.retry(&d, delay, &reason).await,
+            Settle::DeadLetter(reason) => self.queue.dead_letter(&d, &reason).await,
+            Settle::Release => self.queue.release(&d).await,
+        };
+        if let Some(keep_alive) = keep_alive {
+            keep_alive.cancel();
+        }
+        if let Err(e) = settled {
+            warn!(tag = d.tag, "could not settle the message with the queue (it will be redelivered): {e}");
+        }
+    }
+
+    /// Renews the lease as often as the queue asks until cancelled; `None`
+    /// when the queue needs no renewals.
+    fn keep_alive(&self, d: &Delivery) -> Option<CancellationToken> {
+        let every = self.queue.lease_renewal()?;
+        let stop = CancellationToken::new();
+        let (queue, d, stopped) = (Arc::clone(&self.queue), d.clone(), stop.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stopped.cancelled() => return,
+                    _ = tokio::time::sleep(every) => {}
+                }
+                if let Err(e) = queue.keep_alive(&d).await {
+                    warn!("cannot renew the lease on a running message: {e}");
+                }
+            }
+        });
+        Some(stop)
+    }
+
+    /// Runs the rules `msg` matches and decides how to settle it.
+    async fn process(&self, d: &Delivery, msg: &Message, kill: CancellationToken) -> Settle {
+        let matches = match_rules(&self.config.rules, msg);
+        for (rule, err) in &matches.errors {
+            warn!(rule = %rule.name, msg_id = %msg.id, "condition could not be evaluated, treating as no match: {err}");
+        }
+        if matches.rules.is_empty() {
+            self.metrics.noop(&msg.source);
+            info!(msg_id = %msg.id, topic = %msg.topic, "no rule matched; acked as a no-op");
+            self.noops.add();
+            return settle(&Handled::NoMatch, &self.config.worker);
+        }
+        self.metrics.matched(&msg.source);
+        // Several rules of one message run side by side (each still takes a run slot).
+        let runs = matches.rules.iter().map(|rule| self.run_rule(rule, msg, d.attempt, kill.clone()));
+        let outcomes = join_all(runs).await;
+        let rules = matches
+            .rules
+            .iter()
+            .zip(outcomes)
+            .map(|(rule, outcome)| RuleVerdict { rule: &rule.name, retries: rule.retries, outcome })
+            .collect();
+        let handled = Handled::Ran { attempt: d.attempt, rules };
+        let decision = settle(&handled, &self.config.worker);
+        match &decision {
+            Settle::Retry { delay, reason } => {
+                info!(msg_id = %msg.id, ?delay, "retrying later: {reason}");
+                self.metrics.retried(&failed_rules(&handled));
+            }
+            Settle::DeadLetter(reason) => warn!(msg_id = %msg.id, "dead-lettering: {reason}"),
+            Settle::Ack | Settle::Release => {}
+        }
+        decision
+    }
+}
+
+/// The rules whose runs failed (and may be retried), for the retries metric.
+fn failed_rules<'a>(handled: &Handled<'a>) -> Vec<&'a str> {
+    match handled {
+        Handled::Ran { rules, .. } => rules
+            .iter()
+            .filter(|r| matches!(r.outcome, crate::settle::RuleOutcome::Failed(_)))
+            .map(|r| r.rule)
+            .collect(),
+        _ => Vec::new(),
+    }
+}

@@ -1,0 +1,122 @@
+//! The run endpoints: list, show, and the runs-per-hour chart.
+
+use axum::extract::{Path, Query, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use relflow_store::{RunDetail, RunFilter, RunStatus};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::error::ApiError;
+use super::AppState;
+
+/// Most runs one page may hold.
+const MAX_LIMIT: usize = 500;
+
+/// `GET /api/runs`, `/api/runs/{id}` (with its log), `/api/stats/runs-per-hour`.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/runs", get(list_runs))
+        .route("/api/runs/{id}", get(show_run))
+        .route("/api/runs/{id}/log", get(super::logs::log_text))
+        .route("/api/runs/{id}/log/stream", get(super::logs::stream_log))
+        .route("/api/stats/runs-per-hour", get(runs_per_hour))
+}
+
+/// Reads `2h`/`3d` (that long ago) or an RFC 3339 time.
+fn parse_time(name: &str, value: &str) -> Result<DateTime<Utc>, ApiError> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(value) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    let ago = humantime::parse_duration(value).map_err(|_| {
+        ApiError::bad_request(format!(
+            "{name}={value:?}: give an RFC 3339 time (2024-05-01T12:00:00Z) or a duration ago (2h, 3d)"
+        ))
+    })?;
+    Ok(Utc::now() - chrono::Duration::from_std(ago).unwrap_or_default())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunsQuery {
+    topic: Option<String>,
+    rule: Option<String>,
+    status: Option<String>,
+    message_id: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    limit: Option<usize>,
+    offset: Option<usize>,
+}
+
+async fn list_runs(
+    State(state): State<AppState>,
+    q: Result<Query<RunsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) = q.map_err(|e| {
+        ApiError::bad_request(format!("{e}; filters are topic, rule, status, message_id, since, until, limit, offset"))
+    })?;
+    let status = match q.status.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => Some(RunStatus::parse(s).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "unknown status {s:?}; use one of: {}",
+                RunStatus::ALL.map(RunStatus::as_str).join(", ")
+            ))
+        })?),
+    };
+    let limit = q.limit.unwrap_or(50);
+    if limit == 0 || limit > MAX_LIMIT {
+        return Err(ApiError::bad_request(format!("limit must be 1..={MAX_LIMIT}; page with offset")));
+    }
+    let non_empty = |v: Option<String>| v.filter(|s| !s.is_empty());
+    let filter = RunFilter {
+        topic: non_empty(q.topic),
+        rule: non_empty(q.rule),
+        status,
+        message_id: non_empty(q.message_id),
+        since: non_empty(q.since).map(|v| parse_time("since", &v)).transpose()?,
+        until: non_empty(q.until).map(|v| parse_time("until", &v)).transpose()?,
+        limit,
+        offset: q.offset.unwrap_or(0),
+    };
+    let runs = state.store.list(&filter).await.map_err(|e| ApiError::backend("run store", e))?;
+    let total = state.store.count(&filter).await.map_err(|e| ApiError::backend("run store", e))?;
+    Ok(Json(json!({"runs": runs, "total": total, "limit": filter.limit, "offset": filter.offset})))
+}
+
+/// A run by id or unique prefix, or a 404/400 that says what to do.
+pub async fn find_run(state: &AppState, id: &str) -> Result<RunDetail, ApiError> {
+    match state.store.get(id).await {
+        Ok(Some(run)) => Ok(run),
+        Ok(None) => Err(ApiError::not_found(format!("no run with id {id:?}; list runs with GET /api/runs"))),
+        Err(relflow_store::StoreError::Ambiguous(p)) => {
+            Err(ApiError::bad_request(format!("run id prefix {p:?} matches more than one run; give more characters")))
+        }
+        Err(e) => Err(ApiError::backend("run store", e)),
+    }
+}
+
+async fn show_run(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let run = find_run(&state, &id).await?;
+    let mut value = serde_json::to_value(&run).map_err(|e| ApiError::backend("run", e))?;
+    if let Value::Object(map) = &mut value {
+        // The log can be megabytes: it has its own endpoints.
+        map.remove("log");
+        map.insert("log_url".into(), format!("/api/runs/{}/log", run.record.id).into());
+        map.insert("log_stream_url".into(), format!("/api/runs/{}/log/stream", run.record.id).into());
+    }
+    Ok(Json(value))
+}
+
+#[derive(Debug, Deserialize)]
+struct SinceQuery {
+    since: Option<String>,
+}
+
+async fn runs_per_hour(State(state): State<AppState>, Query(q): Query<SinceQuery>) -> Result<Json<Value>, ApiError> {
+    let since = parse_time("since", q.since.as_deref().unwrap_or("24h"))?;
+    let hours = state.store.runs_per_hour(since).await.map_err(|e| ApiError::backend("run store", e))?;
+    Ok(Json(json!({"since": since, "hours": hours})))
+}
