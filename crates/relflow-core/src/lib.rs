@@ -1,9 +1,12 @@
-//! The heart of relflow that does no I/O: the [`Message`] model and its
-//! decoders, topic patterns, `when` conditions, [`Rule`]s and the
-//! configuration that holds them.
+//! The heart of relflow: the [`Message`] model and its decoders, topic
+//! patterns, `when` conditions, [`Rule`]s and the configuration that holds
+//! them.
 //!
-//! Everything here is plain data and pure functions, so the worker, the
-//! CLI's `dry-run` and the tests all see exactly the same matching logic.
+//! Messages, patterns, conditions and rules are plain data and pure
+//! functions, so the worker, the CLI's `dry-run` and the tests all see
+//! exactly the same matching logic. The only I/O is in [`config`]: loading
+//! the config file (and the secret files it names) and checking that
+//! playbook paths exist and stay inside `playbooks_dir`.
 
 pub mod condition;
 pub mod config;
