@@ -9,16 +9,13 @@ use std::time::Duration;
 
 use common::{play, wait_for, Env};
 
-#[test]
-fn a_webhook_on_serve_s_port_becomes_a_recorded_run() {
-    let env = Env::with_tables(
-        "",
-        "[[source]]\ntype = \"webhook\"\nname = \"ci\"\nsecret = \"k\"\ntopic = \"org.example.ci.done\"\n",
-        "[[rule]]\nname = \"ci-done\"\ntopic = \"org.example.ci.#\"\nwhen = \"msg.status == 'success'\"\nplaybook = \"ci.yml\"\n",
-    );
-    env.playbook("ci.yml", &play("    - debug: msg=\"pipeline {{ msg.pipeline }}\"\n"));
+/// Starts `relflow serve` on a free port (log in `serve.log`); returns it
+/// and its base URL.
+fn spawn_serve(env: &Env, extra: &[&str]) -> (std::process::Child, String) {
+    let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
     let mut serve = env
-        .command(&["serve", "--listen", "127.0.0.1:0"])
+        .command(&args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(env.path("serve.log")).unwrap())
@@ -27,6 +24,18 @@ fn a_webhook_on_serve_s_port_becomes_a_recorded_run() {
     let mut line = String::new();
     std::io::BufReader::new(serve.stdout.take().unwrap()).read_line(&mut line).unwrap();
     let base = line.trim().strip_prefix("relflow serve: listening on ").expect("serve prints its address").to_owned();
+    (serve, base)
+}
+
+#[test]
+fn a_webhook_on_serve_s_port_becomes_a_recorded_run() {
+    let env = Env::with_tables(
+        "",
+        "[[source]]\ntype = \"webhook\"\nname = \"ci\"\nsecret = \"k\"\ntopic = \"org.example.ci.done\"\n",
+        "[[rule]]\nname = \"ci-done\"\ntopic = \"org.example.ci.#\"\nwhen = \"msg.status == 'success'\"\nplaybook = \"ci.yml\"\n",
+    );
+    env.playbook("ci.yml", &play("    - debug: msg=\"pipeline {{ msg.pipeline }}\"\n"));
+    let (mut serve, base) = spawn_serve(&env, &[]);
 
     let body = r#"{"pipeline": 7, "status": "success"}"#;
     let sig = relflow_ingest::webhook::sign(b"k", body.as_bytes());
@@ -97,16 +106,7 @@ fn serve_metrics_count_every_source() {
         ),
         "",
     );
-    let mut serve = env
-        .command(&["serve", "--listen", "127.0.0.1:0", "--no-worker"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(env.path("serve.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(serve.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let base = line.trim().strip_prefix("relflow serve: listening on ").expect("serve prints its address").to_owned();
+    let (mut serve, base) = spawn_serve(&env, &["--no-worker"]);
 
     let body = r#"{"pipeline": 8}"#;
     let sig = format!("X-Hub-Signature-256: {}", relflow_ingest::webhook::sign(b"k", body.as_bytes()));
