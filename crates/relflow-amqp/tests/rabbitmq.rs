@@ -1,61 +1,23 @@
 //! Integration tests against the real RabbitMQ on 127.0.0.1:5672 (guest/guest).
 //!
-//! Every test gets its own vhost (created and deleted with `rabbitmqctl`), so
-//! tests run in parallel without seeing each other and leave nothing behind.
+//! Every test gets its own vhost (`relflow_testkit::Vhost`, deleted on drop),
+//! so tests run in parallel without seeing each other and leave nothing behind.
 //! There are no "took less than" assertions: only orderings and lower bounds.
 
-use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use lapin::options::{BasicGetOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use relflow_amqp::{AmqpQueue, AmqpQueueOptions, HEADER_ATTEMPT, HEADER_DEAD_ID, HEADER_REASON};
 use relflow_queue::{Delivery, WorkQueue};
+use relflow_testkit::Vhost;
 
-static NEXT: AtomicU32 = AtomicU32::new(0);
-
-/// A throwaway vhost, deleted on drop.
-struct VHost {
-    name: String,
-}
-
-fn rabbitmqctl(args: &[&str]) -> String {
-    let out = Command::new("rabbitmqctl").args(args).output().expect("run rabbitmqctl");
-    assert!(out.status.success(), "rabbitmqctl {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-impl VHost {
-    fn new(test: &str) -> Self {
-        let name = format!("relflow-amqp-{test}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst));
-        rabbitmqctl(&["add_vhost", &name]);
-        rabbitmqctl(&["set_permissions", "-p", &name, "guest", ".*", ".*", ".*"]);
-        VHost { name }
-    }
-
-    fn url(&self) -> String {
-        format!("amqp://guest:guest@127.0.0.1:5672/{}", self.name)
-    }
-
-    fn options(&self) -> AmqpQueueOptions {
-        AmqpQueueOptions {
-            url: self.url(),
-            connection_name: format!("relflow-test {}", self.name),
-            ..AmqpQueueOptions::default()
-        }
-    }
-
-    /// Close every client connection of this vhost (as a broker restart or a
-    /// network cut would).
-    fn close_connections(&self) {
-        rabbitmqctl(&["close_all_connections", "-p", &self.name, "test"]);
-    }
-}
-
-impl Drop for VHost {
-    fn drop(&mut self) {
-        let _ = Command::new("rabbitmqctl").args(["delete_vhost", &self.name]).output();
+/// The queue's options for a test's own vhost.
+fn options(vh: &Vhost) -> AmqpQueueOptions {
+    AmqpQueueOptions {
+        url: vh.url(),
+        connection_name: format!("relflow-test {}", vh.name()),
+        ..AmqpQueueOptions::default()
     }
 }
 
@@ -71,8 +33,8 @@ async fn assert_empty(q: &AmqpQueue) {
 
 #[tokio::test]
 async fn enqueue_claim_ack_round_trip() {
-    let vh = VHost::new("roundtrip");
-    let q = AmqpQueue::connect(vh.options()).await.unwrap();
+    let vh = Vhost::new("amqp-roundtrip");
+    let q = AmqpQueue::connect(options(&vh)).await.unwrap();
     q.enqueue(b"one").await.unwrap();
     q.enqueue(b"two").await.unwrap();
     assert_eq!(q.depth().await.unwrap().ready, 2);
@@ -98,8 +60,8 @@ async fn enqueue_claim_ack_round_trip() {
 
 #[tokio::test]
 async fn confirmed_publish_is_durable_and_persistent() {
-    let vh = VHost::new("durable");
-    let q = AmqpQueue::connect(vh.options()).await.unwrap();
+    let vh = Vhost::new("amqp-durable");
+    let q = AmqpQueue::connect(options(&vh)).await.unwrap();
     q.enqueue(b"keep me").await.unwrap();
     // Gone with the object and its connection: the message stays.
     q.close().await;
@@ -120,7 +82,7 @@ async fn confirmed_publish_is_durable_and_persistent() {
     ch.close(200, "bye".into()).await.unwrap();
     conn.close(200, "bye".into()).await.unwrap();
 
-    let q2 = AmqpQueue::connect(vh.options()).await.unwrap();
+    let q2 = AmqpQueue::connect(options(&vh)).await.unwrap();
     let d = claim_some(&q2).await;
     assert_eq!(d.payload, b"keep me");
     q2.ack(&d).await.unwrap();
@@ -128,8 +90,8 @@ async fn confirmed_publish_is_durable_and_persistent() {
 
 #[tokio::test]
 async fn retry_comes_back_after_the_delay_with_attempt_plus_one() {
-    let vh = VHost::new("retry");
-    let q = AmqpQueue::connect(vh.options()).await.unwrap();
+    let vh = Vhost::new("amqp-retry");
+    let q = AmqpQueue::connect(options(&vh)).await.unwrap();
     q.enqueue(b"flaky").await.unwrap();
     let d = claim_some(&q).await;
     assert_eq!(d.attempt, 1);
@@ -155,9 +117,9 @@ async fn retry_comes_back_after_the_delay_with_attempt_plus_one() {
 
 #[tokio::test]
 async fn a_short_delay_is_not_held_back_by_a_long_one() {
-    let vh = VHost::new("delays");
+    let vh = Vhost::new("amqp-delays");
     // prefetch 2: this worker holds both messages at once.
-    let q = AmqpQueue::connect(AmqpQueueOptions { prefetch: 2, ..vh.options() }).await.unwrap();
+    let q = AmqpQueue::connect(AmqpQueueOptions { prefetch: 2, ..options(&vh) }).await.unwrap();
     q.enqueue(b"slow").await.unwrap();
     q.enqueue(b"fast").await.unwrap();
     let slow = claim_some(&q).await;
@@ -180,8 +142,8 @@ async fn a_short_delay_is_not_held_back_by_a_long_one() {
 
 #[tokio::test]
 async fn dead_letters_carry_reason_and_attempt_and_can_be_listed_replayed_purged() {
-    let vh = VHost::new("dead");
-    let q = AmqpQueue::connect(vh.options()).await.unwrap();
+    let vh = Vhost::new("amqp-dead");
+    let q = AmqpQueue::connect(options(&vh)).await.unwrap();
     for p in [&b"poison"[..], b"tired", b"junk"] {
         q.enqueue(p).await.unwrap();
     }
@@ -249,8 +211,8 @@ async fn dead_letters_carry_reason_and_attempt_and_can_be_listed_replayed_purged
 
 #[tokio::test]
 async fn release_redelivers_with_the_same_attempt_and_one_more_delivery() {
-    let vh = VHost::new("release");
-    let q = AmqpQueue::connect(vh.options()).await.unwrap();
+    let vh = Vhost::new("amqp-release");
+    let q = AmqpQueue::connect(options(&vh)).await.unwrap();
     q.enqueue(b"shutdown").await.unwrap();
     let d = claim_some(&q).await;
     q.retry(&d, Duration::from_millis(50), "once").await.unwrap();
@@ -270,9 +232,9 @@ async fn release_redelivers_with_the_same_attempt_and_one_more_delivery() {
 
 #[tokio::test]
 async fn a_worker_that_dies_without_ack_gives_the_message_to_another() {
-    let vh = VHost::new("crash");
-    let a = AmqpQueue::connect(vh.options()).await.unwrap();
-    let b = AmqpQueue::connect(vh.options()).await.unwrap();
+    let vh = Vhost::new("amqp-crash");
+    let a = AmqpQueue::connect(options(&vh)).await.unwrap();
+    let b = AmqpQueue::connect(options(&vh)).await.unwrap();
     a.enqueue(b"run me").await.unwrap();
     let held = claim_some(&a).await;
     assert_eq!(held.deliveries, 1);
@@ -290,8 +252,8 @@ async fn a_worker_that_dies_without_ack_gives_the_message_to_another() {
 
 #[tokio::test]
 async fn reconnects_after_the_broker_closes_the_connection() {
-    let vh = VHost::new("reconnect");
-    let q = AmqpQueue::connect(vh.options()).await.unwrap();
+    let vh = Vhost::new("amqp-reconnect");
+    let q = AmqpQueue::connect(options(&vh)).await.unwrap();
     q.enqueue(b"before").await.unwrap();
     let d = claim_some(&q).await;
     assert_eq!(q.connection_generation().await, 1);
@@ -327,7 +289,7 @@ async fn reconnects_after_the_broker_closes_the_connection() {
 
     // Cut again while a claim is idle-waiting on the consumer.
     let waiter = {
-        let opts = vh.options();
+        let opts = options(&vh);
         tokio::spawn(async move {
             let q = AmqpQueue::connect(opts).await.unwrap();
             let got = q.claim(Duration::from_secs(1)).await;
@@ -352,8 +314,8 @@ async fn reconnects_after_the_broker_closes_the_connection() {
 /// sit on the delivery for 6 s and still ack it on the same connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heartbeats_keep_a_long_run_alive() {
-    let vh = VHost::new("heartbeat");
-    let opts = AmqpQueueOptions { url: format!("{}?heartbeat=1", vh.url()), ..vh.options() };
+    let vh = Vhost::new("amqp-heartbeat");
+    let opts = AmqpQueueOptions { url: format!("{}?heartbeat=1", vh.url()), ..options(&vh) };
     let q = AmqpQueue::connect(opts.clone()).await.unwrap();
     let other = AmqpQueue::connect(opts).await.unwrap();
     q.enqueue(b"long playbook").await.unwrap();
@@ -376,19 +338,19 @@ async fn heartbeats_keep_a_long_run_alive() {
 
 #[tokio::test]
 async fn depth_counts_configured_delay_queues_from_another_process() {
-    let vh = VHost::new("depth");
+    let vh = Vhost::new("amqp-depth");
     let delay = Duration::from_secs(60);
-    let worker = AmqpQueue::connect(vh.options()).await.unwrap();
+    let worker = AmqpQueue::connect(options(&vh)).await.unwrap();
     worker.enqueue(b"x").await.unwrap();
     let d = claim_some(&worker).await;
     worker.retry(&d, delay, "later").await.unwrap();
 
     // A status process that never retried anything only knows the delay
     // from its configuration.
-    let blind = AmqpQueue::connect(vh.options()).await.unwrap();
+    let blind = AmqpQueue::connect(options(&vh)).await.unwrap();
     assert_eq!(blind.depth().await.unwrap().delayed, 0);
     let told =
-        AmqpQueue::connect(AmqpQueueOptions { retry_delays: vec![delay, Duration::from_secs(7)], ..vh.options() })
+        AmqpQueue::connect(AmqpQueueOptions { retry_delays: vec![delay, Duration::from_secs(7)], ..options(&vh) })
             .await
             .unwrap();
     assert_eq!(told.depth().await.unwrap().delayed, 1);
@@ -397,13 +359,13 @@ async fn depth_counts_configured_delay_queues_from_another_process() {
 
 #[tokio::test]
 async fn prefix_isolates_installations_and_consumer_timeout_argument_is_accepted() {
-    let vh = VHost::new("prefix");
-    let a = AmqpQueue::connect(AmqpQueueOptions { prefix: "a.".into(), ..vh.options() }).await.unwrap();
+    let vh = Vhost::new("amqp-prefix");
+    let a = AmqpQueue::connect(AmqpQueueOptions { prefix: "a.".into(), ..options(&vh) }).await.unwrap();
     let b = AmqpQueue::connect(AmqpQueueOptions {
         prefix: "b.".into(),
         prefetch: 4,
         consumer_timeout: Some(Duration::from_secs(6 * 3600)),
-        ..vh.options()
+        ..options(&vh)
     })
     .await
     .unwrap();
@@ -437,8 +399,8 @@ async fn prefix_isolates_installations_and_consumer_timeout_argument_is_accepted
 /// multi-thread runtime and never blocks in async code.
 #[tokio::test(flavor = "current_thread")]
 async fn a_blocked_current_thread_runtime_loses_the_connection() {
-    let vh = VHost::new("blocked");
-    let opts = AmqpQueueOptions { url: format!("{}?heartbeat=1", vh.url()), ..vh.options() };
+    let vh = Vhost::new("amqp-blocked");
+    let opts = AmqpQueueOptions { url: format!("{}?heartbeat=1", vh.url()), ..options(&vh) };
     let q = AmqpQueue::connect(opts.clone()).await.unwrap();
     q.enqueue(b"long playbook").await.unwrap();
     let d = claim_some(&q).await;

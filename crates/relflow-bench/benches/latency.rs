@@ -30,7 +30,7 @@ fn main() -> Result<()> {
     let cold_p50 = percentile(&cold, 50.0);
     lines.push(row("ansible-playbook by hand (cold)", &cold, cold_p50));
 
-    let vhost = Vhost::create("latency")?;
+    let vhost = Vhost::new("bench-latency");
     let url = vhost.url();
     for (queue, extra) in [("embedded queue", String::new()), ("rabbitmq", format!("[queue]\nurl = \"{url}\"\n"))] {
         for mode in ["cold", "warm"] {
@@ -59,7 +59,7 @@ fn cold_by_hand(runs: u64) -> Result<Vec<f64>> {
     for n in 0..runs {
         let vars = serde_json::json!({"msg": {"n": n, "out": out}}).to_string();
         let t0 = now_ns();
-        let st = Command::new(ansible_playbook()?)
+        let st = Command::new(ansible_playbook())
             .args(["-i", "localhost,", "-e", &vars, "trivial.yml"])
             .current_dir(setup.path().join("playbooks"))
             .stdout(Stdio::null())

@@ -62,7 +62,7 @@ async fn main() -> Result<()> {
 
     // --- RabbitMQ ---
     if queues.iter().any(|q| q == "rabbitmq") {
-        let vhost = Vhost::create("noop")?;
+        let vhost = Vhost::new("bench-noop");
         let url = vhost.url();
         let mut bare_best = 0.0f64;
         let mut relflow_best = 0.0f64;
@@ -98,7 +98,7 @@ async fn main() -> Result<()> {
         // loopabull, on the queue it declares itself (classic, durable).
         let lq = "loopabull.bench";
         fill_amqp(&url, lq, false, loopabull_n).await?;
-        let cfg = loopabull_config(&vhost.name, lq)?;
+        let cfg = loopabull_config(vhost.name(), lq)?;
         let lb = drain_amqp(&url, lq, loopabull_n, || {
             let child = Command::new(workspace().join("target/bench-venv/bin/loopabull"))
                 .arg(cfg.path())
@@ -347,7 +347,7 @@ fn loopabull_config(vhost: &str, queue: &str) -> Result<tempfile::NamedTempFile>
          \x20 translator:\n    name: rkname\n\
          ansible:\n  playbooks_dir: {}\n  cfg_file_path: /dev/null\n  playbook_cmd: {}\n",
         dir.display(),
-        ansible_playbook()?.display()
+        ansible_playbook().display()
     );
     std::io::Write::write_all(&mut f, text.as_bytes())?;
     Ok(f)

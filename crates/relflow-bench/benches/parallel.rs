@@ -22,7 +22,7 @@ fn main() -> Result<()> {
     let script = format!(
         "seq 0 {} | xargs -P{cores} -I@ {} -i localhost, -e '{{\"msg\":{{\"n\":@}}}}' trivial.yml",
         runs - 1,
-        ansible_playbook()?.display()
+        ansible_playbook().display()
     );
     let st = Command::new("sh")
         .args(["-c", &script])

@@ -10,19 +10,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-/// The workspace root.
-pub fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
-}
-
-/// `<workspace>/.venv/bin/ansible-playbook` (scripts/setup.sh makes it).
-pub fn ansible_playbook() -> Result<PathBuf> {
-    let p = workspace().join(".venv/bin/ansible-playbook");
-    if !p.is_file() {
-        bail!("{} not found: run scripts/setup.sh first", p.display());
-    }
-    Ok(p)
-}
+/// The tests' helpers serve the benchmarks too: `ansible_playbook()` (the
+/// venv's, or `$RELFLOW_ANSIBLE_PLAYBOOK`) and a private [`Vhost`] on the
+/// shared broker, deleted on drop.
+pub use relflow_testkit::{ansible_playbook, repo_root as workspace, Vhost};
 
 /// `$RELFLOW_BIN`, or builds (if needed) and returns the release `relflow`
 /// binary, the one users run.
@@ -70,39 +61,6 @@ pub fn percentile(samples: &[f64], p: f64) -> f64 {
     v[rank.clamp(1, v.len()) - 1]
 }
 
-/// A private RabbitMQ vhost for one benchmark run, deleted on drop.
-pub struct Vhost {
-    pub name: String,
-}
-
-impl Vhost {
-    pub fn create(tag: &str) -> Result<Vhost> {
-        let name = format!("relflow-bench-{tag}-{}", std::process::id());
-        rabbitmqctl(&["add_vhost", &name])?;
-        rabbitmqctl(&["set_permissions", "-p", &name, "guest", ".*", ".*", ".*"])?;
-        Ok(Vhost { name })
-    }
-
-    pub fn url(&self) -> String {
-        format!("amqp://guest:guest@127.0.0.1:5672/{}", self.name)
-    }
-}
-
-impl Drop for Vhost {
-    fn drop(&mut self) {
-        let _ = rabbitmqctl(&["delete_vhost", &self.name]);
-    }
-}
-
-fn rabbitmqctl(args: &[&str]) -> Result<()> {
-    let out =
-        Command::new("rabbitmqctl").args(args).output().context("running rabbitmqctl (is RabbitMQ installed?)")?;
-    if !out.status.success() {
-        bail!("rabbitmqctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(())
-}
-
 /// A relflow queue payload for `topic` with body `{"n": n}`.
 pub fn payload(topic: &str, n: u64) -> Vec<u8> {
     let body = serde_json::json!({ "n": n }).as_object().cloned().unwrap_or_default();
@@ -123,7 +81,7 @@ impl Setup {
         let config = format!(
             "playbooks_dir = \"playbooks\"\ndata_dir = \"data\"\n\n[ansible]\nplaybook_cmd = \"{}\"\n\
              inventory = \"localhost,\"\n{ansible_extra}\n{extra}\n",
-            ansible_playbook()?.display()
+            ansible_playbook().display()
         );
         std::fs::write(dir.path().join("relflow.toml"), config)?;
         Ok(Setup { dir })

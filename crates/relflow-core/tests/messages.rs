@@ -4,13 +4,8 @@
 use std::path::PathBuf;
 
 use relflow_core::{DecodeError, Message, DEFAULT_MAX_MESSAGE_BYTES as MAX};
+use relflow_testkit::fixtures_dir as fixtures;
 use serde_json::{json, Value};
-
-fn fixtures() -> PathBuf {
-    std::env::var_os("RELFLOW_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures"))
-}
 
 fn fixture_files(dir: &str) -> Vec<PathBuf> {
     let mut files: Vec<_> = std::fs::read_dir(fixtures().join(dir))

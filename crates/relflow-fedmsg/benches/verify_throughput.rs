@@ -2,15 +2,12 @@
 //! (fedora_ca.crt, message-time validation). Run: `cargo bench -p relflow-fedmsg`.
 //! A plain `fn main` (harness = false): no benchmark framework to compile.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use relflow_fedmsg::{RoutingPolicy, Verifier};
 
 fn main() {
-    let fixtures = std::env::var_os("RELFLOW_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures"));
+    let fixtures = relflow_testkit::fixtures_dir();
     let ca = std::fs::read(fixtures.join("fedmsg-crypto/keys/fedora_ca.crt")).expect("fedora_ca.crt");
     let mut messages: Vec<Vec<u8>> = std::fs::read_dir(fixtures.join("messages"))
         .expect("fixtures/messages")

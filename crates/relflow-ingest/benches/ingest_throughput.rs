@@ -23,10 +23,7 @@ use tokio_util::sync::CancellationToken;
 use zeromq::{Socket, SocketSend, ZmqMessage};
 
 fn keys() -> PathBuf {
-    std::env::var_os("RELFLOW_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures"))
-        .join("fedmsg-crypto/keys")
+    relflow_testkit::fixture("fedmsg-crypto/keys")
 }
 
 fn env_num(name: &str, default: u64) -> u64 {

@@ -20,30 +20,23 @@ use relflow_queue::{SqliteQueue, SqliteQueueOptions, WorkQueue};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-/// A throw-away vhost, deleted on drop.
+/// A throw-away vhost (deleted on drop) and what these tests do in it.
 struct Vhost {
-    name: String,
+    vhost: relflow_testkit::Vhost,
 }
 
 impl Vhost {
     fn new() -> Vhost {
-        let name = format!("relflow-ingest-test-{}", std::process::id() as u64 * 1000 + rand_suffix());
-        rabbitmqctl(&["add_vhost", &name]);
-        rabbitmqctl(&["set_permissions", "-p", &name, "guest", ".*", ".*", ".*"]);
-        Vhost { name }
+        Vhost { vhost: relflow_testkit::Vhost::new("ingest-test") }
     }
 
     fn url(&self) -> String {
-        format!("amqp://guest:guest@127.0.0.1:5672/{}", self.name)
+        self.vhost.url()
     }
 
     /// Messages in `queue` (ready + unacked).
     fn depth(&self, queue: &str) -> Option<u64> {
-        let out = rabbitmqctl(&["list_queues", "-q", "--no-table-headers", "-p", &self.name, "name", "messages"]);
-        out.lines().find_map(|l| {
-            let mut f = l.split_whitespace();
-            (f.next() == Some(queue)).then(|| f.next().and_then(|n| n.parse().ok())).flatten()
-        })
+        self.vhost.queues().into_iter().find(|q| q.name == queue).map(|q| q.ready + q.unacked)
     }
 
     /// The source's queue and binding, made before the bridge ever runs so
@@ -99,23 +92,6 @@ impl Vhost {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-}
-
-impl Drop for Vhost {
-    fn drop(&mut self) {
-        rabbitmqctl(&["delete_vhost", &self.name]);
-    }
-}
-
-fn rand_suffix() -> u64 {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-}
-
-fn rabbitmqctl(args: &[&str]) -> String {
-    let out = Command::new("rabbitmqctl").args(args).output().expect("rabbitmqctl (run as root)");
-    assert!(out.status.success(), "rabbitmqctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn source_config(url: String, queue: &str) -> AmqpSourceConfig {

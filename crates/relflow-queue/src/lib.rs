@@ -43,7 +43,9 @@ pub struct Delivery {
     /// Redeliveries after a crash do not count: they are not failures of the
     /// work, and counting them would eat a rule's retry budget.
     pub attempt: u32,
-    /// How many times the payload has been handed to a worker, crashes included.
+    /// How many times this attempt has been handed to a worker, crashes and
+    /// [`WorkQueue::release`]s included: 1 for the first handout, and again 1
+    /// after a [`WorkQueue::retry`] (that handout finished, with a failure).
     /// Lets the worker dead-letter a "poison" message that kills every worker.
     pub deliveries: u32,
 }

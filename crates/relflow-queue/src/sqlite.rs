@@ -7,11 +7,14 @@
 //! lease runs out and the row is claimable again. That is how a SIGKILLed
 //! worker's message gets redelivered without any coordinator.
 //!
-//! The `deliveries` counter doubles as a fencing token: `ack`, `retry`,
-//! `dead_letter` and `release` only touch the row if it still carries the
-//! count the worker claimed it with. A worker whose lease ran out (it hung,
-//! then woke up) can therefore never ack away a delivery that now belongs to
-//! someone else.
+//! The `(attempt, deliveries)` pair doubles as a fencing token: `ack`,
+//! `retry`, `dead_letter` and `release` only touch the row if it still
+//! carries the pair the worker claimed it with. A worker whose lease ran out
+//! (it hung, then woke up) can therefore never ack away a delivery that now
+//! belongs to someone else. `deliveries` counts the handouts of the current
+//! attempt (a retry starts it again, as a retried copy on RabbitMQ starts a
+//! fresh delivery count), so it alone does not fence; but a retry always
+//! raises `attempt`, so the pair never repeats for a row.
 //!
 //! Two things keep it fast without weakening any of that: every call goes
 //! through one writer thread that commits calls waiting together in one
@@ -210,33 +213,38 @@ impl WorkQueue for SqliteQueue {
     }
 
     async fn keep_alive(&self, d: &Delivery) -> Result<()> {
-        let (id, n) = (d.tag as i64, d.deliveries);
+        let (id, n, a) = (d.tag as i64, d.deliveries, d.attempt);
         let until = now_ms() + ms(self.options.visibility_timeout);
         self.with_conn(move |c| {
-            c.prepare_cached("UPDATE queue SET lease_until = ?3 WHERE id = ?1 AND deliveries = ?2")?
-                .execute(params![id, n, until])
+            c.prepare_cached("UPDATE queue SET lease_until = ?3 WHERE id = ?1 AND deliveries = ?2 AND attempt = ?4")?
+                .execute(params![id, n, until, a])
         })
         .await?;
         Ok(())
     }
 
     async fn ack(&self, d: &Delivery) -> Result<()> {
-        let (id, n) = (d.tag as i64, d.deliveries);
+        let (id, n, a) = (d.tag as i64, d.deliveries, d.attempt);
         self.with_conn(move |c| {
-            c.prepare_cached("DELETE FROM queue WHERE id = ?1 AND deliveries = ?2")?.execute(params![id, n])
+            c.prepare_cached("DELETE FROM queue WHERE id = ?1 AND deliveries = ?2 AND attempt = ?3")?
+                .execute(params![id, n, a])
         })
         .await?;
         Ok(())
     }
 
     async fn retry(&self, d: &Delivery, delay: Duration, reason: &str) -> Result<()> {
-        let (id, n, reason) = (d.tag as i64, d.deliveries, reason.to_owned());
+        let (id, n, a, reason) = (d.tag as i64, d.deliveries, d.attempt, reason.to_owned());
         let not_before = now_ms() + ms(delay);
+        // The next attempt starts its delivery count again: the worker's
+        // max_deliveries is about handouts that never finished, and this
+        // one did (it failed, and said so).
         self.with_conn(move |c| {
             c.execute(
-                "UPDATE queue SET attempt = attempt + 1, not_before = ?3, lease_until = NULL, last_error = ?4
-                 WHERE id = ?1 AND deliveries = ?2",
-                params![id, n, not_before, reason],
+                "UPDATE queue SET attempt = attempt + 1, deliveries = 0, not_before = ?3, lease_until = NULL,
+                                  last_error = ?4
+                 WHERE id = ?1 AND deliveries = ?2 AND attempt = ?5",
+                params![id, n, not_before, reason, a],
             )
         })
         .await?;
@@ -244,14 +252,14 @@ impl WorkQueue for SqliteQueue {
     }
 
     async fn dead_letter(&self, d: &Delivery, reason: &str) -> Result<()> {
-        let (id, n, reason) = (d.tag as i64, d.deliveries, reason.to_owned());
+        let (id, n, a, reason) = (d.tag as i64, d.deliveries, d.attempt, reason.to_owned());
         // The call runs in its own savepoint (writer.rs), so the row moves
         // as one: it is never in both tables or neither.
         self.with_conn(move |c| {
             let moved = c.execute(
                 "INSERT INTO dead_letters (payload, reason, attempt, dead_at)
-                 SELECT payload, ?3, attempt, ?4 FROM queue WHERE id = ?1 AND deliveries = ?2",
-                params![id, n, reason, now_ms()],
+                 SELECT payload, ?3, attempt, ?4 FROM queue WHERE id = ?1 AND deliveries = ?2 AND attempt = ?5",
+                params![id, n, reason, now_ms(), a],
             )?;
             if moved == 1 {
                 c.execute("DELETE FROM queue WHERE id = ?1", params![id])?;
@@ -263,9 +271,12 @@ impl WorkQueue for SqliteQueue {
     }
 
     async fn release(&self, d: &Delivery) -> Result<()> {
-        let (id, n) = (d.tag as i64, d.deliveries);
+        let (id, n, a) = (d.tag as i64, d.deliveries, d.attempt);
         self.with_conn(move |c| {
-            c.execute("UPDATE queue SET lease_until = NULL WHERE id = ?1 AND deliveries = ?2", params![id, n])
+            c.execute(
+                "UPDATE queue SET lease_until = NULL WHERE id = ?1 AND deliveries = ?2 AND attempt = ?3",
+                params![id, n, a],
+            )
         })
         .await?;
         self.notify.notify_waiters();

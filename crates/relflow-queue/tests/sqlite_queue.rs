@@ -58,6 +58,34 @@ async fn expired_lease_is_redelivered_and_stale_ack_is_fenced() {
     assert_eq!(q.depth().await.unwrap().pending(), 0);
 }
 
+/// A retry starts the delivery count again, so `deliveries` alone no
+/// longer fences: the attempt does too. Handouts of earlier attempts (here
+/// (1, 1) from a worker that hung, and (1, 2) that was retried) can never
+/// settle the current one, (2, 1).
+#[tokio::test]
+async fn stale_deliveries_of_earlier_attempts_are_fenced() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = queue(&dir, Duration::from_millis(100));
+    q.enqueue(b"x").await.unwrap();
+    let hung = q.claim(NOW).await.unwrap().unwrap();
+    let second = q.claim(Duration::from_secs(5)).await.unwrap().expect("redelivered after the lease");
+    assert_eq!((second.attempt, second.deliveries), (1, 2));
+    q.retry(&second, Duration::ZERO, "exit 2").await.unwrap();
+    let current = q.claim(NOW).await.unwrap().unwrap();
+    assert_eq!((current.attempt, current.deliveries), (2, 1));
+
+    for stale in [&hung, &second] {
+        q.ack(stale).await.unwrap();
+        q.dead_letter(stale, "stale").await.unwrap();
+        q.release(stale).await.unwrap();
+        q.retry(stale, Duration::ZERO, "stale").await.unwrap();
+    }
+    let depth = q.depth().await.unwrap();
+    assert_eq!((depth.in_flight, depth.dead), (1, 0), "the current delivery is untouched");
+    q.ack(&current).await.unwrap();
+    assert_eq!(q.depth().await.unwrap().pending(), 0);
+}
+
 #[tokio::test]
 async fn keep_alive_holds_the_lease() {
     let dir = tempfile::tempdir().unwrap();
@@ -85,7 +113,8 @@ async fn retry_waits_for_the_delay_and_counts_an_attempt() {
     let other = q.claim(NOW).await.unwrap().unwrap();
     q.retry(&other, Duration::ZERO, "exit 2").await.unwrap();
     let again = q.claim(NOW).await.unwrap().unwrap();
-    assert_eq!((again.payload.as_slice(), again.attempt, again.deliveries), (&b"other"[..], 2, 2));
+    // A retry starts the delivery count again: the first handout finished.
+    assert_eq!((again.payload.as_slice(), again.attempt, again.deliveries), (&b"other"[..], 2, 1));
 }
 
 #[tokio::test]

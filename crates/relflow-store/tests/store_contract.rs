@@ -31,24 +31,7 @@ fn outcome(status: RunStatus) -> RunOutcome {
 /// Keeps a backend's resources alive for one test and cleans them up after.
 enum Guard {
     Dir(#[allow(dead_code)] tempfile::TempDir),
-    Db(String),
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if let Guard::Db(name) = self {
-            let _ = std::process::Command::new("psql")
-                .args([
-                    "-h",
-                    "127.0.0.1",
-                    "-U",
-                    "postgres",
-                    "-qc",
-                    &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-                ])
-                .output();
-        }
-    }
+    Db(#[allow(dead_code)] relflow_testkit::PgDatabase),
 }
 
 async fn sqlite() -> (Guard, Box<dyn RunStore>) {
@@ -58,24 +41,9 @@ async fn sqlite() -> (Guard, Box<dyn RunStore>) {
 }
 
 async fn postgres() -> (Guard, Box<dyn RunStore>) {
-    let name = format!("relflow_test_{}", std::process::id()) + &format!("_{}", rand_suffix());
-    let (admin, conn) = tokio_postgres::connect("host=127.0.0.1 user=postgres dbname=postgres", tokio_postgres::NoTls)
-        .await
-        .expect("PostgreSQL on 127.0.0.1:5432 (scripts/test.sh starts it)");
-    tokio::spawn(conn);
-    admin.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
-    let s = PgStore::connect(&format!("host=127.0.0.1 user=postgres dbname={name}")).await.unwrap();
-    (Guard::Db(name), Box::new(s))
-}
-
-fn rand_suffix() -> String {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static N: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "{}_{}",
-        N.fetch_add(1, Ordering::Relaxed),
-        chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0) % 1_000_000
-    )
+    let db = relflow_testkit::PgDatabase::new();
+    let s = PgStore::connect(&db.url()).await.unwrap();
+    (Guard::Db(db), Box::new(s))
 }
 
 /// Each contract test, once per backend.

@@ -1,9 +1,9 @@
 //! RabbitMQ restarts under load: workers and a publisher reconnect by
 //! themselves, and every confirmed message ends with exactly one completed run.
 //!
-//! Its own test binary on purpose: `rabbitmqctl stop_app` drops every
-//! connection on the broker, and cargo runs test binaries one at a time, so
-//! no other RabbitMQ test sees the outage.
+//! The broker is a node of the test's own (relflow_testkit::RabbitNode):
+//! stopping the machine's shared broker would cut every other test's
+//! connections, and is not this test's to do.
 
 mod common;
 
@@ -13,31 +13,17 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{play, wait_for, Env, Shared};
+use common::{play, wait_for, Env};
+use relflow_testkit::{PgDatabase, RabbitNode};
 use serde_json::json;
-
-fn rabbitmqctl(args: &[&str]) {
-    let out = Command::new("rabbitmqctl").args(args).output().unwrap();
-    assert!(out.status.success(), "rabbitmqctl {args:?}: {}", common::describe(&out));
-}
-
-/// Starts the broker app again even if the test fails half-way, so a failure
-/// here never leaves RabbitMQ down for whatever runs next.
-struct StartAppOnDrop;
-
-impl Drop for StartAppOnDrop {
-    fn drop(&mut self) {
-        let _ = Command::new("rabbitmqctl").arg("start_app").output();
-        let _ = Command::new("rabbitmqctl").args(["await_startup", "--timeout", "60"]).output();
-    }
-}
 
 #[test]
 fn workers_and_publishers_ride_out_a_broker_restart() {
-    let shared = Shared::new();
+    let mut broker = RabbitNode::start();
+    let db = PgDatabase::new();
     let env = Env::with_tables(
         "concurrency = 2\n",
-        &shared.tables(),
+        &format!("[queue]\nurl = \"{}\"\n\n[store]\nurl = \"{}\"\n", broker.url(), db.url()),
         "[[rule]]\nname = \"each\"\ntopic = \"restart.test\"\nplaybook = \"each.yml\"\n",
     );
     env.playbook("each.yml", &play("    - debug: msg=\"n={{ msg.n }}\"\n"));
@@ -71,11 +57,11 @@ fn workers_and_publishers_ride_out_a_broker_restart() {
     };
 
     wait_for(Duration::from_secs(120), "the first runs to complete", || (env.runs().len() >= 5).then_some(()));
-    {
-        let _restart = StartAppOnDrop;
-        rabbitmqctl(&["stop_app"]);
-        std::thread::sleep(Duration::from_secs(3));
-    } // start_app + await_startup
+    // Down for a few seconds (a graceful stop, as `systemctl restart`
+    // does), then back on the same port with the same data.
+    broker.stop();
+    std::thread::sleep(Duration::from_secs(3));
+    broker.restart();
     publisher.join().unwrap();
     let confirmed = confirmed.lock().unwrap().clone();
     assert!(confirmed.len() >= 40, "most publishes got through: {}", confirmed.len());

@@ -1,15 +1,9 @@
 //! `relflow verify`: fedmsg envelope files against [fedmsg] (test CA + CRL).
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-fn fixtures() -> PathBuf {
-    match std::env::var_os("RELFLOW_FIXTURES") {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures"),
-    }
-}
+use relflow_testkit::fixtures_dir as fixtures;
 
 #[test]
 fn verify_prints_valid_or_the_failed_check_per_file_and_fails_if_any_is_invalid() {

@@ -6,17 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use relflow_ansible::{ExtraVars, PlaybookRun, RunInfo, Runner, RunnerConfig};
+pub use relflow_testkit::ansible_playbook;
 use serde_json::Value;
-
-/// `$RELFLOW_ANSIBLE_PLAYBOOK`, else `<workspace>/.venv/bin/ansible-playbook`.
-pub fn ansible_playbook() -> PathBuf {
-    let path = match std::env::var_os("RELFLOW_ANSIBLE_PLAYBOOK") {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/ansible-playbook"),
-    };
-    assert!(path.is_file(), "{} not found: run scripts/setup.sh or set RELFLOW_ANSIBLE_PLAYBOOK", path.display());
-    path
-}
 
 pub fn playbooks_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/playbooks")

@@ -1,20 +1,12 @@
 //! Shared fixture helpers (fixtures live in the shared/ folder beside the repo).
 #![allow(dead_code)]
 
-use std::path::PathBuf;
-
 use relflow_fedmsg::{RoutingPolicy, Verifier};
+pub use relflow_testkit::fixtures_dir as fixtures;
 
 /// 2026-01-01T00:00:00Z: a fixed "now" so the tests do not age (the test CA
 /// and CRL run to 2033, Fedora's 2017 leaf certificates expired in 2025).
 pub const NOW: i64 = 1_767_225_600;
-
-pub fn fixtures() -> PathBuf {
-    match std::env::var_os("RELFLOW_FIXTURES") {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures"),
-    }
-}
 
 pub fn key(name: &str) -> Vec<u8> {
     let p = fixtures().join("fedmsg-crypto/keys").join(name);

@@ -13,15 +13,10 @@ use relflow_ingest::{Dedupe, Event, Sink};
 use relflow_queue::{SqliteQueue, SqliteQueueOptions, WorkQueue};
 use tokio::sync::broadcast;
 
+pub use relflow_testkit::fixtures_dir as fixtures;
+
 /// Upper bound for waiting on something that should happen (never asserted on).
 pub const PATIENCE: Duration = Duration::from_secs(90);
-
-pub fn fixtures() -> PathBuf {
-    match std::env::var_os("RELFLOW_FIXTURES") {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures"),
-    }
-}
 
 pub fn keys() -> PathBuf {
     fixtures().join("fedmsg-crypto/keys")

@@ -2,28 +2,19 @@
 //! temp dir, the real `relflow` binary and the real `ansible-playbook` from
 //! the project venv (scripts/setup.sh creates it).
 
-#![allow(dead_code)]
+// Each test binary uses its own share of these helpers.
+#![allow(dead_code, unused_imports)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
+pub use relflow_testkit::{ansible_playbook, repo_root, wait_for};
+use relflow_testkit::{PgDatabase, Vhost};
 use serde_json::Value;
 
-pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
-}
-
-pub fn ansible_playbook() -> PathBuf {
-    let path = std::env::var_os("RELFLOW_ANSIBLE_PLAYBOOK")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join(".venv/bin/ansible-playbook"));
-    assert!(path.is_file(), "{} missing: run scripts/setup.sh first", path.display());
-    path
-}
-
+/// A real Fedora message of the shared fixtures (`messages/<name>`).
 pub fn fixture(name: &str) -> PathBuf {
-    repo_root().join("../shared/fixtures/messages").join(name)
+    relflow_testkit::fixture(&format!("messages/{name}"))
 }
 
 /// A play on localhost over the local connection, with the given tasks.
@@ -148,18 +139,6 @@ pub fn describe(out: &Output) -> String {
     )
 }
 
-/// Polls `f` until it returns Some, or panics after `limit` with `what`.
-pub fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// Pids of live processes whose command line contains `needle`.
 pub fn processes_with(needle: &str) -> Vec<u32> {
     let mut pids = Vec::new();
@@ -184,78 +163,22 @@ pub fn exists(p: &Path) -> bool {
 /// A private RabbitMQ vhost and PostgreSQL database for one test, deleted
 /// when dropped: what several worker hosts would share.
 pub struct Shared {
-    pub vhost: String,
-    pub db: String,
-}
-
-fn sh(program: &str, args: &[&str]) -> Output {
-    let out = Command::new(program).args(args).output().unwrap_or_else(|e| panic!("{program}: {e}"));
-    assert!(out.status.success(), "{program} {args:?}: {}", describe(&out));
-    out
+    pub vhost: Vhost,
+    pub db: PgDatabase,
 }
 
 impl Shared {
     pub fn new() -> Shared {
-        let id = uuid_like();
-        let shared = Shared { vhost: format!("relflow-test-{id}"), db: format!("relflow_test_{id}") };
-        sh("rabbitmqctl", &["-q", "add_vhost", &shared.vhost]);
-        sh("rabbitmqctl", &["-q", "set_permissions", "-p", &shared.vhost, "guest", ".*", ".*", ".*"]);
-        sh("psql", &["-h", "127.0.0.1", "-U", "postgres", "-qc", &format!("CREATE DATABASE {}", shared.db)]);
-        shared
+        Shared { vhost: Vhost::new("test"), db: PgDatabase::new() }
     }
 
     /// `[queue]` and `[store]` tables pointing at them.
     pub fn tables(&self) -> String {
-        format!(
-            "[queue]\nurl = \"amqp://guest:guest@127.0.0.1:5672/{}\"\n\n[store]\nurl = \"host=127.0.0.1 user=postgres dbname={}\"\n",
-            self.vhost, self.db
-        )
+        format!("[queue]\nurl = \"{}\"\n\n[store]\nurl = \"{}\"\n", self.vhost.url(), self.db.url())
     }
 
     /// `rabbitmqctl list_queues` for the vhost: (name, ready, unacked).
     pub fn queues(&self) -> Vec<(String, u64, u64)> {
-        let out = sh(
-            "rabbitmqctl",
-            &[
-                "-q",
-                "list_queues",
-                "-p",
-                &self.vhost,
-                "name",
-                "messages_ready",
-                "messages_unacknowledged",
-                "--no-table-headers",
-            ],
-        );
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| {
-                let f: Vec<&str> = l.split_whitespace().collect();
-                Some((f.first()?.to_string(), f.get(1)?.parse().ok()?, f.get(2)?.parse().ok()?))
-            })
-            .collect()
+        self.vhost.queues().into_iter().map(|q| (q.name, q.ready, q.unacked)).collect()
     }
-}
-
-impl Drop for Shared {
-    fn drop(&mut self) {
-        let _ = Command::new("rabbitmqctl").args(["-q", "delete_vhost", &self.vhost]).output();
-        let _ = Command::new("psql")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-U",
-                "postgres",
-                "-qc",
-                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.db),
-            ])
-            .output();
-    }
-}
-
-fn uuid_like() -> String {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-    format!("{}_{}_{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed), nanos % 100_000)
 }
