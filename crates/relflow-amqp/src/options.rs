@@ -4,6 +4,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use relflow_core::redact::redact_url;
+
 /// How to reach RabbitMQ and what to call things there.
 #[derive(Clone)]
 pub struct AmqpQueueOptions {
@@ -91,17 +93,6 @@ impl fmt::Debug for AmqpQueueOptions {
     }
 }
 
-pub(crate) fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{}{}:***{}", &url[..scheme + 3], user, &url[at..])
-        }
-        _ => url.to_owned(),
-    }
-}
-
 /// The name of the delay queue for `delay`: `30s`, `1500ms`, ...
 pub fn delay_label(delay: Duration) -> String {
     let ms = duration_ms(delay);
@@ -132,8 +123,10 @@ mod tests {
     }
 
     #[test]
-    fn url_is_redacted() {
-        assert_eq!(redact_url("amqp://guest:secret@host:5672/%2f"), "amqp://guest:***@host:5672/%2f");
-        assert_eq!(redact_url("amqp://host"), "amqp://host");
+    fn debug_hides_the_password() {
+        let opts = AmqpQueueOptions { url: "amqp://relflow:p@ss:w/rd@host/%2f".into(), ..Default::default() };
+        let shown = format!("{opts:?}");
+        assert!(shown.contains("amqp://relflow:***@host/%2f"), "{shown}");
+        assert!(!shown.contains("ss:w"), "{shown}");
     }
 }

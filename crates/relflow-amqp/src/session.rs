@@ -8,10 +8,10 @@ use std::time::Duration;
 use lapin::options::{ConfirmSelectOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection, ConnectionProperties};
+use relflow_core::redact::redact_url;
 use relflow_queue::{QueueDepth, QueueError, Result};
 use tokio::time::Instant;
 
-use crate::options::redact_url;
 use crate::queue::{backend, AmqpQueue};
 
 /// One live connection with its confirm-mode publishing channel.
