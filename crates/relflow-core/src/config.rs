@@ -35,7 +35,7 @@ use crate::{PatternError, TopicPattern, DEFAULT_MAX_MESSAGE_BYTES};
 pub mod http;
 pub use http::HttpConfig;
 pub mod ingest;
-pub use ingest::{FedmsgConfig, IngestConfig, SourceConfig};
+pub use ingest::{AmqpTls, FedmsgConfig, IngestConfig, SourceConfig};
 
 /// A loaded, validated configuration.
 #[derive(Debug)]
@@ -168,6 +168,17 @@ pub struct QueueConfig {
     /// (`relflow.work`, `relflow.dead`, `relflow.retry.<delay>`), so several
     /// relflow setups can share a vhost.
     pub prefix: String,
+    /// RabbitMQ over `amqps://`: a CA bundle and a client certificate that
+    /// logs in with SASL EXTERNAL, as `tls` of an AMQP `[[source]]`.
+    pub tls: Option<AmqpTls>,
+}
+
+impl QueueConfig {
+    fn validate(&mut self, base: &Path) -> Result<(), String> {
+        let Some(tls) = &mut self.tls else { return Ok(()) };
+        let url = self.url.as_deref().ok_or("[queue] tls needs [queue] url (the embedded queue has no TLS)")?;
+        tls.validate(url, base).map_err(|e| format!("[queue] {e}"))
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -300,6 +311,7 @@ impl Config {
         config.ansible = raw.ansible;
         config.worker = raw.worker;
         config.queue = raw.queue;
+        config.queue.validate(&config_dir(path)).map_err(invalid)?;
         config.store = raw.store;
         config.http = raw.http;
         config.ingest = raw.ingest;
