@@ -24,13 +24,15 @@
 //! only then ack the original: a crash in between leaves both copies, so the
 //! worst case is a duplicate, never a loss.
 //!
-//! One module per concern: [`AmqpQueueOptions`] in `options`, the connection
+//! One module per concern: [`connect`] (TLS, SASL EXTERNAL; shared with the
+//! bridge's AMQP source), [`AmqpQueueOptions`] in `options`, the connection
 //! and the topology in `session`, confirmed publishing and `retry` in
 //! `publish`, `claim` and settling in `consume`, the dead queue in
 //! `dead_letters`, the `x-relflow-*` headers in `headers`, and the
 //! [`WorkQueue`](relflow_queue::WorkQueue) methods that tie them together in
 //! `queue`.
 
+mod connect;
 mod consume;
 mod dead_letters;
 mod headers;
@@ -39,6 +41,7 @@ mod publish;
 mod queue;
 mod session;
 
+pub use connect::{connect, ClientCert, ConnectError, TlsOptions};
 pub use headers::{HEADER_ATTEMPT, HEADER_DEAD_AT, HEADER_DEAD_ID, HEADER_REASON, HEADER_REPLAYED_FROM};
 pub use options::{delay_label, AmqpQueueOptions};
 pub use queue::AmqpQueue;

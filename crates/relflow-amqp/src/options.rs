@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use relflow_core::redact::redact_url;
 
+use crate::connect::TlsOptions;
+
 /// How to reach RabbitMQ and what to call things there.
 #[derive(Clone)]
 pub struct AmqpQueueOptions {
@@ -50,6 +52,9 @@ pub struct AmqpQueueOptions {
     pub consumer_timeout: Option<Duration>,
     /// Shown in the management UI and `rabbitmqctl list_connections`.
     pub connection_name: String,
+    /// For `amqps://`: a CA bundle and a client certificate (SASL EXTERNAL).
+    /// `None`: the system roots, and the URL's user and password.
+    pub tls: Option<TlsOptions>,
 }
 
 impl Default for AmqpQueueOptions {
@@ -68,6 +73,7 @@ impl Default for AmqpQueueOptions {
             reconnect_backoff: (Duration::from_millis(100), Duration::from_secs(10)),
             consumer_timeout: None,
             connection_name: "relflow".to_owned(),
+            tls: None,
         }
     }
 }
@@ -89,6 +95,7 @@ impl fmt::Debug for AmqpQueueOptions {
             .field("reconnect_backoff", &self.reconnect_backoff)
             .field("consumer_timeout", &self.consumer_timeout)
             .field("connection_name", &self.connection_name)
+            .field("tls", &self.tls)
             .finish()
     }
 }

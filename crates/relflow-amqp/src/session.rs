@@ -8,10 +8,10 @@ use std::time::Duration;
 use lapin::options::{ConfirmSelectOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection, ConnectionProperties};
-use relflow_core::redact::redact_url;
 use relflow_queue::{QueueDepth, QueueError, Result};
 use tokio::time::Instant;
 
+use crate::connect::connect;
 use crate::queue::{backend, AmqpQueue};
 
 /// One live connection with its confirm-mode publishing channel.
@@ -149,9 +149,9 @@ impl AmqpQueue {
 
     async fn open_session(&self, generation: u64) -> Result<Session> {
         let props = ConnectionProperties::default().with_connection_name(self.opts.connection_name.clone().into());
-        let conn = Connection::connect(&self.opts.url, props)
+        let conn = connect(&self.opts.url, self.opts.tls.as_ref(), props)
             .await
-            .map_err(|e| backend(&format!("connect to {}", redact_url(&self.opts.url)), e))?;
+            .map_err(|e| QueueError::Backend(format!("rabbitmq: {e}")))?;
         let publish = self.open_publish_channel(&conn).await?;
         self.declare_topology(&publish).await?;
         Ok(Session { generation, conn: Arc::new(conn), publish })
