@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use relflow_amqp::{AmqpQueue, AmqpQueueOptions};
+use relflow_amqp::{AmqpQueue, AmqpQueueOptions, TlsOptions};
+use relflow_core::redact::redact_url;
 use relflow_core::Config;
 use relflow_queue::{SqliteQueue, SqliteQueueOptions, WorkQueue};
 use relflow_store::{PgStore, RunStore, SqliteStore};
@@ -46,6 +47,7 @@ pub async fn open_queue(config: &Config, concurrency: usize) -> Result<Arc<dyn W
             Arc::new(AmqpQueue::connect(amqp_options(config, url, concurrency)).await?)
         }
         Some(url) => {
+            let url = redact_url(url);
             bail!("[queue] url {url:?}: use an amqp:// or amqps:// URL, or leave it unset for the embedded queue")
         }
     })
@@ -73,6 +75,7 @@ fn amqp_options(config: &Config, url: &str, concurrency: usize) -> AmqpQueueOpti
         // its longest playbook may still be running, plus the drain time.
         consumer_timeout: Some(longest_run + config.worker.drain_timeout + Duration::from_secs(60)),
         connection_name: format!("relflow pid {}", std::process::id()),
+        tls: config.queue.tls.as_ref().map(TlsOptions::from),
         ..Default::default()
     }
 }
