@@ -18,9 +18,10 @@ wait_port() {
 }
 
 # System packages some tests drive for real (flr calls ostree and rsync;
-# visudo checks the sudoers snippets flr prints).
+# visudo checks the sudoers snippets flr prints; socat terminates TLS in front
+# of RabbitMQ for relflow-amqp's amqps:// tests).
 missing=()
-for tool in ostree:ostree rsync:rsync visudo:sudo openssl:openssl; do
+for tool in ostree:ostree rsync:rsync visudo:sudo openssl:openssl socat:socat; do
     command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool##*:}")
 done
 if ((${#missing[@]})); then

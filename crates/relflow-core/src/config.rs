@@ -35,7 +35,7 @@ use crate::{PatternError, TopicPattern, DEFAULT_MAX_MESSAGE_BYTES};
 pub mod http;
 pub use http::HttpConfig;
 pub mod ingest;
-pub use ingest::{FedmsgConfig, IngestConfig, SourceConfig};
+pub use ingest::{AmqpTls, FedmsgConfig, IngestConfig, SourceConfig};
 
 /// A loaded, validated configuration.
 #[derive(Debug)]
@@ -174,12 +174,21 @@ pub struct QueueConfig {
     /// Default 60s; read it with [`QueueConfig::visibility_timeout`].
     #[serde(default, with = "humantime_serde::option")]
     pub visibility_timeout: Option<Duration>,
+    /// RabbitMQ over `amqps://`: a CA bundle and a client certificate that
+    /// logs in with SASL EXTERNAL, as `tls` of an AMQP `[[source]]`.
+    pub tls: Option<AmqpTls>,
 }
 
 impl QueueConfig {
     /// The embedded queue's lease.
     pub fn visibility_timeout(&self) -> Duration {
         self.visibility_timeout.unwrap_or(Duration::from_secs(60))
+    }
+
+    fn validate(&mut self, base: &Path) -> Result<(), String> {
+        let Some(tls) = &mut self.tls else { return Ok(()) };
+        let url = self.url.as_deref().ok_or("[queue] tls needs [queue] url (the embedded queue has no TLS)")?;
+        tls.validate(url, base).map_err(|e| format!("[queue] {e}"))
     }
 }
 
@@ -322,6 +331,7 @@ impl Config {
             ));
             config.queue.visibility_timeout.get_or_insert(old);
         }
+        config.queue.validate(&config_dir(path)).map_err(invalid)?;
         config.store = raw.store;
         config.http = raw.http;
         config.ingest = raw.ingest;

@@ -12,6 +12,7 @@ pub mod condition;
 pub mod config;
 pub mod loopabull;
 mod message;
+pub mod redact;
 mod rules;
 mod topic;
 

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use relflow_amqp::AmqpQueueOptions;
+use relflow_amqp::{AmqpQueueOptions, TlsOptions};
 use relflow_ansible::{RunnerConfig, RunnerMode};
 use relflow_core::config::AnsibleMode;
 use relflow_core::Config;
@@ -29,6 +29,7 @@ pub fn amqp_queue(config: &Config, url: &str, prefetch: usize) -> AmqpQueueOptio
         // its longest playbook may still be running, plus the drain time.
         consumer_timeout: Some(longest_run + config.worker.drain_timeout + Duration::from_secs(60)),
         connection_name: format!("relflow pid {}", std::process::id()),
+        tls: config.queue.tls.as_ref().map(TlsOptions::from),
         ..Default::default()
     }
 }

@@ -20,10 +20,11 @@
 //! This is `Message::from_fedora_messaging`, the same decoder `relflow
 //! publish` uses for fedora-messaging JSON files.
 //!
-//! **TLS.** `amqps://` URLs use rustls. `tls.ca_cert` replaces the system
-//! roots; `tls.cert` + `tls.key` present a client certificate and log in with
-//! SASL EXTERNAL (the broker maps the certificate's CN to a user), as
-//! Fedora's public broker requires.
+//! **TLS.** `amqps://` URLs use rustls, through [`relflow_amqp::connect`], the
+//! same connect as the RabbitMQ work queue: `tls.ca_cert` is trusted on top
+//! of the system roots; `tls.cert` + `tls.key` present a client certificate
+//! and log in with SASL EXTERNAL (the broker maps the certificate's subject
+//! to a user), as Fedora's public broker requires.
 
 use std::time::Duration;
 
@@ -35,9 +36,9 @@ use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, BasicRejectOptions, QueueBindOptions,
     QueueDeclareOptions,
 };
-use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{Connection, ConnectionProperties};
+use lapin::ConnectionProperties;
+use relflow_amqp::{connect, TlsOptions};
 use relflow_core::config::ingest::AmqpSource as AmqpSourceConfig;
 use relflow_core::Message;
 use serde_json::{Map, Value};
@@ -91,8 +92,9 @@ impl AmqpSource {
     async fn session(&self, sink: &Sink, shutdown: &CancellationToken, delay: &mut Duration) -> anyhow::Result<()> {
         let c = &self.config;
         let label = self.label();
+        let tls = c.tls.as_ref().map(TlsOptions::from);
         let conn = tokio::select! {
-            r = connect(c) => r?,
+            r = connect(&c.url, tls.as_ref(), ConnectionProperties::default()) => r?,
             _ = shutdown.cancelled() => return Ok(()),
         };
         let channel = conn.create_channel().await.context("cannot open a channel")?;
@@ -172,42 +174,6 @@ impl AmqpSource {
     }
 }
 
-async fn connect(c: &AmqpSourceConfig) -> anyhow::Result<Connection> {
-    let mut tls = OwnedTLSConfig::default();
-    let mut url = c.url.clone();
-    if let Some(t) = &c.tls {
-        if let Some(ca) = &t.ca_cert {
-            tls.cert_chain =
-                Some(std::fs::read_to_string(ca).with_context(|| format!("tls.ca_cert {}", ca.display()))?);
-        }
-        if let (Some(cert), Some(key)) = (&t.cert, &t.key) {
-            let pem = std::fs::read(cert).with_context(|| format!("tls.cert {}", cert.display()))?;
-            let key = std::fs::read(key).with_context(|| format!("tls.key {}", key.display()))?;
-            tls.identity = Some(OwnedIdentity::PKCS8 { pem, key });
-            if !url.contains("auth_mechanism=") {
-                url.push(if url.contains('?') { '&' } else { '?' });
-                url.push_str("auth_mechanism=external");
-            }
-        }
-    }
-    let runtime = lapin::runtime::default_runtime().context("no async runtime for lapin")?;
-    Connection::connect_with_config(&url, ConnectionProperties::default(), tls, runtime)
-        .await
-        .with_context(|| format!("cannot connect to {}", redact(&c.url)))
-}
-
-/// The URL without its password, for messages.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.find('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let userinfo = &url[s + 3..at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{}{user}:***{}", &url[..s + 3], &url[at..])
-        }
-        _ => url.to_owned(),
-    }
-}
-
 /// Maps a delivery onto the message model, or says why it cannot be
 /// (check, reason).
 pub fn to_message(source: &str, d: &Delivery, max_bytes: usize) -> Result<Message, (&'static str, String)> {
@@ -255,16 +221,5 @@ fn value_to_json(v: &AMQPValue) -> Value {
         AMQPValue::FieldTable(t) => table_to_json(t),
         AMQPValue::ByteArray(b) => String::from_utf8_lossy(b.as_slice()).into_owned().into(),
         AMQPValue::Void => Value::Null,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn passwords_stay_out_of_messages() {
-        assert_eq!(redact("amqp://guest:secret@host:5672/%2f"), "amqp://guest:***@host:5672/%2f");
-        assert_eq!(redact("amqps://host/vhost"), "amqps://host/vhost");
     }
 }

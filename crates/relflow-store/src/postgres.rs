@@ -7,6 +7,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
+use relflow_core::redact::redact_url;
 use tokio::sync::Mutex;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Row};
@@ -97,25 +98,13 @@ fn record(r: &Row) -> RunRecord {
 pub(crate) async fn connect(url: &str) -> Result<Client> {
     let (client, connection) = tokio_postgres::connect(url, NoTls)
         .await
-        .map_err(|e| StoreError::Backend(format!("cannot connect to PostgreSQL at {}: {e}", redact(url))))?;
+        .map_err(|e| StoreError::Backend(format!("cannot connect to PostgreSQL at {}: {e}", redact_url(url))))?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::warn!("PostgreSQL connection closed: {e}");
         }
     });
     Ok(client)
-}
-
-/// The URL without its password, for error messages and logs.
-pub(crate) fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let creds = &url[scheme + 3..at];
-            let user = creds.split(':').next().unwrap_or("");
-            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
-        }
-        _ => url.to_owned(),
-    }
 }
 
 impl PgStore {
@@ -332,4 +321,21 @@ fn filter_sql(f: &RunFilter) -> (String, Vec<Box<dyn ToSql + Sync + Send>>) {
         })
         .collect();
     (clauses.join(" AND "), args)
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn a_failed_connect_does_not_show_the_password() {
+        // Nothing listens on port 1, so the connect fails at once.
+        let urls = [
+            "postgres://relflow:Pw1@Pw2:Pw3@127.0.0.1:1/relflow?connect_timeout=2",
+            "host=127.0.0.1 port=1 user=relflow password='Pw1@Pw2 Pw3' connect_timeout=2",
+        ];
+        for url in urls {
+            let Err(err) = super::PgStore::connect(url).await else { panic!("connected to port 1?") };
+            let err = err.to_string();
+            assert!(err.contains("***") && !err.contains("Pw"), "{err}");
+        }
+    }
 }

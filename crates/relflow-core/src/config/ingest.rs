@@ -142,6 +142,27 @@ pub struct AmqpTls {
     pub key: Option<PathBuf>,
 }
 
+impl AmqpTls {
+    /// Checks it against the `url` it secures and makes its paths relative
+    /// to `base` (the config file's directory). Used by `[queue]` and by
+    /// `[[source]] type = "amqp"`.
+    pub fn validate(&mut self, url: &str, base: &Path) -> Result<(), String> {
+        if !url.starts_with("amqps://") {
+            // lapin would quietly connect without TLS, sending the password in clear.
+            return Err("tls is set but the url is not amqps://".into());
+        }
+        if self.cert.is_some() != self.key.is_some() {
+            return Err("tls.cert and tls.key go together (client certificate login)".into());
+        }
+        for p in [&mut self.ca_cert, &mut self.cert, &mut self.key].into_iter().flatten() {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookSource {
@@ -247,12 +268,7 @@ pub fn validate(sources: &mut [SourceConfig], fedmsg: Option<&mut FedmsgConfig>,
                     return Err(at("prefetch must be at least 1"));
                 }
                 if let Some(t) = &mut a.tls {
-                    if t.cert.is_some() != t.key.is_some() {
-                        return Err(at("tls.cert and tls.key go together (client certificate login)"));
-                    }
-                    for p in [&mut t.ca_cert, &mut t.cert, &mut t.key].into_iter().flatten() {
-                        fix(p);
-                    }
+                    t.validate(&a.url, base).map_err(|e| at(&e))?;
                 }
             }
             SourceConfig::Webhook(w) => {
@@ -337,5 +353,29 @@ mod tests {
         let two = "[[source]]\ntype = \"webhook\"\nname = \"x\"\nsecret = \"s\"\n";
         let e = load(&format!("{two}{two}")).unwrap_err();
         assert!(e.contains("names must be unique"), "{e}");
+    }
+
+    #[test]
+    fn queue_and_source_tls_resolve_paths_and_refuse_mistakes() {
+        let c = load("[queue]\nurl = \"amqps://broker/%2f\"\ntls = { ca_cert = \"ca.pem\", cert = \"/pki/c.pem\", key = \"k.pem\" }\n")
+            .unwrap();
+        let tls = c.queue.tls.unwrap();
+        assert_eq!(tls.ca_cert.as_deref(), Some(Path::new("/etc/relflow/ca.pem")));
+        assert_eq!(tls.cert.as_deref(), Some(Path::new("/pki/c.pem")));
+        assert_eq!(tls.key.as_deref(), Some(Path::new("/etc/relflow/k.pem")));
+        let cases = [
+            ("[queue]\nurl = \"amqps://b\"\ntls = { cert = \"c.pem\" }\n", "[queue] tls.cert and tls.key go together"),
+            ("[queue]\nurl = \"amqp://b\"\ntls = {}\n", "[queue] tls is set but the url is not amqps://"),
+            ("[queue]\ntls = {}\n", "[queue] tls needs [queue] url"),
+            ("[queue]\nurl = \"amqps://b\"\ntls = { ca = \"x\" }\n", "unknown field `ca`"),
+            (
+                "[[source]]\ntype = \"amqp\"\nname = \"x\"\nurl = \"amqp://h\"\ntls = { ca_cert = \"ca.pem\" }\n",
+                "source \"x\": tls is set but the url is not amqps://",
+            ),
+        ];
+        for (text, want) in cases {
+            let e = load(text).unwrap_err();
+            assert!(e.contains(want), "{text}: {e}");
+        }
     }
 }

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use relflow_core::config::PlaybookSpec;
+use relflow_core::redact::redact_url;
 use relflow_core::Config;
 use serde_json::json;
 
@@ -21,13 +22,17 @@ pub async fn run(path: &Path, json: bool) -> Result<ExitCode> {
         }
     };
     let problems = problems(&config);
+    // Addresses may carry a password: show them redacted, in text and JSON alike.
+    let queue = config.queue.url.as_deref().map_or_else(|| "embedded (SQLite)".to_owned(), redact_url);
+    let store = config.store.url.as_deref().map_or_else(|| "embedded (SQLite)".to_owned(), redact_url);
     if json {
         super::print_json(&json!({
             "ok": problems.is_empty(),
             "config": config.path,
             "playbooks_dir": config.playbooks_dir,
             "data_dir": config.data_dir,
-            "queue": config.queue.url.as_deref().unwrap_or("embedded (SQLite)"),
+            "queue": queue,
+            "store": store,
             "rules": config.rules,
             "warnings": config.warnings,
             "problems": problems,
@@ -36,7 +41,8 @@ pub async fn run(path: &Path, json: bool) -> Result<ExitCode> {
         println!("config:        {}", config.path.display());
         println!("playbooks_dir: {}", config.playbooks_dir.display());
         println!("data_dir:      {}", config.data_dir.display());
-        println!("queue:         {}", config.queue.url.as_deref().unwrap_or("embedded (SQLite)"));
+        println!("queue:         {queue}");
+        println!("store:         {store}");
         println!("{} rule(s):", config.rules.len());
         for rule in &config.rules {
             let playbook = match &rule.playbook {
