@@ -88,7 +88,7 @@ impl Worker {
         let result = self.runner.run(&run, kill).await;
         let outcome = record::run_outcome(&result);
         self.metrics.run_finished(&rule.name, outcome.status.as_str(), started.elapsed());
-        info!(rule = %rule.name, run = %run_id, status = %outcome.status, exit_code = ?result.exit_code,
+        info!(rule = %rule.name, run = %run_id, status = %outcome.status, exit_code = result.exit_code,
               ok = result.stats.ok, changed = result.stats.changed, failed = result.stats.failed, "run finished");
         self.finish(run_id, &outcome).await;
         self.logs.finished(run_id);

@@ -123,6 +123,13 @@ pub enum Command {
     Supervise,
 }
 
+impl Command {
+    /// Long-running commands (under systemd), as opposed to one-shot CLI calls.
+    pub fn is_service(&self) -> bool {
+        matches!(self, Command::Worker(_) | Command::Bridge | Command::Serve(_))
+    }
+}
+
 #[derive(Debug, Args, Clone, Copy)]
 pub struct JsonFlag {
     /// Machine-readable JSON on stdout.

@@ -15,7 +15,12 @@ pub async fn run(config: &Config, cmd: RunsCommand) -> Result<ExitCode> {
     let store = open_store(config).await?;
     let store = store.as_ref();
     match cmd {
-        RunsCommand::List(args) => list(store, args).await,
+        RunsCommand::List(args) => {
+            if let Some(rule) = &args.rule {
+                known_rule(config, store, rule).await?;
+            }
+            list(store, args).await
+        }
         RunsCommand::Show { id, json } => {
             let run = find(store, &id).await?;
             if json.json {
@@ -30,6 +35,20 @@ pub async fn run(config: &Config, cmd: RunsCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// A `--rule` that names no configured rule and no recorded run is a typo,
+/// not "no runs".
+async fn known_rule(config: &Config, store: &dyn RunStore, rule: &str) -> Result<()> {
+    if config.rules.iter().any(|r| r.name == rule) {
+        return Ok(());
+    }
+    let filter = RunFilter { rule: Some(rule.to_owned()), ..Default::default() };
+    if store.count(&filter).await? > 0 {
+        return Ok(()); // a rule since removed from the config
+    }
+    let names: Vec<&str> = config.rules.iter().map(|r| r.name.as_str()).collect();
+    bail!("no rule named {rule:?} in {} (rules: {})", config.path.display(), names.join(", "))
 }
 
 async fn find(store: &dyn RunStore, id: &str) -> Result<RunDetail> {

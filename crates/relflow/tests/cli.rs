@@ -1,0 +1,41 @@
+//! The CLI as a shell user meets it: pipes, terminals, typos.
+
+mod common;
+
+use common::Env;
+
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    let env = Env::new("");
+    let fixture = common::fixture("org.fedoraproject.prod.bodhi.update.comment.json");
+    // Thousands of lines: `head -1` closes the pipe long before the end.
+    let files = vec![format!("{:?}", fixture.display().to_string()); 50].join(" ");
+    let cmd = env.command(&[]);
+    let relflow = format!("{:?}", cmd.get_program());
+    let config = format!("{:?}", env.config.display().to_string());
+    let script = format!("{relflow} -c {config} dry-run {files} | head -1 && {relflow} --help | head -1");
+    let out = std::process::Command::new("sh").args(["-c", &script]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{}", common::describe(&out));
+    assert!(!stderr.contains("panicked") && !stderr.contains("Broken pipe"), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2, "one line from each");
+}
+
+#[test]
+fn logs_written_to_a_pipe_carry_no_colour_codes() {
+    let env = Env::new("");
+    let out = env.run(&["-v", "status"]);
+    assert!(out.status.success(), "{}", common::describe(&out));
+    assert!(!out.stderr.is_empty(), "-v logs something on stderr");
+    assert!(!out.stderr.contains(&0x1b), "no ANSI escapes off a terminal:\n{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn a_mistyped_rule_is_an_error_not_an_empty_list() {
+    let env = Env::new("[[rule]]\nname = \"compose-finished\"\ntopic = \"a.b\"\nplaybook = \"p.yml\"\n");
+    let out = env.run(&["runs", "list", "--rule", "compose-finishd"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no rule named \"compose-finishd\"") && stderr.contains("compose-finished"), "{stderr}");
+    assert!(env.ok(&["runs", "list", "--rule", "compose-finished"]).contains("no runs"));
+}
