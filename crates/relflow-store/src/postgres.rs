@@ -96,9 +96,12 @@ fn record(r: &Row) -> RunRecord {
 
 /// Opens a connection and drives it on its own task.
 pub(crate) async fn connect(url: &str) -> Result<Client> {
-    let (client, connection) = tokio_postgres::connect(url, NoTls)
-        .await
-        .map_err(|e| StoreError::Backend(format!("cannot connect to PostgreSQL at {}: {e}", redact_url(url))))?;
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await.map_err(|e| {
+        // tokio-postgres says only "db error" for what the server refused
+        // (no such database, bad password): the server's words are in the source.
+        let why = e.as_db_error().map_or_else(|| e.to_string(), |db| db.message().to_owned());
+        StoreError::Backend(format!("cannot connect to PostgreSQL at {}: {why}", redact_url(url)))
+    })?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::warn!("PostgreSQL connection closed: {e}");
@@ -337,5 +340,13 @@ mod tests {
             let err = err.to_string();
             assert!(err.contains("***") && !err.contains("Pw"), "{err}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_missing_database_is_named_not_just_db_error() {
+        let url = "host=127.0.0.1 user=postgres dbname=relflow_no_such_db_for_this_test";
+        let Err(err) = super::PgStore::connect(url).await else { panic!("connected to a missing database?") };
+        let err = err.to_string();
+        assert!(err.contains("relflow_no_such_db_for_this_test") && err.contains("does not exist"), "{err}");
     }
 }
