@@ -1,10 +1,11 @@
 //! Rules: which playbook runs for which messages.
 
+use std::fmt;
 use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::condition::{Condition, EvalError, Input};
+use crate::condition::{Condition, EvalError, Input, Outcome};
 use crate::config::PlaybookSpec;
 use crate::{Message, TopicPattern};
 
@@ -108,4 +109,56 @@ pub fn match_rules<'r>(rules: &'r [Rule], msg: &Message) -> Matches<'r> {
         }
     }
     found
+}
+
+/// Why one rule does or does not apply to one message: what `dry-run` and
+/// `relflow test` show. Matching itself stays in [`match_rules`], which
+/// does not look for the missing key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    pub topic_matches: bool,
+    /// `None` when the topic did not match (not evaluated) or there is no condition.
+    pub condition: Option<Outcome>,
+}
+
+impl Verdict {
+    pub fn is_match(&self) -> bool {
+        self.topic_matches && matches!(self.condition, None | Some(Outcome::True))
+    }
+}
+
+impl Rule {
+    /// The [`Verdict`] of this rule on `msg`; `input` is converted once
+    /// for all rules, as in [`match_rules`].
+    pub fn explain(&self, msg: &Message, input: &mut Option<Input>) -> Verdict {
+        let topic_matches = self.topic.matches(&msg.topic);
+        let condition = match (&self.when, topic_matches) {
+            (Some(cond), true) => Some(cond.outcome(input.get_or_insert_with(|| Input::new(msg)), msg)),
+            _ => None,
+        };
+        Verdict { topic_matches, condition }
+    }
+}
+
+/// The verdict of every rule on `msg`, in config order.
+pub fn explain_rules<'r>(rules: &'r [Rule], msg: &Message) -> Vec<(&'r Rule, Verdict)> {
+    let mut input = None;
+    rules.iter().map(|rule| (rule, rule.explain(msg, &mut input))).collect()
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.condition, self.topic_matches) {
+            (_, false) => f.write_str("topic does not match"),
+            (None, true) => f.write_str("matches (topic; no condition)"),
+            (Some(Outcome::True), true) => f.write_str("matches (topic; condition true)"),
+            (Some(Outcome::False), true) => f.write_str("topic matches; condition false"),
+            (Some(Outcome::Missing(key)), true) => write!(
+                f,
+                "topic matches; condition false: the message has no `{key}` (a missing key makes the whole \
+                 condition false, even under `!`; ask with has({key}))"
+            ),
+            (Some(Outcome::Error(e)), true) => write!(f, "topic matches; condition error, so no match: {e}"),
+        }
+    }
 }

@@ -2,9 +2,10 @@
 
 use std::path::{Path, PathBuf};
 
+use relflow_core::condition::Outcome;
 use relflow_core::config::{PlaybookError, PlaybookSpec};
 use relflow_core::loopabull::Translator;
-use relflow_core::{match_rules, Config, ConfigError, Message};
+use relflow_core::{explain_rules, match_rules, Config, ConfigError, Message};
 use serde_json::json;
 
 fn msg(topic: &str, body: serde_json::Value) -> Message {
@@ -78,6 +79,31 @@ fn a_missing_key_is_no_match_and_a_type_error_is_reported_not_fatal() {
     let odd = msg("org.fedoraproject.prod.buildsys.build.state.change", json!({"new": [1], "owner": 5}));
     let m = match_rules(&config.rules, &odd);
     assert_eq!(m.rules.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["everything"]);
+}
+
+#[test]
+fn explain_says_topic_condition_missing_key_or_error_per_rule() {
+    let (_d, path) = setup("relflow.toml", RULES, &["compose.yml", "sub/koji.yml"]);
+    let config = Config::load(&path).unwrap();
+    let verdicts = |m: &Message| {
+        explain_rules(&config.rules, m).into_iter().map(|(r, v)| (r.name.as_str(), v.condition)).collect::<Vec<_>>()
+    };
+    let no_status = msg("org.fedoraproject.prod.pungi.compose.status.change", json!({"other": 1}));
+    assert_eq!(
+        verdicts(&no_status),
+        [
+            ("compose-finished", Some(Outcome::Missing("msg.status".into()))),
+            ("koji-complete", None),
+            ("everything", None)
+        ]
+    );
+    let all = explain_rules(&config.rules, &no_status);
+    assert!(all[0].1.to_string().contains("has(msg.status)"), "{}", all[0].1);
+    assert_eq!(all[1].1.to_string(), "topic does not match");
+    assert!(!all[1].1.is_match() && all[2].1.is_match());
+
+    let odd = msg("org.fedoraproject.prod.buildsys.build.state.change", json!({"new": [1], "owner": "bob"}));
+    assert!(matches!(&verdicts(&odd)[1].1, Some(Outcome::False | Outcome::Error(_))));
 }
 
 #[test]
