@@ -1,9 +1,11 @@
 //! Rules: which playbook runs for which messages.
 
+use std::collections::BTreeMap;
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::condition::{Condition, EvalError, Input, Outcome};
 use crate::config::PlaybookSpec;
@@ -27,6 +29,29 @@ pub struct Rule {
     pub limit: Option<String>,
     /// Rules with the same group never run at the same time.
     pub concurrency_group: Option<GroupSpec>,
+    /// `[[rule.test]]`: what `relflow test` checks.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tests: Vec<RuleTest>,
+}
+
+/// One `[[rule.test]]`: this message must match (or not), and if it matches
+/// the playbook must get these extra vars.
+#[derive(Debug, Clone, Serialize)]
+pub struct RuleTest {
+    /// Absolute (relative to the config file as written).
+    pub message: PathBuf,
+    pub expect: Expect,
+    /// Dotted paths into the extra vars (`msg.compose_id`, `topic`) and the
+    /// values they must have.
+    pub vars: BTreeMap<String, serde_json::Value>,
+}
+
+/// `expect = "match"` or `"no-match"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Expect {
+    Match,
+    NoMatch,
 }
 
 /// `concurrency_group = "compose"`, or `concurrency_group = { expr = "..." }`
