@@ -26,7 +26,7 @@ use std::sync::{Arc, LazyLock};
 use cel::{extensions, Context, Env, ExecutionError, Program, Value as CelValue};
 use serde_json::Value;
 
-pub use path::{KeyPath, Root, Segment};
+pub use path::{Comparison, KeyPath, Kind, Root, Segment};
 
 use crate::Message;
 
@@ -50,6 +50,7 @@ pub struct Condition {
     source: String,
     program: Program,
     paths: Vec<KeyPath>,
+    comparisons: Vec<Comparison>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -116,12 +117,17 @@ impl Condition {
         if let Some(unknown) = unknown_call {
             return Err(call_error(unknown));
         }
-        Ok(Condition { source: source.to_owned(), program, paths: analysis.paths })
+        Ok(Condition { source: source.to_owned(), program, paths: analysis.paths, comparisons: analysis.comparisons })
     }
 
     /// Every key path the condition reads, as written.
     pub fn paths(&self) -> &[KeyPath] {
         &self.paths
+    }
+
+    /// Every comparison of a key path with a literal.
+    pub fn comparisons(&self) -> &[Comparison] {
+        &self.comparisons
     }
 
     pub fn source(&self) -> &str {

@@ -69,6 +69,17 @@ impl KeyPath {
         keys_in_map(self.root_map(msg), &self.segments, into);
     }
 
+    /// The values at the end of this path in `msg` (several for `[]`).
+    pub fn values_in<'m>(&self, msg: &'m Message) -> Vec<&'m Value> {
+        let mut out = Vec::new();
+        if let Some((Segment::Key(k), rest)) = self.segments.split_first() {
+            if let Some(v) = self.root_map(msg).get(k) {
+                values_in(v, rest, &mut out);
+            }
+        }
+        out
+    }
+
     fn root_map<'m>(&self, msg: &'m Message) -> &'m Map<String, Value> {
         match self.root {
             Root::Msg => &msg.body,
@@ -95,6 +106,59 @@ fn depth(value: &Value, segments: &[Segment]) -> usize {
         }
         _ => 0,
     }
+}
+
+fn values_in<'m>(value: &'m Value, segments: &[Segment], out: &mut Vec<&'m Value>) {
+    match (value, segments.split_first()) {
+        (_, None) => out.push(value),
+        (Value::Object(map), Some((Segment::Key(k), rest))) => {
+            if let Some(v) = map.get(k) {
+                values_in(v, rest, out);
+            }
+        }
+        (Value::Array(items), Some((Segment::Each, rest))) => items.iter().for_each(|v| values_in(v, rest, out)),
+        _ => {}
+    }
+}
+
+/// The kind of a literal a path is compared with, as far as CEL equality
+/// cares: numbers of any type compare by value; other types never equal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    String,
+    Number,
+    Bool,
+}
+
+impl Kind {
+    /// The kind of a JSON value; `None` for null, lists and maps.
+    pub fn of(v: &Value) -> Option<Kind> {
+        match v {
+            Value::String(_) => Some(Kind::String),
+            Value::Number(_) => Some(Kind::Number),
+            Value::Bool(_) => Some(Kind::Bool),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::String => "a string",
+            Kind::Number => "a number",
+            Kind::Bool => "a boolean",
+        }
+    }
+}
+
+/// `path == literal`, `path != literal` or `path in [literals]`: where the
+/// message's value is of another kind, CEL says "not equal" without an
+/// error, so `msg.new == "1"` is silently false on every koji message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Comparison {
+    pub path: KeyPath,
+    pub literal: Kind,
+    /// The comparison as written, for messages.
+    pub text: String,
 }
 
 fn keys_in_map(map: &Map<String, Value>, segments: &[Segment], into: &mut BTreeSet<String>) {

@@ -7,7 +7,7 @@
 
 use cel::common::ast::{operators, EntryExpr, Expr, IdedExpr, LiteralValue};
 
-use super::path::{KeyPath, Root, Segment};
+use super::path::{Comparison, KeyPath, Kind, Root, Segment};
 use super::{ENV, VARIABLES};
 
 /// What a condition refers to.
@@ -19,6 +19,8 @@ pub(super) struct Analysis {
     pub calls: Vec<Call>,
     /// Every key path read, as written (`msg.a.b`, without also `msg.a`).
     pub paths: Vec<KeyPath>,
+    /// Paths compared with literals.
+    pub comparisons: Vec<Comparison>,
 }
 
 /// A function call as written: `x.name(...)` is a member call.
@@ -69,6 +71,7 @@ impl Walker {
                         return self.record(p, false);
                     }
                 }
+                self.comparison(&call.func_name, &call.args);
                 let negation = call.func_name == operators::LOGICAL_NOT || call.func_name == operators::NOT_EQUALS;
                 self.negated += u32::from(negation);
                 call.target.iter().for_each(|t| self.walk(t));
@@ -113,6 +116,31 @@ impl Walker {
             Expr::List(list) => list.elements.iter().for_each(|x| self.walk(x)),
             Expr::Map(map) => map.entries.iter().for_each(|entry| self.entry(&entry.expr)),
             Expr::Struct(s) => s.entries.iter().for_each(|entry| self.entry(&entry.expr)),
+        }
+    }
+
+    fn comparison(&mut self, op: &str, args: &[IdedExpr]) {
+        let (text, path, literal) = match (op, args) {
+            (operators::EQUALS | operators::NOT_EQUALS, [a, b]) => {
+                let (path, lit) = match (self.path(a), self.path(b)) {
+                    (Some(p), None) => (p, literal_kind(b)),
+                    (None, Some(p)) => (p, literal_kind(a)),
+                    _ => return,
+                };
+                let shown = if op == operators::EQUALS { "==" } else { "!=" };
+                (format!("{path} {shown} {}", literal_text(if self.path(a).is_some() { b } else { a })), path, lit)
+            }
+            (operators::IN, [a, list_expr]) => {
+                let (Some(path), Expr::List(list)) = (self.path(a), &list_expr.expr) else { return };
+                let kinds: Vec<_> = list.elements.iter().map(literal_kind).collect();
+                let first = kinds.first().copied().flatten();
+                let same = kinds.iter().all(|k| *k == first);
+                (format!("{path} in [...]"), path, if same { first } else { None })
+            }
+            _ => return,
+        };
+        if let Some(literal) = literal {
+            self.out.comparisons.push(Comparison { path, literal, text });
         }
     }
 
@@ -200,6 +228,24 @@ impl Walker {
     }
 }
 
+fn literal_kind(e: &IdedExpr) -> Option<Kind> {
+    match &e.expr {
+        Expr::Literal(LiteralValue::String(_)) => Some(Kind::String),
+        Expr::Literal(LiteralValue::Int(_) | LiteralValue::UInt(_) | LiteralValue::Double(_)) => Some(Kind::Number),
+        Expr::Literal(LiteralValue::Boolean(_)) => Some(Kind::Bool),
+        _ => None,
+    }
+}
+
+fn literal_text(e: &IdedExpr) -> String {
+    match &e.expr {
+        Expr::Literal(LiteralValue::String(s)) => format!("{:?}", s.inner()),
+        Expr::Literal(LiteralValue::Int(i)) => i.inner().to_string(),
+        Expr::Literal(LiteralValue::Boolean(b)) => format!("{b:?}").to_lowercase(),
+        _ => "...".into(),
+    }
+}
+
 /// Operators and the macros' internal calls, as opposed to functions a
 /// user names: `_==_`, `!_`, `-_`, `@in`, `@not_strictly_false`.
 fn is_operator(name: &str) -> bool {
@@ -244,6 +290,17 @@ mod tests {
             [("msg.x".into(), true, false), ("msg.y".into(), false, true), ("headers.z".into(), false, true)]
         );
         assert_eq!(paths("msg.builds[0].nvr == topic"), ["msg.builds[].nvr"]);
+    }
+
+    #[test]
+    fn comparisons_with_literals_are_recorded_with_the_literal_kind() {
+        let a =
+            analysis("msg.new == '1' && 2 != msg.old && msg.status in ['A', 'B'] && msg.x == msg.y && 'a' in msg.l");
+        let found: Vec<_> = a.comparisons.iter().map(|c| (c.text.as_str(), c.literal)).collect();
+        assert_eq!(
+            found,
+            [("msg.new == \"1\"", Kind::String), ("msg.old != 2", Kind::Number), ("msg.status in [...]", Kind::String)]
+        );
     }
 
     #[test]
