@@ -23,7 +23,7 @@ pub struct MessageReport {
     pub rules: Vec<RuleLine>,
     /// What each matching rule would run.
     pub runs: Vec<RunReport>,
-    /// Keys Jinja would read as dict methods (only for messages some rule matches).
+    /// Keys Jinja would read as dict methods, naming the playbooks that write them so.
     pub warnings: Vec<String>,
 }
 
@@ -106,6 +106,10 @@ impl MessageReport {
                 playbook_error: playbook.as_ref().err().map(ToString::to_string),
                 extra_vars: with_vars.then(|| relflow_engine::extra_vars(msg, &rule.name, "dry-run", 1).to_json()),
             });
+        }
+        if runs.is_empty() {
+            // No playbook runs, but whoever writes the rule for this message will meet the keys.
+            warnings.extend(traps.iter().map(|path| crate::traps::warning(path, None)));
         }
         MessageReport { file, msg_id: msg.id.clone(), topic: msg.topic.clone(), rules, runs, warnings }
     }

@@ -76,7 +76,8 @@ pub fn run_tests(config: &Config) -> TestReport {
 fn run_one(config: &Config, rule: &Rule, test: &RuleTest) -> Result<(), String> {
     let msg = crate::samples::read(config, &test.message)?;
     let verdict = rule.explain(&msg, &mut None);
-    let condition = rule.when.as_ref().map(|c| format!("\ncondition: {}", c.source())).unwrap_or_default();
+    let condition =
+        rule.when.as_ref().map(|c| format!("\ncondition: {}{}", c.source(), values(c, &msg))).unwrap_or_default();
     let topic = format!("\ntopic: {} (pattern {})", msg.topic, rule.topic);
     if let Some(Outcome::Error(e)) = &verdict.condition {
         return Err(format!("the condition cannot be evaluated on this message: {e}{condition}"));
@@ -102,6 +103,24 @@ fn run_one(config: &Config, rule: &Rule, test: &RuleTest) -> Result<(), String> 
                 Err(format!("the rule matches, but the playbook would get other extra vars:\n{}", wrong.join("\n")))
             }
         }
+    }
+}
+
+/// What the keys the condition reads hold in this message: the usual why.
+fn values(cond: &relflow_core::condition::Condition, msg: &relflow_core::Message) -> String {
+    let shown: Vec<String> = cond
+        .paths()
+        .iter()
+        .map(|p| match p.values_in(msg).as_slice() {
+            [] => format!("{p}: missing"),
+            [one] => format!("{p} = {one}"),
+            many => format!("{p} = {}", many.iter().map(ToString::to_string).collect::<Vec<_>>().join(" | ")),
+        })
+        .collect();
+    if shown.is_empty() {
+        String::new()
+    } else {
+        format!("\nin this message: {}", shown.join(", "))
     }
 }
 

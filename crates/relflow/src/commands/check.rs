@@ -8,7 +8,7 @@ use relflow_core::config::PlaybookSpec;
 use relflow_core::Config;
 use serde_json::json;
 
-pub async fn run(path: &Path, json: bool) -> Result<ExitCode> {
+pub async fn run(path: &Path, json: bool, playbooks: bool) -> Result<ExitCode> {
     let config = match Config::load(path) {
         Ok(c) => c,
         Err(e) => {
@@ -20,7 +20,10 @@ pub async fn run(path: &Path, json: bool) -> Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
-    let problems = problems(&config);
+    let mut problems = problems(&config);
+    // Conditions on sample messages, and playbook syntax: relflow-check.
+    let rule_checks = relflow_check::check(&config, playbooks);
+    problems.extend(rule_checks.errors());
     if json {
         super::print_json(&json!({
             "ok": problems.is_empty(),
@@ -31,6 +34,7 @@ pub async fn run(path: &Path, json: bool) -> Result<ExitCode> {
             "rules": config.rules,
             "warnings": config.warnings,
             "problems": problems,
+            "rule_checks": rule_checks,
         }))?;
     } else {
         println!("config:        {}", config.path.display());
@@ -48,6 +52,7 @@ pub async fn run(path: &Path, json: bool) -> Result<ExitCode> {
                 println!("  {:<24} when {}", "", when.source());
             }
         }
+        print!("{rule_checks}");
         for w in &config.warnings {
             println!("warning: {w}");
         }
