@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 const QUICK_START: &str = "\
 Quick start (the example config, embedded queue, no broker):
   relflow -c examples/relflow.toml check
+  relflow -c examples/relflow.toml test
   relflow -c examples/relflow.toml publish examples/messages/compose-finished.json
   relflow -c examples/relflow.toml worker --drain
   relflow -c examples/relflow.toml runs list

@@ -1,5 +1,7 @@
 //! Every playbook shipped in examples/ passes real `ansible-playbook
-//! --syntax-check`, and the example config passes `relflow check`.
+//! --syntax-check`, the example config passes `relflow check` and `relflow
+//! test`; a wrong rule test, a misspelt key, a type mismatch and a broken
+//! playbook are caught, and `dry-run` explains every rule.
 
 mod common;
 
