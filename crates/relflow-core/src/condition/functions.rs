@@ -105,16 +105,17 @@ pub(super) fn check(call: &Call) -> Result<(), String> {
         return Ok(());
     }
     if let Some((_, usage)) = MACROS.iter().find(|(m, _)| *m == name) {
-        return Err(format!(": `{name}` is a macro, written `{usage}`"));
+        return Err(format!(" with the wrong arguments: `{name}` is a macro, written `{usage}`"));
     }
     if exists(name, !call.member) {
         return Err(if call.member {
-            format!(": `{name}` is a function, not a method: write `{name}(value)`")
+            format!(" as a method, but it is a function: write `{name}(value)`")
         } else {
-            format!(": `{name}` is a method: write `value.{name}(...)`")
+            format!(" as a function, but it is a method: write `value.{name}(...)`")
         });
     }
-    Err(suggest(name).map(|s| format!("; did you mean `{s}`?")).unwrap_or_default())
+    let suggestion = suggest(name).map(|s| format!("; did you mean `{s}`?")).unwrap_or_default();
+    Err(format!(", which CEL does not have{suggestion}"))
 }
 
 pub(super) fn is_macro(name: &str) -> bool {
@@ -175,14 +176,15 @@ mod tests {
 
     #[test]
     fn unknown_functions_get_the_cel_spelling() {
-        assert_eq!(check(&call("startswith", true)), Err("; did you mean `startsWith`?".into()));
-        assert_eq!(check(&call("lower", true)), Err("; did you mean `lowerAscii`?".into()));
-        assert_eq!(check(&call("lowerascii", true)), Err("; did you mean `lowerAscii`?".into()));
-        assert_eq!(check(&call("conatins", true)), Err("; did you mean `contains`?".into()));
-        assert_eq!(check(&call("frobnicate", true)), Err(String::new()));
+        let unknown = |s: &str| Err(format!(", which CEL does not have{s}"));
+        assert_eq!(check(&call("startswith", true)), unknown("; did you mean `startsWith`?"));
+        assert_eq!(check(&call("lower", true)), unknown("; did you mean `lowerAscii`?"));
+        assert_eq!(check(&call("lowerascii", true)), unknown("; did you mean `lowerAscii`?"));
+        assert_eq!(check(&call("conatins", true)), unknown("; did you mean `contains`?"));
+        assert_eq!(check(&call("frobnicate", true)), unknown(""));
         assert!(check(&call("exists", true)).unwrap_err().contains("macro"));
-        assert!(check(&call("startsWith", false)).unwrap_err().contains("is a method"));
-        assert!(check(&call("int", true)).unwrap_err().contains("not a method"));
-        assert_eq!(check(&call("strings.quot", false)), Err("; did you mean `strings.quote`?".into()));
+        assert!(check(&call("startsWith", false)).unwrap_err().contains("but it is a method"));
+        assert!(check(&call("int", true)).unwrap_err().contains("but it is a function"));
+        assert_eq!(check(&call("strings.quot", false)), unknown("; did you mean `strings.quote`?"));
     }
 }

@@ -59,8 +59,8 @@ pub enum ConditionError {
     Parse { expr: String, message: String },
     #[error("condition {expr:?} uses `{name}`; conditions can only use msg, topic and headers")]
     UnknownVariable { expr: String, name: String },
-    /// `hint` is the rest of the sentence: a did-you-mean, or how to write it.
-    #[error("condition {expr:?} calls `{name}`, which CEL does not have{hint}")]
+    /// `hint` is the rest of the sentence: what is wrong, and what to write.
+    #[error("condition {expr:?} calls `{name}`{hint}")]
     UnknownFunction { expr: String, name: String, hint: String },
 }
 
