@@ -11,6 +11,8 @@
 //!   worker leaves no ansible or module process behind.
 //! * The log is captured (and optionally teed live to a file); per-task
 //!   results come from relflow's own callback plugin.
+//! * [`syntax_check`] runs `ansible-playbook --syntax-check` the way a run
+//!   would load the playbook, for `relflow check --playbooks` and `relflow test`.
 //! * Optionally ([`RunnerMode::Warm`]) runs are forked from a pre-started
 //!   Python that has ansible imported, with the same guarantees (`warm.rs`).
 //!
@@ -19,6 +21,7 @@
 mod events;
 mod runner;
 mod supervise;
+mod syntax;
 mod vars;
 mod warm;
 
@@ -27,4 +30,5 @@ pub use runner::{
     find_program, Outcome, PlaybookRun, RunResult, Runner, RunnerConfig, RunnerError, RunnerMode, ENV_ALLOWED,
 };
 pub use supervise::{supervise_main, SUPERVISE_ARG};
+pub use syntax::{syntax_check, SyntaxError};
 pub use vars::{ExtraVars, RunInfo};

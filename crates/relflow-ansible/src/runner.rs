@@ -26,7 +26,7 @@ use crate::warm::{self, WarmPool, WarmRun};
 /// is dropped: a worker's environment holds broker passwords and tokens that a
 /// playbook, or a module it runs, has no business reading.
 pub const ENV_ALLOWED: &[&str] = &["PATH", "HOME", "SSH_AUTH_SOCK", "KRB5CCNAME", "LANG"];
-const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+pub(crate) const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 /// Extra time the supervisor gets, beyond the grace period, to finish its
 /// SIGKILL round and exit before the runner SIGKILLs it.
 const SUPERVISOR_MARGIN: Duration = Duration::from_secs(5);

@@ -22,16 +22,17 @@
 //! retries = 2
 //! ```
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::condition::{Condition, ConditionError};
-use crate::rules::{GroupSpec, Rule};
+use crate::rules::{Expect, GroupSpec, Rule, RuleTest};
 use crate::{PatternError, TopicPattern, DEFAULT_MAX_MESSAGE_BYTES};
 
+mod errors;
 pub mod http;
 pub use http::HttpConfig;
 pub mod ingest;
@@ -59,6 +60,8 @@ pub struct Config {
     pub fedmsg: Option<FedmsgConfig>,
     /// `[[source]]`: where `relflow bridge` takes messages from.
     pub sources: Vec<SourceConfig>,
+    /// `[check]`: the sample messages `relflow check` evaluates conditions on.
+    pub check: CheckConfig,
     pub rules: Vec<Rule>,
     /// Things that load but deserve the operator's eye (`relflow check` prints them).
     pub warnings: Vec<String>,
@@ -200,6 +203,27 @@ pub struct StoreConfig {
     pub url: Option<String>,
 }
 
+/// `[check]`: what `relflow check` evaluates each condition against, so a
+/// condition that can never be true (a type mismatch, a key no message has)
+/// is found before it silently never fires.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CheckConfig {
+    /// Message files (fedmsg envelopes or fedora-messaging JSON), as glob
+    /// patterns; relative ones are relative to the config file (resolved at
+    /// load). Each is used for the rules whose topic it matches.
+    pub samples: Vec<String>,
+    /// Also use the real Fedora messages that ship with relflow, for the
+    /// topics they cover. Default true.
+    pub shipped_samples: bool,
+}
+
+impl Default for CheckConfig {
+    fn default() -> Self {
+        CheckConfig { samples: Vec::new(), shipped_samples: true }
+    }
+}
+
 /// How a rule names its playbook.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -256,6 +280,8 @@ struct RawConfig {
     fedmsg: Option<FedmsgConfig>,
     #[serde(default, rename = "source")]
     sources: Vec<SourceConfig>,
+    #[serde(default)]
+    check: CheckConfig,
     #[serde(default, rename = "rule")]
     rules: Vec<RawRule>,
 }
@@ -274,6 +300,18 @@ struct RawRule {
     inventory: Option<String>,
     limit: Option<String>,
     concurrency_group: Option<RawGroup>,
+    #[serde(default)]
+    test: Vec<RawTest>,
+}
+
+/// `[[rule.test]]`: a message this rule must (or must not) match.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTest {
+    message: PathBuf,
+    expect: Expect,
+    #[serde(default)]
+    vars: BTreeMap<String, serde_json::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -315,8 +353,7 @@ impl Config {
 
     /// Parses TOML text as if it had been read from `path`.
     pub fn from_toml(path: &Path, text: &str) -> Result<Config, ConfigError> {
-        let raw: RawConfig =
-            toml::from_str(text).map_err(|e| ConfigError::Toml { path: path.into(), message: e.to_string() })?;
+        let raw: RawConfig = toml::from_str(text).map_err(|e| errors::toml_error(path, text, &e))?;
         let invalid = |message: String| ConfigError::Invalid { path: path.into(), message };
         let mut config = Config::base(path, &raw.playbooks_dir, raw.data_dir.as_deref());
         config.ansible = raw.ansible;
@@ -337,6 +374,11 @@ impl Config {
         config.ingest = raw.ingest;
         config.fedmsg = raw.fedmsg;
         config.sources = raw.sources;
+        config.check = raw.check;
+        let base = config_dir(path);
+        for pattern in &mut config.check.samples {
+            *pattern = base.join(&*pattern).to_string_lossy().into_owned();
+        }
         ingest::validate(&mut config.sources, config.fedmsg.as_mut(), &config_dir(path)).map_err(invalid)?;
         config.max_message_bytes = raw.max_message_bytes.unwrap_or(DEFAULT_MAX_MESSAGE_BYTES);
         if config.worker.concurrency == 0 {
@@ -362,6 +404,16 @@ impl Config {
             if r.timeout.is_zero() {
                 return Err(at("timeout must be more than 0s".into()));
             }
+            let mut tests = Vec::new();
+            for t in r.test {
+                if t.expect == Expect::NoMatch && !t.vars.is_empty() {
+                    return Err(at(format!(
+                        "test {}: `vars` are what the playbook would get, so they need expect = \"match\"",
+                        t.message.display()
+                    )));
+                }
+                tests.push(RuleTest { message: base.join(t.message), expect: t.expect, vars: t.vars });
+            }
             config.rules.push(Rule {
                 name: r.name,
                 topic,
@@ -372,6 +424,7 @@ impl Config {
                 inventory: r.inventory,
                 limit: r.limit,
                 concurrency_group,
+                tests,
             });
         }
         if config.rules.is_empty() {
@@ -403,6 +456,7 @@ impl Config {
             ingest: IngestConfig::default(),
             fedmsg: None,
             sources: Vec::new(),
+            check: CheckConfig::default(),
             rules: Vec::new(),
             warnings: Vec::new(),
         }

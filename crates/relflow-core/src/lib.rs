@@ -18,5 +18,5 @@ mod topic;
 
 pub use config::{Config, ConfigError};
 pub use message::{json_type, validate_topic, DecodeError, Message, DEFAULT_MAX_MESSAGE_BYTES};
-pub use rules::{match_rules, GroupSpec, Matches, Rule};
+pub use rules::{explain_rules, match_rules, Expect, GroupSpec, Matches, Rule, RuleTest, Verdict};
 pub use topic::{PatternError, TopicPattern};

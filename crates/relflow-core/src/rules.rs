@@ -1,10 +1,13 @@
 //! Rules: which playbook runs for which messages.
 
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::condition::{Condition, EvalError, Input};
+use crate::condition::{Condition, EvalError, Input, Outcome};
 use crate::config::PlaybookSpec;
 use crate::{Message, TopicPattern};
 
@@ -26,6 +29,29 @@ pub struct Rule {
     pub limit: Option<String>,
     /// Rules with the same group never run at the same time.
     pub concurrency_group: Option<GroupSpec>,
+    /// `[[rule.test]]`: what `relflow test` checks.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tests: Vec<RuleTest>,
+}
+
+/// One `[[rule.test]]`: this message must match (or not), and if it matches
+/// the playbook must get these extra vars.
+#[derive(Debug, Clone, Serialize)]
+pub struct RuleTest {
+    /// Absolute (relative to the config file as written).
+    pub message: PathBuf,
+    pub expect: Expect,
+    /// Dotted paths into the extra vars (`msg.compose_id`, `topic`) and the
+    /// values they must have.
+    pub vars: BTreeMap<String, serde_json::Value>,
+}
+
+/// `expect = "match"` or `"no-match"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Expect {
+    Match,
+    NoMatch,
 }
 
 /// `concurrency_group = "compose"`, or `concurrency_group = { expr = "..." }`
@@ -108,4 +134,56 @@ pub fn match_rules<'r>(rules: &'r [Rule], msg: &Message) -> Matches<'r> {
         }
     }
     found
+}
+
+/// Why one rule does or does not apply to one message: what `dry-run` and
+/// `relflow test` show. Matching itself stays in [`match_rules`], which
+/// does not look for the missing key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    pub topic_matches: bool,
+    /// `None` when the topic did not match (not evaluated) or there is no condition.
+    pub condition: Option<Outcome>,
+}
+
+impl Verdict {
+    pub fn is_match(&self) -> bool {
+        self.topic_matches && matches!(self.condition, None | Some(Outcome::True))
+    }
+}
+
+impl Rule {
+    /// The [`Verdict`] of this rule on `msg`; `input` is converted once
+    /// for all rules, as in [`match_rules`].
+    pub fn explain(&self, msg: &Message, input: &mut Option<Input>) -> Verdict {
+        let topic_matches = self.topic.matches(&msg.topic);
+        let condition = match (&self.when, topic_matches) {
+            (Some(cond), true) => Some(cond.outcome(input.get_or_insert_with(|| Input::new(msg)), msg)),
+            _ => None,
+        };
+        Verdict { topic_matches, condition }
+    }
+}
+
+/// The verdict of every rule on `msg`, in config order.
+pub fn explain_rules<'r>(rules: &'r [Rule], msg: &Message) -> Vec<(&'r Rule, Verdict)> {
+    let mut input = None;
+    rules.iter().map(|rule| (rule, rule.explain(msg, &mut input))).collect()
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.condition, self.topic_matches) {
+            (_, false) => f.write_str("topic does not match"),
+            (None, true) => f.write_str("matches (topic; no condition)"),
+            (Some(Outcome::True), true) => f.write_str("matches (topic; condition true)"),
+            (Some(Outcome::False), true) => f.write_str("topic matches; condition false"),
+            (Some(Outcome::Missing(key)), true) => write!(
+                f,
+                "topic matches; condition false: the message has no `{key}` (a missing key makes the whole \
+                 condition false, even under `!`; ask with has({key}))"
+            ),
+            (Some(Outcome::Error(e)), true) => write!(f, "topic matches; condition error, so no match: {e}"),
+        }
+    }
 }

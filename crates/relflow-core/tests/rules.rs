@@ -2,9 +2,10 @@
 
 use std::path::{Path, PathBuf};
 
+use relflow_core::condition::Outcome;
 use relflow_core::config::{PlaybookError, PlaybookSpec};
 use relflow_core::loopabull::Translator;
-use relflow_core::{match_rules, Config, ConfigError, Message};
+use relflow_core::{explain_rules, match_rules, Config, ConfigError, Message};
 use serde_json::json;
 
 fn msg(topic: &str, body: serde_json::Value) -> Message {
@@ -81,6 +82,31 @@ fn a_missing_key_is_no_match_and_a_type_error_is_reported_not_fatal() {
 }
 
 #[test]
+fn explain_says_topic_condition_missing_key_or_error_per_rule() {
+    let (_d, path) = setup("relflow.toml", RULES, &["compose.yml", "sub/koji.yml"]);
+    let config = Config::load(&path).unwrap();
+    let verdicts = |m: &Message| {
+        explain_rules(&config.rules, m).into_iter().map(|(r, v)| (r.name.as_str(), v.condition)).collect::<Vec<_>>()
+    };
+    let no_status = msg("org.fedoraproject.prod.pungi.compose.status.change", json!({"other": 1}));
+    assert_eq!(
+        verdicts(&no_status),
+        [
+            ("compose-finished", Some(Outcome::Missing("msg.status".into()))),
+            ("koji-complete", None),
+            ("everything", None)
+        ]
+    );
+    let all = explain_rules(&config.rules, &no_status);
+    assert!(all[0].1.to_string().contains("has(msg.status)"), "{}", all[0].1);
+    assert_eq!(all[1].1.to_string(), "topic does not match");
+    assert!(!all[1].1.is_match() && all[2].1.is_match());
+
+    let odd = msg("org.fedoraproject.prod.buildsys.build.state.change", json!({"new": [1], "owner": "bob"}));
+    assert!(matches!(&verdicts(&odd)[1].1, Some(Outcome::False | Outcome::Error(_))));
+}
+
+#[test]
 fn conditions_see_topic_and_headers() {
     let cfg = r##"
 playbooks_dir = "p"
@@ -123,7 +149,11 @@ fn bad_configs_are_refused_with_a_clear_reason() {
     let e = load_err(&one_rule("topic = \"#\"\nwhen = \"mgs.status == 'x'\"\nplaybook = \"x.yml\""));
     assert!(e.contains("uses `mgs`"), "{e}");
     let e = load_err(&one_rule("topic = \"#\"\nplaybok = \"x.yml\""));
-    assert!(e.contains("unknown field") && e.contains("playbok"), "typos are caught: {e}");
+    assert!(e.contains("unknown key `playbok` in [[rule]]") && e.contains("did you mean `playbook`?"), "typos: {e}");
+    let e = load_err(&one_rule("topic = \"#\"\nwhen = \"msg.tag.startswith('f')\"\nplaybook = \"x.yml\""));
+    assert!(e.contains("calls `startswith`") && e.contains("did you mean `startsWith`?"), "{e}");
+    let e = load_err(&one_rule("topic = \"#\"\nplaybook = \"x.yml\"\n[[rule.test]]\nmessage = \"m.json\"\nexpect = \"no-match\"\nvars = { topic = \"x\" }"));
+    assert!(e.contains("need expect = \"match\""), "{e}");
     let e = load_err("playbooks_dir = \"p\"\n[[rule]]\nname = \"a\"\ntopic = \"#\"\nplaybook = \"x.yml\"\n[[rule]]\nname = \"a\"\ntopic = \"#\"\nplaybook = \"y.yml\"\n");
     assert!(e.contains("names must be unique"), "{e}");
     let e = load_err(&one_rule("topic = \"#\"\nplaybook = \"x.yml\"\ntimeout = \"soon\""));
@@ -210,4 +240,39 @@ fn backoff_doubles_and_is_capped() {
 fn _config_is_shareable_across_worker_tasks() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Config>();
+}
+
+#[test]
+fn rule_tests_and_check_samples_load_relative_to_the_config() {
+    let cfg = r##"
+playbooks_dir = "p"
+[check]
+samples = ["samples/*.json"]
+shipped_samples = false
+
+[[rule]]
+name = "compose"
+topic = "#"
+playbook = "a.yml"
+
+[[rule.test]]
+message = "samples/finished.json"
+expect = "match"
+vars = { "msg.compose_id" = "Fedora-24-20151208.n.7", "msg.count" = 3 }
+
+[[rule.test]]
+message = "samples/started.json"
+expect = "no-match"
+"##;
+    let (dir, path) = setup("relflow.toml", cfg, &[]);
+    let config = Config::load(&path).unwrap();
+    let base = std::path::absolute(dir.path()).unwrap();
+    assert_eq!(config.check.samples, [base.join("samples/*.json").to_string_lossy()]);
+    assert!(!config.check.shipped_samples);
+    let tests = &config.rules[0].tests;
+    assert_eq!(tests.len(), 2);
+    assert_eq!(tests[0].message, base.join("samples/finished.json"));
+    assert_eq!(tests[0].expect, relflow_core::Expect::Match);
+    assert_eq!(tests[0].vars["msg.count"], json!(3));
+    assert_eq!(tests[1].expect, relflow_core::Expect::NoMatch);
 }

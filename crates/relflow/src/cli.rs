@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 const QUICK_START: &str = "\
 Quick start (the example config, embedded queue, no broker):
   relflow -c examples/relflow.toml check
+  relflow -c examples/relflow.toml test
   relflow -c examples/relflow.toml publish examples/messages/compose-finished.json
   relflow -c examples/relflow.toml worker --drain
   relflow -c examples/relflow.toml runs list
@@ -49,9 +50,16 @@ pub enum LogFormat {
 pub enum Command {
     /// Validate the config and list the rules; exits non-zero on any error.
     ///
-    /// Also checks that every rule's playbook exists inside playbooks_dir
-    /// and that ansible-playbook can be found.
-    Check(JsonFlag),
+    /// Also checks that every rule's playbook exists inside playbooks_dir,
+    /// that ansible-playbook can be found, and evaluates every condition on
+    /// the sample messages of its topic ([check] samples, the rule tests'
+    /// messages, real Fedora messages shipped with relflow): type mismatches
+    /// are errors, keys no sample has are warnings.
+    Check(CheckArgs),
+
+    /// Run the [[rule.test]] tables beside the rules and syntax-check every
+    /// playbook; exits non-zero if any test fails.
+    Test(JsonFlag),
 
     /// Put messages on the work queue.
     ///
@@ -60,12 +68,16 @@ pub enum Command {
     /// files (`-` reads one message from stdin).
     Publish(PublishArgs),
 
-    /// Show which rules each message matches and the exact extra vars the
-    /// playbooks would get. Runs nothing, queues nothing.
+    /// Show, per rule, whether each message matches and why not (topic,
+    /// condition false, missing key, evaluation error), and the exact extra
+    /// vars the playbooks would get. Runs nothing, queues nothing.
     DryRun {
         /// fedmsg envelope or fedora-messaging JSON files; `-` for stdin.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// Only the per-rule verdicts, without the extra vars.
+        #[arg(long)]
+        rules_only: bool,
         #[command(flatten)]
         json: JsonFlag,
     },
@@ -135,6 +147,15 @@ pub struct JsonFlag {
     /// Machine-readable JSON on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args, Clone, Copy)]
+pub struct CheckArgs {
+    /// Also run `ansible-playbook --syntax-check` on every rule's playbook.
+    #[arg(long)]
+    pub playbooks: bool,
+    #[command(flatten)]
+    pub json: JsonFlag,
 }
 
 #[derive(Debug, Args)]

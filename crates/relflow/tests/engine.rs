@@ -34,7 +34,9 @@ fn the_example_flow_runs_the_playbook_with_the_message_and_records_it() {
         .replace(
             "config = \"ansible.cfg\"",
             &format!("config = {:?}", common::repo_root().join("examples/ansible.cfg")),
-        );
+        )
+        // [check] samples and the rule tests' messages.
+        .replace("\"messages/", &format!("\"{}/", common::repo_root().join("examples/messages").display()));
     std::fs::write(&env.config, example).unwrap();
     env.ok(&["check"]);
 

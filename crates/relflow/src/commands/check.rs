@@ -9,7 +9,7 @@ use relflow_core::redact::redact_url;
 use relflow_core::Config;
 use serde_json::json;
 
-pub async fn run(path: &Path, json: bool) -> Result<ExitCode> {
+pub async fn run(path: &Path, json: bool, playbooks: bool) -> Result<ExitCode> {
     let config = match Config::load(path) {
         Ok(c) => c,
         Err(e) => {
@@ -21,7 +21,10 @@ pub async fn run(path: &Path, json: bool) -> Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
-    let problems = problems(&config);
+    let mut problems = problems(&config);
+    // Conditions on sample messages, and playbook syntax: relflow-check.
+    let rule_checks = relflow_check::check(&config, playbooks);
+    problems.extend(rule_checks.errors());
     // Addresses may carry a password: show them redacted, in text and JSON alike.
     let queue = config.queue.url.as_deref().map_or_else(|| "embedded (SQLite)".to_owned(), redact_url);
     let store = config.store.url.as_deref().map_or_else(|| "embedded (SQLite)".to_owned(), redact_url);
@@ -36,6 +39,7 @@ pub async fn run(path: &Path, json: bool) -> Result<ExitCode> {
             "rules": config.rules,
             "warnings": config.warnings,
             "problems": problems,
+            "rule_checks": rule_checks,
         }))?;
     } else {
         println!("config:        {}", config.path.display());
@@ -54,6 +58,7 @@ pub async fn run(path: &Path, json: bool) -> Result<ExitCode> {
                 println!("  {:<24} when {}", "", when.source());
             }
         }
+        print!("{rule_checks}");
         for w in &config.warnings {
             println!("warning: {w}");
         }

@@ -8,6 +8,7 @@ mod publish;
 mod runs;
 mod serve;
 mod status;
+mod test;
 mod verify;
 mod worker;
 
@@ -22,9 +23,10 @@ use crate::cli::{Cli, Command};
 pub async fn run(cli: Cli) -> Result<ExitCode> {
     let config = || load_config(&cli.config);
     match cli.command {
-        Command::Check(json) => check::run(&cli.config, json.json).await,
+        Command::Check(args) => check::run(&cli.config, args.json.json, args.playbooks).await,
+        Command::Test(json) => test::run(&config()?, json.json),
         Command::Publish(args) => publish::run(&config()?, args).await,
-        Command::DryRun { files, json } => dry_run::run(&config()?, &files, json.json),
+        Command::DryRun { files, json, rules_only } => dry_run::run(&config()?, &files, json.json, rules_only),
         Command::Worker(args) => worker::run(config()?, args).await,
         Command::Runs(cmd) => runs::run(&config()?, cmd).await,
         Command::DeadLetters(cmd) => dead_letters::run(&config()?, cmd).await,

@@ -1,0 +1,146 @@
+//! `relflow dry-run`: for one message, every rule's verdict on one line
+//! (topic, condition, missing key, evaluation error), the runs it would
+//! make with their exact extra vars, and the Jinja dict-method traps in it.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use relflow_core::condition::Outcome;
+use relflow_core::config::PlaybookSpec;
+use relflow_core::{explain_rules, Config, Message};
+use serde::Serialize;
+
+/// What one message file would cause.
+#[derive(Debug, Serialize)]
+pub struct MessageReport {
+    /// The file as given on the command line.
+    pub file: PathBuf,
+    /// The message id (derived from the content when the bus gave none).
+    pub msg_id: String,
+    /// The message's topic.
+    pub topic: String,
+    /// Every rule, in config order.
+    pub rules: Vec<RuleLine>,
+    /// What each matching rule would run.
+    pub runs: Vec<RunReport>,
+    /// Keys Jinja would read as dict methods, naming the playbooks that write them so.
+    pub warnings: Vec<String>,
+}
+
+/// One rule's verdict on the message.
+#[derive(Debug, Serialize)]
+pub struct RuleLine {
+    /// The rule's name.
+    pub rule: String,
+    /// Whether the rule would run for this message.
+    pub matched: bool,
+    /// Whether the topic matched the rule's pattern.
+    pub topic_matched: bool,
+    /// `true`, `false`, `missing` or `error`; absent if not evaluated.
+    pub condition: Option<&'static str>,
+    /// The key path the message lacks, when that made the condition false.
+    pub missing_key: Option<String>,
+    /// The evaluation error, when there was one.
+    pub error: Option<String>,
+    /// The verdict in words.
+    pub explanation: String,
+}
+
+/// One run a rule would make.
+#[derive(Debug, Serialize)]
+pub struct RunReport {
+    /// The rule's name.
+    pub rule: String,
+    /// The playbook file that would run.
+    pub playbook: Option<String>,
+    /// Why the playbook cannot run (missing, outside playbooks_dir).
+    pub playbook_error: Option<String>,
+    /// Left out with `--rules-only`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub extra_vars: Option<serde_json::Value>,
+}
+
+impl MessageReport {
+    /// `with_vars: false` is `--rules-only`: no extra vars dump.
+    pub fn new(config: &Config, file: PathBuf, msg: &Message, with_vars: bool) -> MessageReport {
+        let mut rules = Vec::new();
+        let mut runs = Vec::new();
+        let mut warnings = Vec::new();
+        let traps = crate::traps::dict_method_keys(msg);
+        for (rule, verdict) in explain_rules(&config.rules, msg) {
+            let (condition, missing_key, error) = match &verdict.condition {
+                None => (None, None, None),
+                Some(Outcome::True) => (Some("true"), None, None),
+                Some(Outcome::False) => (Some("false"), None, None),
+                Some(Outcome::Missing(k)) => (Some("missing"), Some(k.clone()), None),
+                Some(Outcome::Error(e)) => (Some("error"), None, Some(e.to_string())),
+            };
+            let matched = verdict.is_match();
+            rules.push(RuleLine {
+                rule: rule.name.clone(),
+                matched,
+                topic_matched: verdict.topic_matches,
+                condition,
+                missing_key,
+                error,
+                explanation: verdict.to_string(),
+            });
+            if !matched {
+                continue;
+            }
+            let playbook = config.playbook_path(rule, &msg.topic);
+            let text = playbook.as_ref().ok().and_then(|p| std::fs::read_to_string(p).ok());
+            let name = match &rule.playbook {
+                PlaybookSpec::File(p) => p.display().to_string(),
+                PlaybookSpec::FromTopic(_) => "the playbook".into(),
+            };
+            for path in &traps {
+                let w = crate::traps::warning(path, text.as_deref().map(|t| (name.as_str(), t)));
+                if !warnings.contains(&w) {
+                    warnings.push(w);
+                }
+            }
+            runs.push(RunReport {
+                rule: rule.name.clone(),
+                playbook: playbook.as_ref().ok().map(|p| p.display().to_string()),
+                playbook_error: playbook.as_ref().err().map(ToString::to_string),
+                extra_vars: with_vars.then(|| relflow_engine::extra_vars(msg, &rule.name, "dry-run", 1).to_json()),
+            });
+        }
+        if runs.is_empty() {
+            // No playbook runs, but whoever writes the rule for this message will meet the keys.
+            warnings.extend(traps.iter().map(|path| crate::traps::warning(path, None)));
+        }
+        MessageReport { file, msg_id: msg.id.clone(), topic: msg.topic.clone(), rules, runs, warnings }
+    }
+}
+
+impl fmt::Display for MessageReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{}: {} ({})", self.file.display(), self.topic, self.msg_id)?;
+        let width = self.rules.iter().map(|r| r.rule.len()).max().unwrap_or(0).min(32);
+        for r in &self.rules {
+            writeln!(f, "  {:<width$}  {}", r.rule, r.explanation)?;
+        }
+        if self.runs.is_empty() {
+            writeln!(f, "  no rule matches: the message would be acked as a no-op")?;
+        }
+        for run in &self.runs {
+            match (&run.playbook, &run.playbook_error) {
+                (Some(p), _) => writeln!(f, "  run {:?} -> {p}", run.rule)?,
+                (None, err) => writeln!(f, "  run {:?} -> cannot run: {}", run.rule, err.as_deref().unwrap_or("?"))?,
+            }
+            if let Some(vars) = &run.extra_vars {
+                let vars = serde_json::to_string_pretty(vars).map_err(|_| fmt::Error)?;
+                writeln!(f, "  extra vars:")?;
+                for line in vars.lines() {
+                    writeln!(f, "    {line}")?;
+                }
+            }
+        }
+        for w in &self.warnings {
+            writeln!(f, "  warning: {w}")?;
+        }
+        Ok(())
+    }
+}
