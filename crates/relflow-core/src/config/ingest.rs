@@ -367,7 +367,7 @@ mod tests {
             ("[queue]\nurl = \"amqps://b\"\ntls = { cert = \"c.pem\" }\n", "[queue] tls.cert and tls.key go together"),
             ("[queue]\nurl = \"amqp://b\"\ntls = {}\n", "[queue] tls is set but the url is not amqps://"),
             ("[queue]\ntls = {}\n", "[queue] tls needs [queue] url"),
-            ("[queue]\nurl = \"amqps://b\"\ntls = { ca = \"x\" }\n", "unknown field `ca`"),
+            ("[queue]\nurl = \"amqps://b\"\ntls = { ca = \"x\" }\n", "unknown key `ca`"),
             (
                 "[[source]]\ntype = \"amqp\"\nname = \"x\"\nurl = \"amqp://h\"\ntls = { ca_cert = \"ca.pem\" }\n",
                 "source \"x\": tls is set but the url is not amqps://",
