@@ -32,6 +32,8 @@ use crate::condition::{Condition, ConditionError};
 use crate::rules::{GroupSpec, Rule};
 use crate::{PatternError, TopicPattern, DEFAULT_MAX_MESSAGE_BYTES};
 
+pub mod announce;
+pub use announce::AnnounceConfig;
 pub mod http;
 pub use http::HttpConfig;
 pub mod ingest;
@@ -59,6 +61,8 @@ pub struct Config {
     pub fedmsg: Option<FedmsgConfig>,
     /// `[[source]]`: where `relflow bridge` takes messages from.
     pub sources: Vec<SourceConfig>,
+    /// `[announce]`: run events back onto the bus; `None`: none are sent.
+    pub announce: Option<AnnounceConfig>,
     pub rules: Vec<Rule>,
     /// Things that load but deserve the operator's eye (`relflow check` prints them).
     pub warnings: Vec<String>,
@@ -256,6 +260,7 @@ struct RawConfig {
     fedmsg: Option<FedmsgConfig>,
     #[serde(default, rename = "source")]
     sources: Vec<SourceConfig>,
+    announce: Option<AnnounceConfig>,
     #[serde(default, rename = "rule")]
     rules: Vec<RawRule>,
 }
@@ -274,6 +279,14 @@ struct RawRule {
     inventory: Option<String>,
     limit: Option<String>,
     concurrency_group: Option<RawGroup>,
+    #[serde(default = "yes")]
+    announce: bool,
+    #[serde(default)]
+    announce_body: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Deserialize)]
@@ -338,6 +351,10 @@ impl Config {
         config.fedmsg = raw.fedmsg;
         config.sources = raw.sources;
         ingest::validate(&mut config.sources, config.fedmsg.as_mut(), &config_dir(path)).map_err(invalid)?;
+        config.announce = raw.announce;
+        if let Some(a) = &mut config.announce {
+            a.validate(&config_dir(path), config.fedmsg.as_ref()).map_err(invalid)?;
+        }
         config.max_message_bytes = raw.max_message_bytes.unwrap_or(DEFAULT_MAX_MESSAGE_BYTES);
         if config.worker.concurrency == 0 {
             return Err(invalid("worker.concurrency must be at least 1".into()));
@@ -372,6 +389,8 @@ impl Config {
                 inventory: r.inventory,
                 limit: r.limit,
                 concurrency_group,
+                announce: r.announce,
+                announce_body: r.announce_body,
             });
         }
         if config.rules.is_empty() {
@@ -403,6 +422,7 @@ impl Config {
             ingest: IngestConfig::default(),
             fedmsg: None,
             sources: Vec::new(),
+            announce: None,
             rules: Vec::new(),
             warnings: Vec::new(),
         }
