@@ -151,7 +151,10 @@ mod tests {
         let cases = [
             ("[announce]\ntopic_prefix = \"a..b\"\n", "[announce] topic_prefix \"a..b\""),
             ("[announce.amqp]\nurl = \"http://x\"\n", "url must start with amqp://"),
-            ("[announce.amqp]\nurl = \"amqp://x\"\ntls = {}\n", "[announce.amqp] tls is set but the url is not amqps://"),
+            (
+                "[announce.amqp]\nurl = \"amqp://x\"\ntls = {}\n",
+                "[announce.amqp] tls is set but the url is not amqps://",
+            ),
             ("[announce.fedmsg]\nbind = \"tcp://*:1\"\n", "needs [fedmsg.sign]"),
             ("[announce.fedmsg]\nbind = \"*:1\"\n", "must start with tcp:// or ipc://"),
             ("[announce]\nmax_depth = 3\n", "unknown field `max_depth`"),
