@@ -11,7 +11,7 @@
 //! second task bounds the outbox ([`Drainer::prune`]). Nothing here can
 //! fail or slow a run: runs only ever write to the store.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use relflow_store::{Backlog, PendingEvent, RunStore, StoreError};
@@ -71,7 +71,7 @@ pub struct Drainer {
     destinations: Vec<(Arc<dyn Destination>, Notify)>,
     claimant: String,
     max_pending: u64,
-    observer: Option<Arc<dyn DrainObserver>>,
+    observer: OnceLock<Arc<dyn DrainObserver>>,
 }
 
 impl Drainer {
@@ -83,13 +83,13 @@ impl Drainer {
         max_pending: u64,
     ) -> Drainer {
         let destinations = destinations.into_iter().map(|d| (d, Notify::new())).collect();
-        Drainer { store, destinations, claimant, max_pending, observer: None }
+        Drainer { store, destinations, claimant, max_pending, observer: OnceLock::new() }
     }
 
-    /// Reports to `observer` (the engine's metrics).
-    pub fn with_observer(mut self, observer: Arc<dyn DrainObserver>) -> Drainer {
-        self.observer = Some(observer);
-        self
+    /// Reports to `observer` (the engine's metrics) from now on. One
+    /// observer per drainer; a second call is ignored.
+    pub fn observe(&self, observer: Arc<dyn DrainObserver>) {
+        let _ = self.observer.set(observer);
     }
 
     /// The destinations' names.
@@ -170,12 +170,12 @@ impl Drainer {
         if !sent.is_empty() {
             self.store.events_sent(name, &ids(sent)).await?;
             tracing::debug!(destination = name, n = sent.len(), "announced");
-            if let Some(o) = &self.observer {
+            if let Some(o) = self.observer.get() {
                 o.sent(name, sent.len() as u64);
             }
         }
         let Some(error) = published.error.filter(|_| !rest.is_empty()) else { return Ok(sent.len()) };
-        if let Some(o) = &self.observer {
+        if let Some(o) = self.observer.get() {
             o.failed(name);
         }
         let retry_at = chrono::Utc::now() + chrono::Duration::from_std(backoff).unwrap_or_default();
@@ -195,13 +195,13 @@ impl Drainer {
                         max_pending = self.max_pending,
                         "the outbox was over [announce] max_pending: dropped the oldest unsent announcements"
                     );
-                    if let Some(o) = &self.observer {
+                    if let Some(o) = self.observer.get() {
                         o.dropped(n);
                     }
                 }
                 Err(e) => tracing::warn!("cannot prune the outbox: {e}"),
             }
-            if let (Some(o), Ok(backlog)) = (&self.observer, self.store.outbox_backlog().await) {
+            if let (Some(o), Ok(backlog)) = (self.observer.get(), self.store.outbox_backlog().await) {
                 o.backlog(&self.with_idle(backlog));
             }
             tokio::select! {

@@ -35,6 +35,7 @@ mod lineage;
 mod options;
 mod plan;
 mod queue;
+mod status;
 
 use std::sync::Arc;
 
@@ -46,12 +47,13 @@ pub use event::{
     MAX_TEXT_BYTES,
 };
 pub use fedmsg::FedmsgDestination;
-pub use lineage::{lineage, Lineage, RunLink};
+pub use lineage::{lineage, view, Lineage, RunLink, RunView};
 pub use options::{AmqpOptions, AnnounceOptions, FedmsgOptions, AMQP, FEDMSG, QUEUE};
 pub use plan::{plan, Plan, Trigger};
 pub use queue::QueueDestination;
 use relflow_core::Rule;
 use relflow_store::NewEvent;
+pub use status::Pending;
 
 /// The JSON Schema of every event body (draft 2020-12).
 pub const SCHEMA: &str = include_str!("../../../docs/announce.schema.json");

@@ -35,6 +35,22 @@ pub struct Lineage {
     pub triggered: Vec<RunLink>,
 }
 
+/// A run with its lineage, as `relflow runs show --json` and the API show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunView {
+    /// The run.
+    #[serde(flatten)]
+    pub run: RunDetail,
+    /// `triggered_by` and `triggered`.
+    #[serde(flatten)]
+    pub lineage: Lineage,
+}
+
+/// `run` with its [`lineage`].
+pub async fn view(store: &dyn RunStore, run: RunDetail) -> relflow_store::Result<RunView> {
+    Ok(RunView { lineage: lineage(store, &run).await?, run })
+}
+
 /// The lineage of `run`. A message that only claims to be a relflow event
 /// (anyone can publish that body) links to nothing: the run it names must
 /// exist and really have announced an event with that message's id.

@@ -25,6 +25,8 @@ struct RunReport {
     playbook: Option<String>,
     playbook_error: Option<String>,
     extra_vars: serde_json::Value,
+    /// With `[announce]`: what the run would announce and start.
+    announces: Option<relflow_announce::Plan>,
 }
 
 #[derive(Debug, Serialize)]
@@ -36,6 +38,7 @@ struct ConditionError {
 impl MessageReport {
     fn new(config: &Config, file: PathBuf, msg: &Message) -> MessageReport {
         let found = match_rules(&config.rules, msg);
+        let announce = relflow_engine::options::announce(config);
         let runs = found
             .rules
             .iter()
@@ -46,6 +49,7 @@ impl MessageReport {
                     playbook: playbook.as_ref().ok().map(|p| p.display().to_string()),
                     playbook_error: playbook.as_ref().err().map(ToString::to_string),
                     extra_vars: relflow_engine::extra_vars(msg, &rule.name, "dry-run", 1).to_json(),
+                    announces: announce.as_ref().and_then(|a| relflow_announce::plan(a, &config.rules, rule, msg, "")),
                 }
             })
             .collect();
@@ -68,6 +72,9 @@ impl fmt::Display for MessageReport {
             match (&run.playbook, &run.playbook_error) {
                 (Some(p), _) => writeln!(f, "  rule {:?} -> {p}", run.rule)?,
                 (None, err) => writeln!(f, "  rule {:?} -> cannot run: {}", run.rule, err.as_deref().unwrap_or("?"))?,
+            }
+            if let Some(plan) = &run.announces {
+                write!(f, "{plan}")?;
             }
             let vars = serde_json::to_string_pretty(&run.extra_vars).map_err(|_| fmt::Error)?;
             writeln!(f, "  extra vars:")?;
