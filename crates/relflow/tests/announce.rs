@@ -339,3 +339,75 @@ fn dry_run_shows_the_announcements_a_message_would_cause() {
     assert_eq!(plan["triggers"][0]["rules"], json!(["sign"]));
     assert!(env.ok(&["runs", "list"]).contains("no runs"), "a dry run runs nothing");
 }
+
+/// Declares a durable queue on the node at `url` that keeps every event,
+/// or (with `take`) takes everything it holds: (message id, body) each.
+async fn announced_queue(url: &str, take: bool) -> Vec<(String, Value)> {
+    use lapin::options::{BasicAckOptions, BasicGetOptions, QueueBindOptions, QueueDeclareOptions};
+    use lapin::types::FieldTable;
+    let conn = lapin::Connection::connect(url, lapin::ConnectionProperties::default()).await.unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    ch.queue_declare("announced".into(), QueueDeclareOptions::durable(), FieldTable::default()).await.unwrap();
+    let bind = QueueBindOptions::default();
+    ch.queue_bind("announced".into(), "amq.topic".into(), "relflow.run.#".into(), bind, FieldTable::default())
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    while take {
+        let Some(m) = ch.basic_get("announced".into(), BasicGetOptions::default()).await.unwrap() else { break };
+        let id = m.delivery.properties.message_id().as_ref().map(|s| s.to_string()).unwrap_or_default();
+        got.push((id, serde_json::from_slice(&m.delivery.data).unwrap()));
+        m.delivery.ack(BasicAckOptions::default()).await.unwrap();
+    }
+    conn.close(200, "done".into()).await.unwrap();
+    got
+}
+
+#[test]
+fn runs_go_on_while_the_announce_broker_is_down_and_every_event_arrives_once_it_is_back() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut node = relflow_testkit::RabbitNode::start();
+    let url = node.url();
+    rt.block_on(announced_queue(&url, false));
+    node.stop();
+
+    let rule = "[[rule]]\nname = \"outage\"\ntopic = \"relflow.test.outage\"\nplaybook = \"ok.yml\"\n";
+    let env = Env::with_tables("", &format!("[announce]\n[announce.amqp]\nurl = \"{url}\"\n"), rule);
+    ok_playbook(&env);
+    for n in 0..20 {
+        env.publish_body("relflow.test.outage", &json!({"n": n}));
+    }
+    env.ok(&["worker", "--drain"]);
+    let runs = env.runs();
+    assert_eq!(runs.len(), 20);
+    assert!(runs.iter().all(|r| r["status"] == "succeeded"), "a broker that is down fails no run: {runs:#?}");
+    let status = env.json(&["status"]);
+    let amqp = &status["announcements"][0];
+    assert_eq!((amqp["destination"].as_str(), amqp["pending"].as_u64()), (Some("amqp"), Some(40)), "{status:#}");
+    assert!(amqp["last_error"].as_str().unwrap_or_default().contains("cannot connect"), "{status:#}");
+
+    node.restart();
+    let mut worker = Proc(env.spawn_worker(&[]));
+    wait_for(PATIENCE, "the outbox to empty once the broker is back", || {
+        (env.json(&["status"])["announcements"] == json!([])).then_some(())
+    });
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(worker.0.id() as i32), nix::sys::signal::Signal::SIGTERM)
+        .unwrap();
+    worker.0.wait().unwrap();
+
+    let got = rt.block_on(announced_queue(&url, true));
+    let mut ids: Vec<&str> = got.iter().map(|(id, _)| id.as_str()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!((got.len(), ids.len()), (40, 40), "all 40 events, none twice by event id");
+    let v = validator();
+    for (id, body) in &got {
+        assert_schema_valid(&v, body);
+        assert_eq!(body["event_id"], id.as_str());
+    }
+    for run in &runs {
+        let kinds: Vec<&str> =
+            got.iter().filter(|(_, b)| b["run_id"] == run["id"]).map(|(_, b)| b["event"].as_str().unwrap()).collect();
+        assert_eq!(kinds, ["started", "succeeded"], "run {} in order", run["id"]);
+    }
+}
