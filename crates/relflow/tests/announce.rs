@@ -353,8 +353,10 @@ async fn announced_queue(url: &str, take: bool) -> Vec<(String, Value)> {
         .await
         .unwrap();
     let mut got = Vec::new();
-    while take {
-        let Some(m) = ch.basic_get("announced".into(), BasicGetOptions::default()).await.unwrap() else { break };
+    while let Some(m) = match take {
+        true => ch.basic_get("announced".into(), BasicGetOptions::default()).await.unwrap(),
+        false => None,
+    } {
         let id = m.delivery.properties.message_id().as_ref().map(|s| s.to_string()).unwrap_or_default();
         got.push((id, serde_json::from_slice(&m.delivery.data).unwrap()));
         m.delivery.ack(BasicAckOptions::default()).await.unwrap();
