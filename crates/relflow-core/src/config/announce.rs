@@ -119,12 +119,7 @@ impl AnnounceConfig {
 mod tests {
     use std::path::Path;
 
-    use crate::Config;
-
-    fn load(text: &str) -> Result<Config, String> {
-        Config::from_toml(Path::new("/etc/relflow/relflow.toml"), &format!("playbooks_dir = \"p\"\n{text}"))
-            .map_err(|e| e.to_string())
-    }
+    use crate::config::ingest::tests::load;
 
     #[test]
     fn announce_parses_with_defaults_and_relative_paths() {
