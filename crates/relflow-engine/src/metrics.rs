@@ -279,3 +279,30 @@ impl Drop for BusyGuard {
         self.0.busy.dec();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use relflow_announce::DrainObserver;
+    use relflow_store::Backlog;
+
+    use super::Metrics;
+
+    #[test]
+    fn announcements_are_counted_by_destination_and_outcome() {
+        let m = Metrics::new();
+        m.sent("amqp", 3);
+        m.failed("amqp");
+        m.dropped(2);
+        let waiting = Backlog { destination: "fedmsg".into(), pending: 7, oldest: None, last_error: None };
+        m.backlog(&[waiting]);
+        let text = m.render(None);
+        for line in [
+            "relflow_announcements_total{destination=\"amqp\",outcome=\"sent\"} 3",
+            "relflow_announcements_total{destination=\"amqp\",outcome=\"failed\"} 1",
+            "relflow_announcements_total{destination=\"any\",outcome=\"dropped\"} 2",
+            "relflow_announcements_pending{destination=\"fedmsg\"} 7",
+        ] {
+            assert!(text.contains(line), "{line} in\n{text}");
+        }
+    }
+}
