@@ -115,14 +115,7 @@ pub(crate) fn header_string(headers: &FieldTable, name: &str) -> Option<String> 
 }
 
 fn truncate(reason: &str) -> String {
-    if reason.len() <= MAX_REASON_BYTES {
-        return reason.to_owned();
-    }
-    let mut end = MAX_REASON_BYTES;
-    while !reason.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...", &reason[..end])
+    relflow_core::truncate(reason, MAX_REASON_BYTES)
 }
 
 pub(crate) fn now_ms() -> u64 {

@@ -58,6 +58,8 @@ pub struct RunReport {
     /// Left out with `--rules-only`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub extra_vars: Option<serde_json::Value>,
+    /// With `[announce]`: what the run would announce and start.
+    pub announces: Option<relflow_announce::Plan>,
 }
 
 impl MessageReport {
@@ -67,6 +69,7 @@ impl MessageReport {
         let mut runs = Vec::new();
         let mut warnings = Vec::new();
         let traps = crate::traps::dict_method_keys(msg);
+        let announce = relflow_engine::options::announce(config);
         for (rule, verdict) in explain_rules(&config.rules, msg) {
             let (condition, missing_key, error) = match &verdict.condition {
                 None => (None, None, None),
@@ -105,6 +108,7 @@ impl MessageReport {
                 playbook: playbook.as_ref().ok().map(|p| p.display().to_string()),
                 playbook_error: playbook.as_ref().err().map(ToString::to_string),
                 extra_vars: with_vars.then(|| relflow_engine::extra_vars(msg, &rule.name, "dry-run", 1).to_json()),
+                announces: announce.as_ref().and_then(|a| relflow_announce::plan(a, &config.rules, rule, msg, "")),
             });
         }
         if runs.is_empty() {
@@ -129,6 +133,9 @@ impl fmt::Display for MessageReport {
             match (&run.playbook, &run.playbook_error) {
                 (Some(p), _) => writeln!(f, "  run {:?} -> {p}", run.rule)?,
                 (None, err) => writeln!(f, "  run {:?} -> cannot run: {}", run.rule, err.as_deref().unwrap_or("?"))?,
+            }
+            if let Some(plan) = &run.announces {
+                write!(f, "{plan}")?;
             }
             if let Some(vars) = &run.extra_vars {
                 let vars = serde_json::to_string_pretty(vars).map_err(|_| fmt::Error)?;

@@ -32,7 +32,9 @@ use crate::condition::{Condition, ConditionError};
 use crate::rules::{Expect, GroupSpec, Rule, RuleTest};
 use crate::{PatternError, TopicPattern, DEFAULT_MAX_MESSAGE_BYTES};
 
+pub mod announce;
 mod errors;
+pub use announce::AnnounceConfig;
 pub mod http;
 pub use http::HttpConfig;
 pub mod ingest;
@@ -62,6 +64,8 @@ pub struct Config {
     pub sources: Vec<SourceConfig>,
     /// `[check]`: the sample messages `relflow check` evaluates conditions on.
     pub check: CheckConfig,
+    /// `[announce]`: run events back onto the bus; `None`: none are sent.
+    pub announce: Option<AnnounceConfig>,
     pub rules: Vec<Rule>,
     /// Things that load but deserve the operator's eye (`relflow check` prints them).
     pub warnings: Vec<String>,
@@ -282,6 +286,7 @@ struct RawConfig {
     sources: Vec<SourceConfig>,
     #[serde(default)]
     check: CheckConfig,
+    announce: Option<AnnounceConfig>,
     #[serde(default, rename = "rule")]
     rules: Vec<RawRule>,
 }
@@ -300,6 +305,10 @@ struct RawRule {
     inventory: Option<String>,
     limit: Option<String>,
     concurrency_group: Option<RawGroup>,
+    #[serde(default = "yes")]
+    announce: bool,
+    #[serde(default)]
+    announce_body: bool,
     #[serde(default)]
     test: Vec<RawTest>,
 }
@@ -312,6 +321,10 @@ struct RawTest {
     expect: Expect,
     #[serde(default)]
     vars: BTreeMap<String, serde_json::Value>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Deserialize)]
@@ -380,6 +393,10 @@ impl Config {
             *pattern = base.join(&*pattern).to_string_lossy().into_owned();
         }
         ingest::validate(&mut config.sources, config.fedmsg.as_mut(), &config_dir(path)).map_err(invalid)?;
+        config.announce = raw.announce;
+        if let Some(a) = &mut config.announce {
+            a.validate(&config_dir(path), config.fedmsg.as_ref()).map_err(invalid)?;
+        }
         config.max_message_bytes = raw.max_message_bytes.unwrap_or(DEFAULT_MAX_MESSAGE_BYTES);
         if config.worker.concurrency == 0 {
             return Err(invalid("worker.concurrency must be at least 1".into()));
@@ -425,6 +442,8 @@ impl Config {
                 limit: r.limit,
                 concurrency_group,
                 tests,
+                announce: r.announce,
+                announce_body: r.announce_body,
             });
         }
         if config.rules.is_empty() {
@@ -457,6 +476,7 @@ impl Config {
             fedmsg: None,
             sources: Vec::new(),
             check: CheckConfig::default(),
+            announce: None,
             rules: Vec::new(),
             warnings: Vec::new(),
         }

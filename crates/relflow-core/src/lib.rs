@@ -14,9 +14,11 @@ pub mod loopabull;
 mod message;
 pub mod redact;
 mod rules;
+mod text;
 mod topic;
 
 pub use config::{Config, ConfigError};
 pub use message::{json_type, validate_topic, DecodeError, Message, DEFAULT_MAX_MESSAGE_BYTES};
 pub use rules::{explain_rules, match_rules, Expect, GroupSpec, Matches, Rule, RuleTest, Verdict};
+pub use text::truncate;
 pub use topic::{PatternError, TopicPattern};

@@ -132,6 +132,8 @@ pub fn from_yaml(path: &Path, text: &str) -> Result<Config, ConfigError> {
         limit: None,
         concurrency_group: None,
         tests: Vec::new(),
+        announce: true,
+        announce_body: false,
     };
     // loopabull: `if rk not in routing_keys and routing_keys[0] != "all"`.
     if raw.routing_keys.first().map(String::as_str) == Some("all") {

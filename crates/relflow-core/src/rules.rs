@@ -29,6 +29,10 @@ pub struct Rule {
     pub limit: Option<String>,
     /// Rules with the same group never run at the same time.
     pub concurrency_group: Option<GroupSpec>,
+    /// Its runs are announced when `[announce]` is configured (`announce = false` turns that off).
+    pub announce: bool,
+    /// Its events carry the triggering message's body (`announce_body = true`).
+    pub announce_body: bool,
     /// `[[rule.test]]`: what `relflow test` checks.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tests: Vec<RuleTest>,

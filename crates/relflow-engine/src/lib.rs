@@ -17,11 +17,16 @@
 //!   is the one place that maps the config to each component's options.
 //! * [`RunLogs`] is how a running run's log is shared with `relflow serve`.
 //! * [`Metrics`] counts what flows through the process for `/metrics`.
+//! * With `[announce]`, every run's events go into the outbox with the run
+//!   state change they report, and the worker drains the outbox onto the
+//!   buses and (chaining) the work queue (`announce.rs`, relflow_announce).
 //!
 //! The `relflow` binary is a face over this crate: CLI, HTTP and systemd.
 
+mod announce;
 mod backends;
 mod dead_letters;
+mod failpoint;
 mod locks;
 mod logs;
 mod metrics;
@@ -32,6 +37,7 @@ mod run;
 pub mod settle;
 mod worker;
 
+pub use announce::WorkerError;
 pub use backends::{open_queue, open_store, BackendError, Backends};
 pub use dead_letters::DeadLetterView;
 pub use logs::RunLogs;

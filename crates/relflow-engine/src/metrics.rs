@@ -43,6 +43,17 @@ struct RuleLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AnnounceLabels {
+    destination: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DestinationLabels {
+    destination: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
     state: String,
 }
@@ -63,6 +74,8 @@ pub struct Metrics {
     queue_depth: Family<StateLabels, Gauge>,
     busy: Gauge,
     slots: Gauge,
+    announcements: Family<AnnounceLabels, Counter>,
+    announce_pending: Family<DestinationLabels, Gauge>,
 }
 
 fn duration_histogram() -> Histogram {
@@ -94,6 +107,8 @@ impl Metrics {
             queue_depth: Family::default(),
             busy: Gauge::default(),
             slots: Gauge::default(),
+            announcements: Family::default(),
+            announce_pending: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -134,6 +149,17 @@ impl Metrics {
         );
         registry.register("worker_busy_slots", "Playbook runs in progress in this process", m.busy.clone());
         registry.register("worker_slots", "Playbook runs this process may run at once", m.slots.clone());
+        registry.register(
+            "announcements",
+            "Run events this process announced, by destination and outcome (sent, failed: a publish that will be \
+             retried, dropped: over [announce] max_pending)",
+            m.announcements.clone(),
+        );
+        registry.register(
+            "announcements_pending",
+            "Run events waiting in the outbox, by destination (read every 30 s by a worker's drainer)",
+            m.announce_pending.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -216,11 +242,67 @@ impl relflow_ingest::Observer for Metrics {
     }
 }
 
+impl relflow_announce::DrainObserver for Metrics {
+    fn sent(&self, destination: &str, n: u64) {
+        self.announced(destination, "sent").inc_by(n);
+    }
+
+    fn failed(&self, destination: &str) {
+        self.announced(destination, "failed").inc();
+    }
+
+    fn dropped(&self, n: u64) {
+        self.announced("any", "dropped").inc_by(n);
+    }
+
+    fn backlog(&self, backlog: &[relflow_store::Backlog]) {
+        for b in backlog {
+            let labels = DestinationLabels { destination: b.destination.clone() };
+            self.announce_pending.get_or_create(&labels).set(i64::try_from(b.pending).unwrap_or(i64::MAX));
+        }
+    }
+}
+
+impl Metrics {
+    fn announced(&self, destination: &str, outcome: &str) -> Counter {
+        self.announcements
+            .get_or_create(&AnnounceLabels { destination: destination.into(), outcome: outcome.into() })
+            .clone()
+    }
+}
+
 /// A busy worker slot; see [`Metrics::busy`].
 pub struct BusyGuard(Arc<Metrics>);
 
 impl Drop for BusyGuard {
     fn drop(&mut self) {
         self.0.busy.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use relflow_announce::DrainObserver;
+    use relflow_store::Backlog;
+
+    use super::Metrics;
+
+    #[test]
+    fn announcements_are_counted_by_destination_and_outcome() {
+        let m = Metrics::new();
+        m.sent("amqp", 3);
+        m.failed("amqp");
+        m.dropped(2);
+        let waiting = Backlog { destination: "fedmsg".into(), pending: 7, oldest: None, last_error: None };
+        m.backlog(&[waiting]);
+        let text = m.render(None);
+        for line in [
+            "relflow_announcements_total{destination=\"amqp\",outcome=\"sent\"} 3",
+            "relflow_announcements_total{destination=\"amqp\",outcome=\"failed\"} 1",
+            "relflow_announcements_total{destination=\"any\",outcome=\"dropped\"} 2",
+            "relflow_announcements_pending{destination=\"fedmsg\"} 7",
+        ] {
+            assert!(text.contains(line), "{line} in\n{text}");
+        }
     }
 }

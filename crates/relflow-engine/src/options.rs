@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use relflow_amqp::{AmqpQueueOptions, TlsOptions};
+use relflow_announce::{AmqpOptions, AnnounceOptions, FedmsgOptions};
 use relflow_ansible::{RunnerConfig, RunnerMode};
 use relflow_core::config::AnsibleMode;
 use relflow_core::Config;
@@ -55,4 +56,23 @@ pub fn sink(config: &Config) -> SinkOptions {
         fedmsg: config.fedmsg.clone(),
         max_message_bytes: config.max_message_bytes,
     }
+}
+
+/// What the worker announces runs with; `None` without `[announce]`. fedmsg
+/// needs `[fedmsg.sign]`, which loading the config already checked.
+pub fn announce(config: &Config) -> Option<AnnounceOptions> {
+    let a = config.announce.as_ref()?;
+    let sign = config.fedmsg.as_ref().and_then(|f| f.sign.clone());
+    Some(AnnounceOptions {
+        topic_prefix: a.topic_prefix.clone(),
+        max_chain_depth: a.max_chain_depth,
+        max_pending: a.max_pending,
+        amqp: a.amqp.as_ref().map(|m| AmqpOptions {
+            url: m.url.clone(),
+            exchange: m.exchange.clone(),
+            tls: m.tls.as_ref().map(TlsOptions::from),
+            connection_name: format!("relflow announce pid {}", std::process::id()),
+        }),
+        fedmsg: a.fedmsg.as_ref().zip(sign).map(|(f, sign)| FedmsgOptions { bind: f.bind.clone(), sign }),
+    })
 }

@@ -4,10 +4,11 @@
 use relflow_ansible::PlaybookRun;
 use relflow_core::config::PlaybookError;
 use relflow_core::{Message, Rule};
-use relflow_store::{LockGuard, NewRun, RunOutcome};
+use relflow_store::{LockGuard, NewRun};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::info;
 
+use crate::announce::Started;
 use crate::locks::KeyedGuard;
 use crate::record;
 use crate::settle::RuleOutcome;
@@ -34,13 +35,14 @@ impl Worker {
         let _slot = self.run_slots.acquire().await;
         let _busy = self.metrics.busy();
         let run_id = uuid::Uuid::new_v4().to_string();
-        if let Err(e) = self.store.start(&self.new_run(&run_id, rule, msg, attempt, &playbook)).await {
-            return RuleOutcome::Failed(format!("cannot record the run: {e}"));
-        }
+        let started = match self.record_start(rule, msg, self.new_run(&run_id, rule, msg, attempt, &playbook)).await {
+            Ok(started) => started,
+            Err(e) => return RuleOutcome::Failed(format!("cannot record the run: {e}")),
+        };
         match playbook {
-            Ok(playbook) => self.execute(rule, msg, attempt, &run_id, playbook, kill).await,
+            Ok(playbook) => self.execute(rule, msg, &started, playbook, kill).await,
             Err(e) => {
-                self.finish(&run_id, &record::error_outcome(e.to_string())).await;
+                self.record_finish(rule, msg, &started, &record::error_outcome(e.to_string())).await;
                 RuleOutcome::Permanent(e.to_string())
             }
         }
@@ -68,11 +70,11 @@ impl Worker {
         &self,
         rule: &Rule,
         msg: &Message,
-        attempt: u32,
-        run_id: &str,
+        started: &Started,
         playbook: std::path::PathBuf,
         kill: CancellationToken,
     ) -> RuleOutcome {
+        let (run_id, attempt) = (started.run.id.as_str(), started.run.attempt);
         info!(rule = %rule.name, msg_id = %msg.id, run = %run_id, attempt, playbook = %playbook.display(), "running playbook");
         let run = PlaybookRun {
             playbook,
@@ -84,13 +86,13 @@ impl Worker {
             // Teed as it is written, so `relflow serve` can stream a running log.
             log_path: Some(self.logs.path(run_id)),
         };
-        let started = std::time::Instant::now();
+        let clock = std::time::Instant::now();
         let result = self.runner.run(&run, kill).await;
         let outcome = record::run_outcome(&result);
-        self.metrics.run_finished(&rule.name, outcome.status.as_str(), started.elapsed());
+        self.metrics.run_finished(&rule.name, outcome.status.as_str(), clock.elapsed());
         info!(rule = %rule.name, run = %run_id, status = %outcome.status, exit_code = result.exit_code,
               ok = result.stats.ok, changed = result.stats.changed, failed = result.stats.failed, "run finished");
-        self.finish(run_id, &outcome).await;
+        self.record_finish(rule, msg, started, &outcome).await;
         self.logs.finished(run_id);
         record::rule_outcome(&result)
     }
@@ -115,12 +117,6 @@ impl Worker {
             attempt,
             worker: self.id.clone(),
             message: serde_json::to_value(msg).unwrap_or_default(),
-        }
-    }
-
-    async fn finish(&self, run_id: &str, outcome: &RunOutcome) {
-        if let Err(e) = self.store.finish(run_id, outcome).await {
-            warn!(run = %run_id, "cannot record how the run ended: {e}");
         }
     }
 

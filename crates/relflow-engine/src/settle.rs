@@ -9,6 +9,7 @@
 //! | a run failed and no retries are left                 | `DeadLetter` with the reasons      |
 //! | undecodable payload, missing playbook                | `DeadLetter` at once               |
 //! | handed out more than `max_deliveries` times          | `DeadLetter` (it kills its workers)|
+//! | its runs would be over `[announce] max_chain_depth`  | `DeadLetter` at once               |
 //! | the worker is shutting down mid-run                  | `Release` (redelivered, no attempt)|
 //!
 //! A worker that is killed settles nothing: the queue redelivers the message
@@ -73,6 +74,8 @@ pub enum Handled<'a> {
     TooManyDeliveries(u32),
     /// No rule matched: a no-op.
     NoMatch,
+    /// Its runs would be too deep in a chain of runs; why, in words.
+    ChainTooDeep(String),
     /// Attempt `attempt` ran these rules.
     Ran {
         /// 1 for the first attempt, +1 per retry.
@@ -93,6 +96,7 @@ pub fn settle(handled: &Handled<'_>, worker: &WorkerConfig) -> Settle {
             ))
         }
         Handled::NoMatch => return Settle::Ack,
+        Handled::ChainTooDeep(why) => return Settle::DeadLetter(why.clone()),
         Handled::Ran { attempt, rules } => (*attempt, rules),
     };
     if rules.iter().any(|r| r.outcome == RuleOutcome::Interrupted) {
@@ -224,6 +228,11 @@ mod tests {
                 ),
             ),
             ("shutdown mid-run: released", ran(1, &[("a", 0, Interrupted)]), Settle::Release),
+            (
+                "too deep in a chain of runs: dead letter at once, with why",
+                Handled::ChainTooDeep("chain depth 6 is over [announce] max_chain_depth (5)".into()),
+                dead("chain depth 6 is over [announce] max_chain_depth (5)"),
+            ),
             (
                 "shutdown beats a failure in the same delivery (it was not a real attempt)",
                 ran(1, &[("a", 0, failed("x")), ("b", 0, Interrupted)]),

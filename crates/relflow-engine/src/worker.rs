@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use relflow_ansible::{Runner, RunnerError};
+use relflow_ansible::Runner;
 use relflow_core::{match_rules, Config, Message};
 use relflow_queue::{Delivery, WorkQueue};
 use relflow_store::RunStore;
@@ -18,6 +18,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::announce::{Announce, WorkerError};
 use crate::locks::KeyedLocks;
 use crate::logs::RunLogs;
 use crate::metrics::Metrics;
@@ -50,17 +51,21 @@ pub struct Worker {
     messages: KeyedLocks,
     /// `host:pid`, recorded with every run.
     pub(crate) id: String,
+    /// `[announce]`: run events and the drainer that sends them.
+    pub(crate) announce: Option<Announce>,
 }
 
 impl Worker {
     /// A worker over `backends` running up to `concurrency` playbooks at once.
-    pub fn new(config: Arc<Config>, backends: Backends, concurrency: usize) -> Result<Worker, RunnerError> {
+    pub fn new(config: Arc<Config>, backends: Backends, concurrency: usize) -> Result<Worker, WorkerError> {
         let logs = RunLogs::new(&config.data_dir);
         if let Err(e) = logs.create_dir() {
             warn!("cannot create the live log directory (running logs will not stream live): {e}");
         }
         let host = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
+        let id = format!("{host}:{}", std::process::id());
         Ok(Worker {
+            announce: Announce::open(&config, &backends, &id)?,
             runner: Arc::new(Runner::new(crate::options::runner(&config))?),
             noops: Arc::new(NoopCounter::new(Arc::clone(&backends.store))),
             logs,
@@ -72,7 +77,7 @@ impl Worker {
             groups: KeyedLocks::default(),
             messages: KeyedLocks::default(),
             metrics: Arc::new(Metrics::new()),
-            id: format!("{host}:{}", std::process::id()),
+            id,
         })
     }
 
@@ -95,6 +100,7 @@ impl Worker {
         self.runner.warm_up(&self.config.playbooks_dir).await;
         let stop_noops = CancellationToken::new();
         let noops = tokio::spawn(Arc::clone(&self.noops).run(stop_noops.clone()));
+        let drainer = self.announce.as_ref().map(|a| a.spawn(Arc::clone(&self.metrics), stop_noops.clone()));
         loop {
             while tasks.try_join_next().is_some() {}
             let permit = tokio::select! {
@@ -128,6 +134,9 @@ impl Worker {
         self.stop_running(tasks, kill).await;
         stop_noops.cancel();
         let _ = noops.await;
+        if let Some(drainer) = drainer {
+            let _ = drainer.await;
+        }
         info!("worker stopped");
     }
 
@@ -135,7 +144,7 @@ impl Worker {
     /// on any worker).
     async fn drained(&self) -> bool {
         match self.queue.depth().await {
-            Ok(depth) if depth.pending() == 0 => {
+            Ok(depth) if depth.pending() == 0 && self.chain_idle().await => {
                 info!("queue drained, exiting");
                 true
             }
@@ -249,6 +258,10 @@ impl Worker {
             self.noops.add();
             return settle(&Handled::NoMatch, &self.config.worker);
         }
+        if let Some(why) = self.too_deep(msg) {
+            warn!(msg_id = %msg.id, "dead-lettering: {why}");
+            return settle(&Handled::ChainTooDeep(why), &self.config.worker);
+        }
         self.metrics.matched(&msg.source);
         // Several rules of one message run side by side (each still takes a run slot).
         let runs = matches.rules.iter().map(|rule| self.run_rule(rule, msg, d.attempt, kill.clone()));
@@ -266,7 +279,10 @@ impl Worker {
                 info!(msg_id = %msg.id, ?delay, "retrying later: {reason}");
                 self.metrics.retried(&failed_rules(&handled));
             }
-            Settle::DeadLetter(reason) => warn!(msg_id = %msg.id, "dead-lettering: {reason}"),
+            Settle::DeadLetter(reason) => {
+                warn!(msg_id = %msg.id, "dead-lettering: {reason}");
+                self.announce_dead_letter(msg, &handled, reason).await;
+            }
             Settle::Ack | Settle::Release => {}
         }
         decision

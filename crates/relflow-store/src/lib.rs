@@ -6,13 +6,15 @@
 //! between the two makes the queue redeliver a message whose work is already
 //! done, and this check is what keeps it from running twice.
 
+pub mod outbox;
 mod postgres;
 mod sqlite;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 
+pub use outbox::{Backlog, NewEvent, Outbox, PendingEvent};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -205,16 +207,29 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// Where runs are recorded.
+/// Where runs are recorded, and the events that report them wait
+/// ([`Outbox`]).
 #[async_trait]
-pub trait RunStore: Send + Sync {
+pub trait RunStore: Outbox + Send + Sync {
     /// Records a run as started. Earlier runs of the same (message, rule)
     /// still marked running are marked abandoned: their worker died, which
     /// is why the message came back.
-    async fn start(&self, run: &NewRun) -> Result<()>;
+    async fn start(&self, run: &NewRun) -> Result<()> {
+        self.start_announced(run, &[]).await
+    }
+
+    /// [`start`](RunStore::start), and writes `events` to the outbox in the
+    /// same transaction: both happen or neither does.
+    async fn start_announced(&self, run: &NewRun, events: &[NewEvent]) -> Result<()>;
 
     /// Records how run `id` ended.
-    async fn finish(&self, id: &str, outcome: &RunOutcome) -> Result<()>;
+    async fn finish(&self, id: &str, outcome: &RunOutcome) -> Result<()> {
+        self.finish_announced(id, outcome, &[]).await
+    }
+
+    /// [`finish`](RunStore::finish), and writes `events` to the outbox in
+    /// the same transaction.
+    async fn finish_announced(&self, id: &str, outcome: &RunOutcome, events: &[NewEvent]) -> Result<()>;
 
     /// Whether `rule` already ran successfully for message `message_id`.
     async fn has_succeeded(&self, message_id: &str, rule: &str) -> Result<bool>;
@@ -265,6 +280,11 @@ impl LockGuard {
     pub(crate) fn new(held: impl Send + Sync + 'static) -> LockGuard {
         LockGuard { _held: Box::new(held) }
     }
+}
+
+/// A stored time (unix ms) as a time.
+pub(crate) fn time(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
 }
 
 /// A lock name as a fixed-size key (file name, advisory lock id): names can

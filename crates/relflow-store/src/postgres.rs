@@ -6,15 +6,15 @@
 //! network blip) the next call reconnects, so a worker outlives its database.
 
 use async_trait::async_trait;
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use relflow_core::redact::redact_url;
 use tokio::sync::Mutex;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Row};
 
 use crate::{
-    lock_key, FilterValue, HourlyCount, LockGuard, NewRun, Result, RunDetail, RunFilter, RunOutcome, RunRecord,
-    RunStatus, RunStore, StoreError, TaskCounts,
+    lock_key, time, FilterValue, HourlyCount, LockGuard, NewEvent, NewRun, Result, RunDetail, RunFilter, RunOutcome,
+    RunRecord, RunStatus, RunStore, StoreError, TaskCounts,
 };
 
 const SCHEMA: &str = "
@@ -51,7 +51,7 @@ pub struct PgStore {
     client: Mutex<Option<Client>>,
 }
 
-fn pg(e: tokio_postgres::Error) -> StoreError {
+pub(crate) fn pg(e: tokio_postgres::Error) -> StoreError {
     // tokio-postgres says only "db error"; the server's words are inside.
     match e.as_db_error() {
         Some(db) => StoreError::Backend(format!("PostgreSQL: {}: {}", db.severity(), db.message())),
@@ -61,10 +61,6 @@ fn pg(e: tokio_postgres::Error) -> StoreError {
 
 /// Any fixed key: serializes schema set-up between workers starting at once.
 const SCHEMA_LOCK: i64 = 0x72656c666c6f77; // "relflow"
-
-fn time(ms: i64) -> DateTime<Utc> {
-    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
-}
 
 fn count(r: &Row, i: usize) -> u32 {
     r.get::<_, i32>(i).max(0) as u32
@@ -120,12 +116,13 @@ impl PgStore {
         let tx = client.transaction().await.map_err(pg)?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK]).await.map_err(pg)?;
         tx.batch_execute(SCHEMA).await.map_err(pg)?;
+        tx.batch_execute(crate::outbox::postgres::SCHEMA).await.map_err(pg)?;
         tx.commit().await.map_err(pg)?;
         Ok(PgStore { url: url.to_owned(), client: Mutex::new(Some(client)) })
     }
 
     /// The live client, reconnecting if the last one died.
-    async fn client(&self) -> Result<tokio::sync::MappedMutexGuard<'_, Client>> {
+    pub(crate) async fn client(&self) -> Result<tokio::sync::MappedMutexGuard<'_, Client>> {
         let mut slot = self.client.lock().await;
         if slot.as_ref().is_none_or(Client::is_closed) {
             *slot = Some(connect(&self.url).await?);
@@ -136,7 +133,7 @@ impl PgStore {
 
 #[async_trait]
 impl RunStore for PgStore {
-    async fn start(&self, run: &NewRun) -> Result<()> {
+    async fn start_announced(&self, run: &NewRun, events: &[NewEvent]) -> Result<()> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg)?;
         let now = Utc::now().timestamp_millis();
@@ -155,36 +152,38 @@ impl RunStore for PgStore {
         )
         .await
         .map_err(pg)?;
+        crate::outbox::postgres::insert(&tx, events).await?;
         tx.commit().await.map_err(pg)
     }
 
-    async fn finish(&self, id: &str, o: &RunOutcome) -> Result<()> {
+    async fn finish_announced(&self, id: &str, o: &RunOutcome, events: &[NewEvent]) -> Result<()> {
         let c = o.counts;
-        let client = self.client().await?;
-        client
-            .execute(
-                "UPDATE relflow_runs SET status = $2, exit_code = $3, finished_at = $4, ok = $5, changed = $6,
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        tx.execute(
+            "UPDATE relflow_runs SET status = $2, exit_code = $3, finished_at = $4, ok = $5, changed = $6,
                         failed = $7, skipped = $8, unreachable = $9, tasks = $10, log = $11, error = $12
                  WHERE id = $1",
-                &[
-                    &id,
-                    &o.status.as_str(),
-                    &o.exit_code,
-                    &Utc::now().timestamp_millis(),
-                    &(c.ok as i32),
-                    &(c.changed as i32),
-                    &(c.failed as i32),
-                    &(c.skipped as i32),
-                    &(c.unreachable as i32),
-                    &o.tasks,
-                    // PostgreSQL TEXT cannot hold NUL; a playbook printing one must not lose its run record.
-                    &o.log.replace('\0', "\u{FFFD}"),
-                    &o.error,
-                ],
-            )
-            .await
-            .map_err(pg)?;
-        Ok(())
+            &[
+                &id,
+                &o.status.as_str(),
+                &o.exit_code,
+                &Utc::now().timestamp_millis(),
+                &(c.ok as i32),
+                &(c.changed as i32),
+                &(c.failed as i32),
+                &(c.skipped as i32),
+                &(c.unreachable as i32),
+                &o.tasks,
+                // PostgreSQL TEXT cannot hold NUL; a playbook printing one must not lose its run record.
+                &o.log.replace('\0', "\u{FFFD}"),
+                &o.error,
+            ],
+        )
+        .await
+        .map_err(pg)?;
+        crate::outbox::postgres::insert(&tx, events).await?;
+        tx.commit().await.map_err(pg)
     }
 
     async fn has_succeeded(&self, message_id: &str, rule: &str) -> Result<bool> {

@@ -5,13 +5,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use rusqlite::types::Value as Sql;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 
 use crate::{
-    lock_key, FilterValue, HourlyCount, LockGuard, NewRun, Result, RunDetail, RunFilter, RunOutcome, RunRecord,
-    RunStatus, RunStore, StoreError, TaskCounts,
+    lock_key, time, FilterValue, HourlyCount, LockGuard, NewEvent, NewRun, Result, RunDetail, RunFilter, RunOutcome,
+    RunRecord, RunStatus, RunStore, StoreError, TaskCounts,
 };
 
 const SCHEMA: &str = "
@@ -52,10 +52,6 @@ pub struct SqliteStore {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn time(ms: i64) -> DateTime<Utc> {
-    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
 }
 
 fn record(r: &Row<'_>) -> rusqlite::Result<RunRecord> {
@@ -110,12 +106,13 @@ impl SqliteStore {
         conn.pragma_update(None, "journal_mode", "WAL").map_err(open_err)?;
         conn.pragma_update(None, "synchronous", "FULL").map_err(open_err)?;
         conn.execute_batch(SCHEMA).map_err(open_err)?;
+        conn.execute_batch(crate::outbox::sqlite::SCHEMA).map_err(open_err)?;
         let lock_dir = path.parent().unwrap_or(Path::new(".")).join("locks");
         Ok(SqliteStore { conn: Arc::new(Mutex::new(conn)), lock_dir })
     }
 
     /// Runs `f` on the connection off the async runtime (SQLite blocks).
-    async fn with_conn<T, F>(&self, f: F) -> Result<T>
+    pub(crate) async fn with_conn<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
@@ -131,8 +128,8 @@ impl SqliteStore {
 
 #[async_trait]
 impl RunStore for SqliteStore {
-    async fn start(&self, run: &NewRun) -> Result<()> {
-        let run = run.clone();
+    async fn start_announced(&self, run: &NewRun, events: &[NewEvent]) -> Result<()> {
+        let (run, events) = (run.clone(), events.to_vec());
         self.with_conn(move |c| {
             let tx = c.transaction()?;
             tx.execute(
@@ -156,16 +153,18 @@ impl RunStore for SqliteStore {
                     run.message.to_string()
                 ],
             )?;
+            crate::outbox::sqlite::insert(&tx, &events)?;
             tx.commit()?;
             Ok(())
         })
         .await
     }
 
-    async fn finish(&self, id: &str, outcome: &RunOutcome) -> Result<()> {
-        let (id, o) = (id.to_owned(), outcome.clone());
+    async fn finish_announced(&self, id: &str, outcome: &RunOutcome, events: &[NewEvent]) -> Result<()> {
+        let (id, o, events) = (id.to_owned(), outcome.clone(), events.to_vec());
         self.with_conn(move |c| {
-            c.execute(
+            let tx = c.transaction()?;
+            tx.execute(
                 "UPDATE runs SET status = ?2, exit_code = ?3, finished_at = ?4, ok = ?5, changed = ?6, failed = ?7,
                         skipped = ?8, unreachable = ?9, tasks = ?10, log = ?11, error = ?12
                  WHERE id = ?1",
@@ -184,6 +183,8 @@ impl RunStore for SqliteStore {
                     o.error
                 ],
             )?;
+            crate::outbox::sqlite::insert(&tx, &events)?;
+            tx.commit()?;
             Ok(())
         })
         .await

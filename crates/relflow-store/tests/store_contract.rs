@@ -1,7 +1,11 @@
 //! The run store contract, checked on both backends: a real SQLite file and
 //! a real PostgreSQL database (127.0.0.1:5432, a fresh database per test).
 
-use relflow_store::{NewRun, PgStore, RunFilter, RunOutcome, RunStatus, RunStore, SqliteStore, StoreError, TaskCounts};
+use std::time::Duration;
+
+use relflow_store::{
+    NewEvent, NewRun, PgStore, RunFilter, RunOutcome, RunStatus, RunStore, SqliteStore, StoreError, TaskCounts,
+};
 use serde_json::json;
 
 fn new_run(id: &str, message_id: &str, rule: &str) -> NewRun {
@@ -72,6 +76,11 @@ both!(prefix_get, get_by_unique_prefix);
 both!(noop, noop_counter);
 both!(group_locks, locks_exclude_other_holders_and_release_on_drop);
 both!(count_and_hourly, count_ignores_paging_and_hours_group_by_status);
+both!(outbox_with_the_run, events_are_written_with_the_run_change_or_not_at_all);
+both!(outbox_claims, events_are_claimed_in_order_by_one_drainer_and_sent_once);
+both!(outbox_backoff, a_failed_publish_holds_the_destination_until_its_retry_time);
+both!(outbox_lease, an_expired_claim_is_claimed_again);
+both!(outbox_bounded, the_outbox_is_bounded_and_its_backlog_visible);
 
 async fn a_run_is_recorded_from_start_to_finish(s: &dyn RunStore) {
     s.start(&new_run("aaaa-1", "m1", "r")).await.unwrap();
@@ -198,4 +207,97 @@ async fn locks_exclude_other_holders_and_release_on_drop(s: &dyn RunStore) {
     );
     drop(compose);
     tokio::time::timeout(std::time::Duration::from_secs(10), waiter).await.expect("released on drop").unwrap();
+}
+
+fn event(id: &str, destinations: &[&str]) -> NewEvent {
+    NewEvent {
+        id: id.into(),
+        topic: format!("relflow.run.{id}"),
+        body: json!({"event_id": id, "big": 12345678901234567890u64}),
+        headers: json!({"x-relflow-chain-depth": 1}).as_object().unwrap().clone(),
+        destinations: destinations.iter().map(|d| d.to_string()).collect(),
+    }
+}
+
+const LEASE: Duration = Duration::from_secs(60);
+
+fn ids(events: &[relflow_store::PendingEvent]) -> Vec<&str> {
+    events.iter().map(|e| e.id.as_str()).collect()
+}
+
+async fn events_are_written_with_the_run_change_or_not_at_all(s: &dyn RunStore) {
+    s.start_announced(&new_run("r1", "m1", "r"), &[event("started", &["amqp", "queue"])]).await.unwrap();
+    s.finish_announced("r1", &outcome(RunStatus::Succeeded), &[event("succeeded", &["amqp"])]).await.unwrap();
+    let amqp = s.claim_events("amqp", "me", 10, LEASE).await.unwrap();
+    assert_eq!(ids(&amqp), ["started", "succeeded"]);
+    assert_eq!(amqp[0].body["big"], json!(12345678901234567890u64), "the body comes back value for value");
+    assert_eq!(amqp[0].headers["x-relflow-chain-depth"], 1);
+    assert_eq!(amqp[0].topic, "relflow.run.started");
+    assert_eq!(ids(&s.claim_events("queue", "me", 10, LEASE).await.unwrap()), ["started"]);
+    // A start that fails (the run id exists) writes no event either.
+    let again = s.start_announced(&new_run("r1", "m1", "r"), &[event("ghost", &["other"])]).await;
+    assert!(again.is_err(), "a second run with the same id is refused");
+    assert!(s.claim_events("other", "me", 10, LEASE).await.unwrap().is_empty(), "rolled back with the run");
+}
+
+async fn events_are_claimed_in_order_by_one_drainer_and_sent_once(s: &dyn RunStore) {
+    let events: Vec<NewEvent> = (0..5).map(|i| event(&format!("e{i}"), &["amqp"])).collect();
+    s.announce(&events).await.unwrap();
+    // The same ids again (a worker that crashed and wrote them again): no copies.
+    s.announce(&events[..2]).await.unwrap();
+    let first = s.claim_events("amqp", "a", 3, LEASE).await.unwrap();
+    assert_eq!(ids(&first), ["e0", "e1", "e2"]);
+    assert!(s.claim_events("amqp", "b", 3, LEASE).await.unwrap().is_empty(), "a live claim holds the destination");
+    s.events_sent("amqp", &["e0".into(), "e1".into(), "e2".into()]).await.unwrap();
+    let rest = s.claim_events("amqp", "b", 10, LEASE).await.unwrap();
+    assert_eq!(ids(&rest), ["e3", "e4"], "oldest first, nothing sent twice");
+    s.events_sent("amqp", &["e3".into(), "e4".into()]).await.unwrap();
+    assert!(s.claim_events("amqp", "a", 10, LEASE).await.unwrap().is_empty());
+    assert!(s.outbox_backlog().await.unwrap().is_empty());
+}
+
+async fn a_failed_publish_holds_the_destination_until_its_retry_time(s: &dyn RunStore) {
+    s.announce(&[event("e0", &["amqp", "fedmsg"]), event("e1", &["amqp"])]).await.unwrap();
+    let claimed = s.claim_events("amqp", "a", 10, LEASE).await.unwrap();
+    let all: Vec<String> = claimed.iter().map(|e| e.id.clone()).collect();
+    let soon = chrono::Utc::now() + chrono::Duration::milliseconds(300);
+    s.release_events("amqp", "a", &all, "broker down", soon).await.unwrap();
+    assert!(s.claim_events("amqp", "b", 10, LEASE).await.unwrap().is_empty(), "backing off");
+    assert_eq!(ids(&s.claim_events("fedmsg", "b", 10, LEASE).await.unwrap()), ["e0"], "other destinations go on");
+    let backlog = s.outbox_backlog().await.unwrap();
+    let amqp = backlog.iter().find(|b| b.destination == "amqp").unwrap();
+    assert_eq!((amqp.pending, amqp.last_error.as_deref()), (2, Some("broker down")));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let retried = s.claim_events("amqp", "b", 10, LEASE).await.unwrap();
+    assert_eq!(ids(&retried), ["e0", "e1"], "in order again after the retry time");
+    assert_eq!(retried[0].attempts, 1);
+    // Only the claimant can release: a stale drainer cannot undo a newer claim.
+    s.release_events("amqp", "a", &all, "stale", chrono::Utc::now()).await.unwrap();
+    assert!(s.claim_events("amqp", "c", 10, LEASE).await.unwrap().is_empty());
+}
+
+async fn an_expired_claim_is_claimed_again(s: &dyn RunStore) {
+    s.announce(&[event("e0", &["amqp"])]).await.unwrap();
+    // A drainer that died holding its claim.
+    assert_eq!(s.claim_events("amqp", "dead", 10, Duration::ZERO).await.unwrap().len(), 1);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(ids(&s.claim_events("amqp", "alive", 10, LEASE).await.unwrap()), ["e0"]);
+}
+
+async fn the_outbox_is_bounded_and_its_backlog_visible(s: &dyn RunStore) {
+    let events: Vec<NewEvent> = (0..5).map(|i| event(&format!("e{i}"), &["amqp", "queue"])).collect();
+    s.announce(&events).await.unwrap();
+    let claimed = s.claim_events("queue", "a", 2, LEASE).await.unwrap();
+    s.events_sent("queue", &claimed.iter().map(|e| e.id.clone()).collect::<Vec<_>>()).await.unwrap();
+    let backlog = s.outbox_backlog().await.unwrap();
+    let pending: Vec<(&str, u64)> = backlog.iter().map(|b| (b.destination.as_str(), b.pending)).collect();
+    assert_eq!(pending, [("amqp", 5), ("queue", 3)]);
+    assert!(backlog[0].oldest.unwrap() <= chrono::Utc::now());
+    // Keep 2 unsent per destination: the oldest go.
+    let dropped = s.prune_outbox(2, chrono::Utc::now() - chrono::Duration::hours(1)).await.unwrap();
+    assert_eq!(dropped, 3 + 1);
+    assert_eq!(ids(&s.claim_events("amqp", "a", 10, LEASE).await.unwrap()), ["e3", "e4"]);
+    // Sent rows stay until their time is up, so a late copy of an id stays a no-op.
+    s.announce(&events[..1]).await.unwrap();
+    assert!(s.claim_events("queue", "b", 10, LEASE).await.unwrap().iter().all(|e| e.id != "e0"));
 }

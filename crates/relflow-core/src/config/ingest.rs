@@ -288,13 +288,13 @@ pub fn validate(sources: &mut [SourceConfig], fedmsg: Option<&mut FedmsgConfig>,
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::path::Path;
 
     use crate::config::SourceConfig;
     use crate::Config;
 
-    fn load(text: &str) -> Result<Config, String> {
+    pub(crate) fn load(text: &str) -> Result<Config, String> {
         Config::from_toml(Path::new("/etc/relflow/relflow.toml"), &format!("playbooks_dir = \"p\"\n{text}"))
             .map_err(|e| e.to_string())
     }

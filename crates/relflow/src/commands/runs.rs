@@ -22,11 +22,12 @@ pub async fn run(config: &Config, cmd: RunsCommand) -> Result<ExitCode> {
             list(store, args).await
         }
         RunsCommand::Show { id, json } => {
-            let run = find(store, &id).await?;
+            let view = relflow_announce::view(store, find(store, &id).await?).await?;
             if json.json {
-                super::print_json(&run)?;
+                super::print_json(&view)?;
             } else {
-                show(&run);
+                show(&view.run);
+                print!("{}", view.lineage);
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -18,8 +18,9 @@ pub async fn run(config: &Config, as_json: bool) -> Result<ExitCode> {
         runs.insert(status.as_str().into(), b.store.count(&filter).await?.into());
     }
     let noop = b.store.noop_count().await?;
+    let outbox = b.store.outbox_backlog().await?;
     if as_json {
-        super::print_json(&json!({"queue": depth, "runs": runs, "noop_messages": noop}))?;
+        super::print_json(&json!({"queue": depth, "runs": runs, "noop_messages": noop, "announcements": outbox}))?;
     } else {
         println!(
             "queue: {} ready, {} in flight, {} delayed, {} dead",
@@ -29,6 +30,9 @@ pub async fn run(config: &Config, as_json: bool) -> Result<ExitCode> {
             runs.iter().filter(|(_, n)| n.as_u64() != Some(0)).map(|(k, n)| format!("{n} {k}")).collect();
         println!("runs:  {}", if counts.is_empty() { "none".into() } else { counts.join(", ") });
         println!("no-op messages (matched no rule): {noop}");
+        if config.announce.is_some() || !outbox.is_empty() {
+            print!("{}", relflow_announce::Pending(&outbox));
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

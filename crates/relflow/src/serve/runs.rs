@@ -100,12 +100,13 @@ pub async fn find_run(state: &AppState, id: &str) -> Result<RunDetail, ApiError>
 
 async fn show_run(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let run = find_run(&state, &id).await?;
+    let run = relflow_announce::view(state.store.as_ref(), run).await.map_err(|e| ApiError::backend("run store", e))?;
     let mut value = serde_json::to_value(&run).map_err(|e| ApiError::backend("run", e))?;
     if let Value::Object(map) = &mut value {
         // The log can be megabytes: it has its own endpoints.
         map.remove("log");
-        map.insert("log_url".into(), format!("/api/runs/{}/log", run.record.id).into());
-        map.insert("log_stream_url".into(), format!("/api/runs/{}/log/stream", run.record.id).into());
+        map.insert("log_url".into(), format!("/api/runs/{}/log", run.run.record.id).into());
+        map.insert("log_stream_url".into(), format!("/api/runs/{}/log/stream", run.run.record.id).into());
     }
     Ok(Json(value))
 }

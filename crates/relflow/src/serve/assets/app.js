@@ -80,6 +80,12 @@ function took(run) {
   return ((new Date(run.finished_at) - new Date(run.started_at)) / 1000).toFixed(1) + "s";
 }
 
+// A link to another run of a chain: "run 3f2a1b2c  rule  status".
+function runLink(r) {
+  return el("span", { class: "run-link" }, el("a", { href: "#/runs/" + encodeURIComponent(r.id), class: "mono" },
+    "run " + r.id.slice(0, 8)), " ", r.rule, " ", statusBadge(r.status));
+}
+
 function setMain(...children) {
   const main = document.getElementById("main");
   main.replaceChildren(...children);
@@ -249,6 +255,9 @@ async function runView(id) {
     el("dt", {}, "message"), el("dd", { class: "mono" }, `${run.message_id} (${run.topic})`),
     el("dt", {}, "attempt"), el("dd", {}, run.attempt),
     el("dt", {}, "worker"), el("dd", {}, run.worker),
+    run.triggered_by ? [el("dt", {}, "triggered by"), el("dd", { id: "run-triggered-by" }, runLink(run.triggered_by))] : [],
+    (run.triggered || []).length ? [el("dt", {}, "triggered"),
+      el("dd", { id: "run-triggered" }, run.triggered.map(r => el("div", {}, runLink(r))))] : [],
     el("dt", {}, "started"), el("dd", {}, when(run.started_at)),
     el("dt", {}, "finished"), el("dd", {}, when(run.finished_at)),
     el("dt", {}, "tasks"), el("dd", {}, `ok=${c.ok} changed=${c.changed} failed=${c.failed} skipped=${c.skipped} unreachable=${c.unreachable}`),
