@@ -9,22 +9,27 @@
 //! * Each run is wrapped in a supervisor process ([`supervise_main`]) that
 //!   owns the whole process tree, so a timeout, a cancel or the death of the
 //!   worker leaves no ansible or module process behind.
+//! * Each run has a private dir (`rundir.rs`) for its vars, events, local
+//!   temp files and its own SSH control sockets, so concurrent runs never
+//!   share an SSH master; a killed worker's leftovers are swept at start.
 //! * The log is captured (and optionally teed live to a file); per-task
-//!   results come from relflow's own callback plugin.
+//!   results come from relflow's own callback plugin, which also reports
+//!   plays that matched no host and failures the playbook marked permanent.
 //! * Optionally ([`RunnerMode::Warm`]) runs are forked from a pre-started
 //!   Python that has ansible imported, with the same guarantees (`warm.rs`).
 //!
 //! See README.md for the reasoning.
 
 mod events;
+mod result;
+mod rundir;
 mod runner;
 mod supervise;
 mod vars;
 mod warm;
 
 pub use events::{Stats, TaskResult, TaskStatus};
-pub use runner::{
-    find_program, Outcome, PlaybookRun, RunResult, Runner, RunnerConfig, RunnerError, RunnerMode, ENV_ALLOWED,
-};
+pub use result::{Outcome, RunResult};
+pub use runner::{find_program, PlaybookRun, Runner, RunnerConfig, RunnerError, RunnerMode, ENV_ALLOWED};
 pub use supervise::{supervise_main, SUPERVISE_ARG};
 pub use vars::{ExtraVars, RunInfo};
