@@ -15,12 +15,16 @@
 //! * The log is captured (and optionally teed live to a file); per-task
 //!   results come from relflow's own callback plugin, which also reports
 //!   plays that matched no host and failures the playbook marked permanent.
+//! * [`InventoryCheck`] asks the install's own `ansible-inventory` whether
+//!   the configured inventories parse and each `limit` matches a host
+//!   (`relflow check`).
 //! * Optionally ([`RunnerMode::Warm`]) runs are forked from a pre-started
 //!   Python that has ansible imported, with the same guarantees (`warm.rs`).
 //!
 //! See README.md for the reasoning.
 
 mod events;
+mod inventory;
 mod result;
 mod rundir;
 mod runner;
@@ -29,6 +33,7 @@ mod vars;
 mod warm;
 
 pub use events::{Stats, TaskResult, TaskStatus};
+pub use inventory::{Findings, InventoryCheck, InventoryTarget};
 pub use result::{Outcome, RunResult};
 pub use runner::{find_program, PlaybookRun, Runner, RunnerConfig, RunnerError, RunnerMode, ENV_ALLOWED};
 pub use supervise::{supervise_main, SUPERVISE_ARG};
