@@ -30,7 +30,7 @@ mod tls;
 mod wait;
 
 pub use node::{RabbitBuilder, RabbitCluster, RabbitNode};
-pub use paths::{ansible_playbook, fixture, fixtures_dir, repo_root};
+pub use paths::{ansible_playbook, fixture, fixtures_dir, flr_binary, repo_root};
 pub use postgres::PgDatabase;
 pub use rabbitmq::{rabbitmqctl, QueueStat, Vhost};
 pub use remote::{AutomationUser, RemoteHost, RemoteHostBuilder};

@@ -18,13 +18,6 @@ fn rule(name: &str, extra: &str) -> String {
     format!("[[rule]]\nname = \"{name}\"\ntopic = \"inv.{name}\"\nplaybook = \"web.yml\"\n{extra}\n")
 }
 
-/// `[ansible] inventory` set to `inventory`, instead of the common `localhost,`.
-fn with_inventory(env: &Env, inventory: &str) {
-    let text = std::fs::read_to_string(&env.config).unwrap();
-    let text = text.replace("inventory = \"localhost,\"", &format!("inventory = {inventory:?}"));
-    std::fs::write(&env.config, text).unwrap();
-}
-
 #[test]
 fn check_reads_the_inventory_beside_the_config_and_warns_about_a_limit_without_hosts() {
     let rules = rule("good", "limit = \"web\"") + &rule("typo", "limit = \"wbe\"");
@@ -32,7 +25,7 @@ fn check_reads_the_inventory_beside_the_config_and_warns_about_a_limit_without_h
     env.playbook("web.yml", WEB);
     // Beside the config file, not in playbooks_dir.
     std::fs::write(env.path("hosts.ini"), HOSTS).unwrap();
-    with_inventory(&env, "hosts.ini");
+    env.set_inventory("hosts.ini");
 
     let report = env.json(&["check"]);
     assert_eq!(report["ok"], true, "{report:#}");
@@ -69,7 +62,7 @@ fn a_limit_that_matches_no_host_dead_letters_unless_the_rule_allows_it() {
     let env = Env::new(&(rules + &rule("fine", "limit = \"web\"")));
     env.playbook("web.yml", WEB);
     std::fs::write(env.path("hosts.ini"), HOSTS).unwrap();
-    with_inventory(&env, "hosts.ini");
+    env.set_inventory("hosts.ini");
     for name in ["strict", "lenient", "fine"] {
         env.publish_body(&format!("inv.{name}"), &json!({}));
     }
