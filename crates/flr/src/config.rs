@@ -5,6 +5,13 @@
 //! is invoked through sudo, the config file must be owned by root and not
 //! writable by group or others, otherwise a caller could point `--config` at a
 //! file of their own and widen the roots.
+//!
+//! Roots can be given per invoking user: `[users.<name>]` takes the keys of
+//! `[paths]` and, for that user, replaces `[paths]` as a whole, so two
+//! automation users on one host (`relauto-compose`, `relauto-ostree`) get
+//! different powers from one file. Under sudo the invoking user is
+//! `SUDO_USER`, which sudo itself sets; a setuid flr uses its real uid's
+//! name instead, since its caller controls the environment.
 
 use crate::error::{Error, Result};
 use serde::Deserialize;
@@ -110,9 +117,15 @@ pub struct Config {
     #[serde(default)]
     pub compose: ComposeCfg,
     pub koji: Option<KojiCfg>,
+    /// Roots per invoking user, each replacing `[paths]` for that user.
+    #[serde(default)]
+    pub users: BTreeMap<String, Paths>,
     /// Set when flr runs through sudo: empty roots then mean "nothing allowed".
     #[serde(skip)]
     pub via_sudo: bool,
+    /// Who invoked flr through sudo (see [`invoking_user`]); picks `[users.*]`.
+    #[serde(skip)]
+    pub caller: Option<String>,
 }
 
 /// Whether this process was started through sudo (or is setuid).
@@ -120,6 +133,38 @@ pub fn invoked_via_sudo() -> bool {
     // SAFETY: getuid/geteuid have no preconditions and cannot fail.
     let (uid, euid) = unsafe { (libc::getuid(), libc::geteuid()) };
     std::env::var_os("SUDO_UID").is_some() || uid != euid
+}
+
+/// The user who ran flr through sudo: `SUDO_USER` under sudo (sudo sets it
+/// itself, whatever the caller's environment said); for a setuid flr the
+/// real uid's name, since the caller controls the environment; else `None`.
+pub fn invoking_user() -> Option<String> {
+    // SAFETY: getuid/geteuid have no preconditions and cannot fail.
+    let (uid, euid) = unsafe { (libc::getuid(), libc::geteuid()) };
+    if uid != euid {
+        return user_name(uid);
+    }
+    std::env::var_os("SUDO_UID")?;
+    std::env::var("SUDO_USER").ok().filter(|u| !u.is_empty())
+}
+
+/// The login name of `uid`, from the password database.
+fn user_name(uid: libc::uid_t) -> Option<String> {
+    let mut buf = vec![0u8; 16 * 1024];
+    // SAFETY: all-zero is a valid passwd (null pointers, zero ids); it is
+    // only read after getpwuid_r filled it in.
+    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call and `buf.len()` is the
+    // buffer's real size; on success `pw.pw_name` points into `buf`, a
+    // NUL-terminated string that lives as long as `buf`.
+    let rc = unsafe { libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr().cast(), buf.len(), &mut found) };
+    if rc != 0 || found.is_null() {
+        return None;
+    }
+    // SAFETY: see above.
+    let name = unsafe { std::ffi::CStr::from_ptr(pw.pw_name) };
+    name.to_str().ok().map(str::to_owned)
 }
 
 /// Which set of roots an operation needs.
@@ -146,7 +191,7 @@ impl Config {
             if required {
                 return Err(Error::Invalid(format!("config file {} does not exist", path.display())));
             }
-            return Ok(Config { via_sudo, ..Config::default() });
+            return Ok(Config { via_sudo, caller: invoking_user(), ..Config::default() });
         }
         if via_sudo {
             check_trusted(&path)?;
@@ -154,6 +199,7 @@ impl Config {
         let text = std::fs::read_to_string(&path).map_err(|e| Error::io("read config", &path, e))?;
         let mut cfg = Config::parse(&text).map_err(|e| Error::Invalid(format!("config {}: {e}", path.display())))?;
         cfg.via_sudo = via_sudo;
+        cfg.caller = invoking_user();
         Ok(cfg)
     }
 
@@ -162,19 +208,26 @@ impl Config {
         toml::from_str(text).map_err(|e| e.to_string())
     }
 
-    /// The roots for `kind`. Under sudo, an empty list is an error rather
-    /// than "anywhere", so a missing config never widens what a caller may do.
+    /// The roots for `kind`: the caller's `[users.<name>]` if it has one,
+    /// else `[paths]`. Under sudo, an empty list is an error rather than
+    /// "anywhere", so a missing config never widens what a caller may do.
     pub fn roots_for(&self, kind: RootKind) -> Result<Vec<PathBuf>> {
+        let own = self.caller.as_ref().and_then(|u| Some((u, self.users.get(u)?)));
+        let (paths, section) = match own {
+            Some((user, paths)) => (paths, format!("[users.{user}]")),
+            None => (&self.paths, "[paths]".to_owned()),
+        };
         let (roots, key) = match kind {
-            RootKind::Compose => (&self.paths.compose_roots, "compose_roots"),
-            RootKind::Checksum => (&self.paths.checksum_roots, "checksum_roots"),
-            RootKind::Sync => (&self.paths.sync_roots, "sync_roots"),
-            RootKind::Ostree => (&self.paths.ostree_roots, "ostree_roots"),
+            RootKind::Compose => (&paths.compose_roots, "compose_roots"),
+            RootKind::Checksum => (&paths.checksum_roots, "checksum_roots"),
+            RootKind::Sync => (&paths.sync_roots, "sync_roots"),
+            RootKind::Ostree => (&paths.ostree_roots, "ostree_roots"),
         };
         if roots.is_empty() && self.via_sudo {
+            let who = self.caller.as_deref().map(|u| format!(" for {u}")).unwrap_or_default();
             return Err(Error::Invalid(format!(
-                "flr runs via sudo but [paths] {key} is not set in {DEFAULT_CONFIG}; \
-                 configure the directories this command may touch"
+                "flr runs via sudo{who} but {section} {key} is not set in the flr config ({DEFAULT_CONFIG} \
+                 unless --config); configure the directories this command may touch"
             )));
         }
         Ok(roots.clone())
@@ -248,6 +301,36 @@ cert = "/etc/flr/koji.pem"
         assert!(cfg.resolve_location("https://kojipkgs.fedoraproject.org/compose/../../etc").is_err());
         assert!(cfg.resolve_location("https://example.org/x").is_err());
         assert!(Config::parse("[paths]\nbogus = 1").is_err());
+    }
+
+    #[test]
+    fn a_caller_with_a_users_section_gets_its_roots_and_nothing_else() {
+        let text = r#"
+[paths]
+compose_roots = ["/mnt/koji/compose"]
+sync_roots = ["/pub/alt/stage"]
+[users.relauto-compose]
+checksum_roots = ["/mnt/koji/compose"]
+[users.relauto-ostree]
+ostree_roots = ["/mnt/koji/ostree"]
+"#;
+        let as_user = |caller: Option<&str>| Config {
+            via_sudo: true,
+            caller: caller.map(str::to_owned),
+            ..Config::parse(text).unwrap()
+        };
+        let compose = as_user(Some("relauto-compose"));
+        assert_eq!(compose.roots_for(RootKind::Checksum).unwrap(), [PathBuf::from("/mnt/koji/compose")]);
+        let e = compose.roots_for(RootKind::Ostree).unwrap_err().to_string();
+        assert!(e.contains("for relauto-compose but [users.relauto-compose] ostree_roots is not set"), "{e}");
+        assert!(compose.roots_for(RootKind::Sync).is_err(), "[paths] does not leak into a user's own section");
+        let ostree = as_user(Some("relauto-ostree"));
+        assert_eq!(ostree.roots_for(RootKind::Ostree).unwrap(), [PathBuf::from("/mnt/koji/ostree")]);
+        assert!(ostree.roots_for(RootKind::Checksum).is_err());
+        // Callers without a section of their own get [paths].
+        assert_eq!(as_user(Some("other")).roots_for(RootKind::Sync).unwrap(), [PathBuf::from("/pub/alt/stage")]);
+        assert_eq!(as_user(None).roots_for(RootKind::Compose).unwrap(), [PathBuf::from("/mnt/koji/compose")]);
+        assert!(Config::parse("[users.x]\nbogus = []").is_err(), "typos in a users section are caught");
     }
 
     #[test]

@@ -76,6 +76,11 @@ enum Cmd {
         /// User the commands run as.
         #[arg(long, default_value = "root")]
         runas: String,
+        /// Pin this config file into every rule (`flr --config FILE <subcommand> *`);
+        /// callers then pass the same `--config FILE` first. Default: none (flr reads
+        /// /etc/flr/flr.toml).
+        #[arg(long, value_name = "FILE")]
+        config: Option<String>,
     },
 }
 
@@ -109,7 +114,8 @@ enum ComposeCmd {
 enum ChecksumCmd {
     /// Hash every file in DIR into DIR/<name> (Fedora CHECKSUM format).
     Create {
-        dir: PathBuf,
+        /// A directory, or a URL mapped by [compose.url_map].
+        dir: String,
         /// File name, must end in CHECKSUM (e.g. Fedora-Server-39-1.5-x86_64-CHECKSUM).
         #[arg(long, default_value = "CHECKSUM")]
         name: String,
@@ -271,7 +277,8 @@ fn run(cli: &Cli, cfg: &Config) -> Result<Done> {
         },
         Cmd::Checksum(c) => match c {
             ChecksumCmd::Create { dir, name, algorithm, force, dry_run } => {
-                let d = validate::within_roots("directory", dir, &cfg.roots_for(RootKind::Checksum)?)?;
+                let d = cfg.resolve_location(dir)?;
+                let d = validate::within_roots("directory", &d, &cfg.roots_for(RootKind::Checksum)?)?;
                 let r = checksum::create(&d, name, checksum::Algorithm::parse(algorithm)?, *force, *dry_run, progress)?;
                 done(&r, format!("{} {} ({} files)", r.action, r.checksum_file.display(), r.entries.len()))
             }
@@ -377,8 +384,9 @@ fn run(cli: &Cli, cfg: &Config) -> Result<Done> {
                 }
             }
         }
-        Cmd::Sudoers { user, allow, flr_path, runas } => {
-            let s = sudoers::snippet(user, allow, flr_path, runas)?;
+        Cmd::Sudoers { user, allow, flr_path, runas, config } => {
+            let grant = sudoers::Grant { user, allow, flr_path, runas, config: config.as_deref() };
+            let s = sudoers::snippet(&grant)?;
             done(&serde_json::json!({"user": user, "snippet": s}), s.trim_end().to_string())
         }
     }

@@ -13,6 +13,8 @@
 //!   the caller inject global options: never generated.
 //! * The binary must be given by absolute path, root-owned, in a directory
 //!   the user cannot write.
+//! * A config pinned with `--config` goes before the subcommand, the only
+//!   place flr accepts it, so the caller cannot swap it for another.
 
 use crate::error::{Error, Result};
 
@@ -51,16 +53,46 @@ fn check_user(what: &str, u: &str) -> Result<()> {
     Ok(())
 }
 
-/// Build the snippet for `user`, allowing `allow` (entries of [`GRANTABLE`]).
-pub fn snippet(user: &str, allow: &[String], flr_path: &str, runas: &str) -> Result<String> {
+/// What one sudo rule grants.
+#[derive(Debug, Clone, Copy)]
+pub struct Grant<'a> {
+    /// The automation user.
+    pub user: &'a str,
+    /// Entries of [`GRANTABLE`].
+    pub allow: &'a [String],
+    /// Absolute path of the installed flr binary.
+    pub flr_path: &'a str,
+    /// Who the commands run as.
+    pub runas: &'a str,
+    /// A config file pinned into every command (`flr --config FILE ...`).
+    pub config: Option<&'a str>,
+}
+
+/// An absolute path of plain characters, no `..`: nothing sudoers would
+/// read as a wildcard, separator or escape.
+fn check_path(what: &str, path: &str) -> Result<()> {
+    let ok = path.starts_with('/')
+        && path.chars().all(|c| c.is_ascii_alphanumeric() || "/._-".contains(c))
+        && !path.split('/').any(|c| c == "..");
+    if !ok {
+        return Err(Error::Invalid(format!("{what} {path:?} must be an absolute plain path like /usr/bin/flr")));
+    }
+    Ok(())
+}
+
+/// Build the snippet for `grant.user`, allowing `grant.allow`.
+pub fn snippet(grant: &Grant<'_>) -> Result<String> {
+    let Grant { user, allow, flr_path, runas, config } = *grant;
     check_user("user", user)?;
     check_user("runas user", runas)?;
-    let path_ok = flr_path.starts_with('/')
-        && flr_path.chars().all(|c| c.is_ascii_alphanumeric() || "/._-".contains(c))
-        && !flr_path.split('/').any(|c| c == "..");
-    if !path_ok {
-        return Err(Error::Invalid(format!("flr path {flr_path:?} must be an absolute plain path like /usr/bin/flr")));
+    check_path("flr path", flr_path)?;
+    if let Some(config) = config {
+        check_path("config path", config)?;
     }
+    let prefix = match config {
+        Some(config) => format!("{flr_path} --config {config}"),
+        None => flr_path.to_owned(),
+    };
     if allow.is_empty() {
         return Err(Error::Invalid("--allow needs at least one subcommand".into()));
     }
@@ -70,7 +102,7 @@ pub fn snippet(user: &str, allow: &[String], flr_path: &str, runas: &str) -> Res
         if !GRANTABLE.contains(&a) {
             return Err(Error::Invalid(format!("cannot grant {a:?}; choose from: {}", GRANTABLE.join(", "))));
         }
-        let cmd = format!("{flr_path} {} *", a.replace('.', " "));
+        let cmd = format!("{prefix} {} *", a.replace('.', " "));
         if !cmds.contains(&cmd) {
             cmds.push(cmd);
         }
@@ -85,8 +117,13 @@ pub fn snippet(user: &str, allow: &[String], flr_path: &str, runas: &str) -> Res
         "# Install: visudo -cf FILE && install -m 0440 -o root -g root FILE /etc/sudoers.d/flr-{user}\n"
     ));
     s.push_str("# Each rule fixes the flr subcommand; the trailing * lets the caller pick the\n");
-    s.push_str("# remaining arguments, which flr validates against /etc/flr/flr.toml [paths].\n");
+    s.push_str("# remaining arguments, which flr validates against its config ([paths], or\n");
+    s.push_str(&format!("# [users.{user}] if it has one).\n"));
     s.push_str("# Options like --json must come after the subcommand to match these rules.\n");
+    if let Some(config) = config {
+        s.push_str(&format!("# The config is pinned: call `sudo -n {prefix} <subcommand> ...`.\n"));
+        s.push_str(&format!("# {config} must be owned by root and not group/world-writable.\n"));
+    }
     s.push_str(&format!("Cmnd_Alias {alias} = {}\n", cmds.join(", \\\n    ")));
     s.push_str(&format!("{user} ALL=({runas}) NOPASSWD: {alias}\n"));
     Ok(s)
@@ -96,10 +133,14 @@ pub fn snippet(user: &str, allow: &[String], flr_path: &str, runas: &str) -> Res
 mod tests {
     use super::*;
 
+    fn grant<'a>(user: &'a str, allow: &'a [String], flr_path: &'a str) -> Grant<'a> {
+        Grant { user, allow, flr_path, runas: "root", config: None }
+    }
+
     #[test]
     fn narrow_entries_only() {
-        let s = snippet("loopabull_compose", &["compose".into(), "checksum.verify".into()], "/usr/bin/flr", "root")
-            .unwrap();
+        let allow = ["compose".into(), "checksum.verify".into()];
+        let s = snippet(&grant("loopabull_compose", &allow, "/usr/bin/flr")).unwrap();
         assert!(s.contains(
             "Cmnd_Alias FLR_LOOPABULL_COMPOSE = /usr/bin/flr compose *, \\\n    /usr/bin/flr checksum verify *\n"
         ));
@@ -108,12 +149,26 @@ mod tests {
     }
 
     #[test]
+    fn a_pinned_config_comes_before_the_subcommand() {
+        let allow = ["checksum.create".into()];
+        let g = Grant { config: Some("/etc/flr/compose.toml"), ..grant("relauto-compose", &allow, "/usr/bin/flr") };
+        let s = snippet(&g).unwrap();
+        assert!(s.contains(
+            "Cmnd_Alias FLR_RELAUTO_COMPOSE = /usr/bin/flr --config /etc/flr/compose.toml checksum create *\n"
+        ));
+        let bad = Grant { config: Some("/etc/flr/x.toml, ALL"), ..g };
+        assert!(snippet(&bad).is_err());
+        assert!(snippet(&Grant { config: Some("flr.toml"), ..g }).is_err());
+    }
+
+    #[test]
     fn refuses_bad_input() {
-        assert!(snippet("Bad User", &["compose".into()], "/usr/bin/flr", "root").is_err());
-        assert!(snippet("u", &["sudoers".into()], "/usr/bin/flr", "root").is_err());
-        assert!(snippet("u", &["compose *".into()], "/usr/bin/flr", "root").is_err());
-        assert!(snippet("u", &[], "/usr/bin/flr", "root").is_err());
-        assert!(snippet("u", &["sync".into()], "flr", "root").is_err());
-        assert!(snippet("u", &["sync".into()], "/usr/bin/flr,ALL", "root").is_err());
+        let one = |a: &str| vec![a.to_owned()];
+        assert!(snippet(&grant("Bad User", &one("compose"), "/usr/bin/flr")).is_err());
+        assert!(snippet(&grant("u", &one("sudoers"), "/usr/bin/flr")).is_err());
+        assert!(snippet(&grant("u", &one("compose *"), "/usr/bin/flr")).is_err());
+        assert!(snippet(&grant("u", &[], "/usr/bin/flr")).is_err());
+        assert!(snippet(&grant("u", &one("sync"), "flr")).is_err());
+        assert!(snippet(&grant("u", &one("sync"), "/usr/bin/flr,ALL")).is_err());
     }
 }

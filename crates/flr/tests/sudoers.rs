@@ -26,6 +26,14 @@ fn snippet_passes_visudo() {
         String::from_utf8_lossy(&v.stdout),
         String::from_utf8_lossy(&v.stderr)
     );
+
+    // A pinned config (and a user name with a dash) is valid sudoers too.
+    let o = flr(&["sudoers", "--user", "relauto-compose", "--allow", "checksum.create", "--config", "/etc/flr/c.toml"]);
+    let text = String::from_utf8(o.stdout).unwrap();
+    assert!(text.contains("/usr/bin/flr --config /etc/flr/c.toml checksum create *"), "{text}");
+    std::fs::write(&f, &text).unwrap();
+    let v = Command::new(visudo).arg("-cf").arg(&f).output().unwrap();
+    assert!(v.status.success(), "visudo rejected:\n{text}\n{}", String::from_utf8_lossy(&v.stderr));
 }
 
 #[test]

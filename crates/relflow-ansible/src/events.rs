@@ -68,24 +68,56 @@ pub struct Stats {
     pub unreachable: u32,
 }
 
+/// A play whose host pattern matched no host (it ran nothing).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub(crate) struct EmptyPlay {
+    pub play: String,
+    /// The play's `hosts:` pattern.
+    pub hosts: String,
+}
+
+/// The playbook marked its failure permanent: a task set the fact
+/// `relflow_permanent` (see the README).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub(crate) struct Permanent {
+    pub host: String,
+    pub task: String,
+    /// The fact's value if it was a string; `None` for `true`.
+    pub reason: Option<String>,
+}
+
+/// Everything the callback plugin reported about one run.
+#[derive(Debug, Default)]
+pub(crate) struct Events {
+    pub tasks: Vec<TaskResult>,
+    pub stats: Stats,
+    pub empty_plays: Vec<EmptyPlay>,
+    /// The last permanence mark, if any.
+    pub permanent: Option<Permanent>,
+}
+
 #[derive(Deserialize)]
-#[serde(tag = "event", rename_all = "lowercase")]
+#[serde(tag = "event", rename_all = "snake_case")]
 enum Event {
     Task(TaskResult),
     Stats { hosts: std::collections::BTreeMap<String, Stats> },
+    NoHosts(EmptyPlay),
+    Permanent(Permanent),
 }
 
 /// Parses the events file. Lines that do not parse (e.g. the last line of a
 /// run killed mid-write) are skipped: the results are best effort, the exit
 /// status is what decides the outcome.
-pub(crate) fn parse(text: &str) -> (Vec<TaskResult>, Stats) {
-    let mut tasks = Vec::new();
-    let mut stats = Stats::default();
+pub(crate) fn parse(text: &str) -> Events {
+    let mut events = Events::default();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         match serde_json::from_str::<Event>(line) {
-            Ok(Event::Task(t)) => tasks.push(t),
+            Ok(Event::Task(t)) => events.tasks.push(t),
+            Ok(Event::NoHosts(p)) => events.empty_plays.push(p),
+            Ok(Event::Permanent(p)) => events.permanent = Some(p),
             Ok(Event::Stats { hosts }) => {
-                stats = Stats::default();
+                let stats = &mut events.stats;
+                *stats = Stats::default();
                 for s in hosts.values() {
                     stats.ok += s.ok;
                     stats.changed += s.changed;
@@ -97,7 +129,7 @@ pub(crate) fn parse(text: &str) -> (Vec<TaskResult>, Stats) {
             Err(e) => tracing::debug!(error = %e, "skipping unreadable callback event line"),
         }
     }
-    (tasks, stats)
+    events
 }
 
 #[cfg(test)]
@@ -108,13 +140,19 @@ mod tests {
     fn parses_tasks_and_sums_stats() {
         let text = r#"{"event":"task","host":"h1","play":"p","task":"t","status":"changed","msg":null}
 {"event":"task","host":"h1","play":"p","task":"u","status":"ignored","msg":"boom"}
+{"event":"no_hosts","play":"publish","hosts":"compose_hosts"}
+{"event":"permanent","host":"h1","task":"mark","reason":"refused"}
 {"event":"stats","hosts":{"h1":{"ok":2,"changed":1,"failed":0,"skipped":1,"unreachable":0},"h2":{"ok":1,"changed":0,"failed":1,"skipped":0,"unreachable":1}}}
 {"event":"task","host":"h1","pl"#;
-        let (tasks, stats) = parse(text);
+        let events = parse(text);
+        let tasks = &events.tasks;
         assert_eq!(tasks.len(), 2);
         assert_eq!(tasks[0].status, TaskStatus::Changed);
         assert_eq!(tasks[1].msg.as_deref(), Some("boom"));
-        assert_eq!(stats, Stats { ok: 3, changed: 1, failed: 1, skipped: 1, unreachable: 1 });
+        assert_eq!(events.stats, Stats { ok: 3, changed: 1, failed: 1, skipped: 1, unreachable: 1 });
+        assert_eq!(events.empty_plays, [EmptyPlay { play: "publish".into(), hosts: "compose_hosts".into() }]);
+        let mark = Permanent { host: "h1".into(), task: "mark".into(), reason: Some("refused".into()) };
+        assert_eq!(events.permanent, Some(mark));
         assert_eq!(serde_json::to_value(TaskStatus::Unreachable).ok(), Some("unreachable".into()));
     }
 }

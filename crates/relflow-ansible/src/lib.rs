@@ -9,8 +9,15 @@
 //! * Each run is wrapped in a supervisor process ([`supervise_main`]) that
 //!   owns the whole process tree, so a timeout, a cancel or the death of the
 //!   worker leaves no ansible or module process behind.
+//! * Each run has a private dir (`rundir.rs`) for its vars, events, local
+//!   temp files and its own SSH control sockets, so concurrent runs never
+//!   share an SSH master; a killed worker's leftovers are swept at start.
 //! * The log is captured (and optionally teed live to a file); per-task
-//!   results come from relflow's own callback plugin.
+//!   results come from relflow's own callback plugin, which also reports
+//!   plays that matched no host and failures the playbook marked permanent.
+//! * [`InventoryCheck`] asks the install's own `ansible-inventory` whether
+//!   the configured inventories parse and each `limit` matches a host
+//!   (`relflow check`).
 //! * [`syntax_check`] runs `ansible-playbook --syntax-check` the way a run
 //!   would load the playbook, for `relflow check --playbooks` and `relflow test`.
 //! * Optionally ([`RunnerMode::Warm`]) runs are forked from a pre-started
@@ -19,6 +26,9 @@
 //! See README.md for the reasoning.
 
 mod events;
+mod inventory;
+mod result;
+mod rundir;
 mod runner;
 mod supervise;
 mod syntax;
@@ -26,9 +36,9 @@ mod vars;
 mod warm;
 
 pub use events::{Stats, TaskResult, TaskStatus};
-pub use runner::{
-    find_program, Outcome, PlaybookRun, RunResult, Runner, RunnerConfig, RunnerError, RunnerMode, ENV_ALLOWED,
-};
+pub use inventory::{Findings, InventoryCheck, InventoryTarget};
+pub use result::{Outcome, RunResult};
+pub use runner::{find_program, PlaybookRun, Runner, RunnerConfig, RunnerError, RunnerMode, ENV_ALLOWED};
 pub use supervise::{supervise_main, SUPERVISE_ARG};
 pub use syntax::{syntax_check, SyntaxError};
 pub use vars::{ExtraVars, RunInfo};

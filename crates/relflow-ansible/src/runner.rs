@@ -17,8 +17,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 
-use crate::events::{self, Stats, TaskResult, TaskStatus};
-use crate::supervise::{SPAWN_FAILED_EXIT, SPAWN_FAILED_MARKER, SUPERVISE_ARG};
+use crate::events::{self, Events};
+use crate::result::{verdict, Ending, Outcome, RunResult};
+use crate::rundir::{self, RunDir};
+use crate::supervise::{RUN_DIR_ARG, SUPERVISE_ARG};
 use crate::vars::ExtraVars;
 use crate::warm::{self, WarmPool, WarmRun};
 
@@ -102,64 +104,9 @@ pub struct PlaybookRun {
     pub cwd: PathBuf,
     /// If set, the live log is also written here as it is produced.
     pub log_path: Option<PathBuf>,
-}
-
-/// How a run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Outcome {
-    Succeeded,
-    Failed,
-    TimedOut,
-    Cancelled,
-    /// The playbook or `ansible-playbook` could not be started at all.
-    SpawnFailed,
-}
-
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Succeeded => "succeeded",
-            Outcome::Failed => "failed",
-            Outcome::TimedOut => "timedout",
-            Outcome::Cancelled => "cancelled",
-            Outcome::SpawnFailed => "spawnfailed",
-        }
-    }
-}
-
-impl std::fmt::Display for Outcome {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Everything recorded about a run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RunResult {
-    pub outcome: Outcome,
-    /// ansible-playbook's exit code (128 + signal if it was killed); `None`
-    /// if it never ran or the supervisor itself had to be killed.
-    pub exit_code: Option<i32>,
-    /// stdout and stderr, interleaved as written.
-    pub log: String,
-    pub tasks: Vec<TaskResult>,
-    pub stats: Stats,
-    /// Why, in a sentence, when the outcome is not `Succeeded`.
-    pub error: Option<String>,
-}
-
-impl RunResult {
-    fn spawn_failed(error: String) -> Self {
-        RunResult {
-            outcome: Outcome::SpawnFailed,
-            exit_code: None,
-            log: String::new(),
-            tasks: Vec::new(),
-            stats: Stats::default(),
-            error: Some(error),
-        }
-    }
+    /// A play that matches no host is then fine; otherwise the run fails,
+    /// permanently, with "no hosts matched" (the work would be lost).
+    pub allow_no_hosts: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -173,6 +120,8 @@ pub enum RunnerError {
 pub struct Runner {
     cfg: RunnerConfig,
     plugin_dir: PathBuf,
+    /// Where each run gets its private dir (`rundir.rs`).
+    runs_dir: PathBuf,
     warm: Option<WarmPool>,
 }
 
@@ -185,12 +134,26 @@ enum Proc {
 type Stream = Box<dyn AsyncRead + Unpin + Send>;
 
 impl Runner {
-    /// Creates the work dir (0700) and writes the callback plugin into it.
+    /// Creates the work dir (0700), writes the callback plugin into it, and
+    /// removes the run dirs of runs whose worker and supervisor are gone.
     pub fn new(cfg: RunnerConfig) -> Result<Self, RunnerError> {
         let plugin_dir = cfg.work_dir.join("callback_plugins");
+        let runs_dir = cfg.work_dir.join("runs");
         let err = |source| RunnerError::WorkDir { path: cfg.work_dir.clone(), source };
         create_private_dir(&cfg.work_dir).map_err(err)?;
         create_private_dir(&plugin_dir).map_err(err)?;
+        create_private_dir(&runs_dir).map_err(err)?;
+        let swept = rundir::sweep(&runs_dir);
+        if swept > 0 {
+            tracing::info!("removed {swept} run dir(s) (vars files, sockets) left by killed workers");
+        }
+        if !rundir::control_dir_fits(&runs_dir) {
+            tracing::warn!(
+                "the runner work dir {} is too long for SSH control sockets (Unix socket paths hold 107 \
+                 bytes): SSH connection sharing will fail; use a shorter data_dir",
+                cfg.work_dir.display()
+            );
+        }
         // Write-then-rename: several workers may share the work dir, and
         // ansible must never load a half-written plugin.
         let mut tmp = tempfile::NamedTempFile::new_in(&plugin_dir).map_err(err)?;
@@ -206,7 +169,7 @@ impl Runner {
                 Some(WarmPool::new(cfg.work_dir.clone()))
             }
         };
-        Ok(Runner { cfg, plugin_dir, warm })
+        Ok(Runner { cfg, plugin_dir, runs_dir, warm })
     }
 
     /// Warm mode: starts the pool now for playbooks run from `cwd`, so the
@@ -237,25 +200,20 @@ impl Runner {
         if !run.cwd.is_dir() {
             return RunResult::spawn_failed(format!("playbooks dir not found: {}", run.cwd.display()));
         }
-        // Both temp files are 0600 and removed when dropped, i.e. at the end
-        // of this function whatever happened (or if the future is dropped).
-        let temp = |prefix: &str, suffix: &str| {
-            tempfile::Builder::new().prefix(prefix).suffix(suffix).tempfile_in(&self.cfg.work_dir)
+        // Everything the run writes here goes with `dir` when it is dropped,
+        // i.e. at the end of this function whatever happened (or if the
+        // future is dropped); the vars file goes as soon as ansible is done.
+        let dir = match RunDir::create(&self.runs_dir) {
+            Ok(d) => d,
+            Err(e) => return RunResult::spawn_failed(format!("cannot create the run dir: {e}")),
         };
-        let vars_file = match temp("vars-", ".yml").and_then(|mut f| {
-            f.write_all(run.vars.to_unsafe_yaml().as_bytes())?;
-            f.flush()?;
-            Ok(f)
-        }) {
+        let files = dir.write_vars(&run.vars.to_unsafe_yaml()).and_then(|v| Ok((v, dir.create_events()?)));
+        let (vars_file, events_file) = match files {
             Ok(f) => f,
-            Err(e) => return RunResult::spawn_failed(format!("cannot write vars file: {e}")),
-        };
-        let events_file = match temp("events-", ".jsonl") {
-            Ok(f) => f,
-            Err(e) => return RunResult::spawn_failed(format!("cannot create events file: {e}")),
+            Err(e) => return RunResult::spawn_failed(format!("cannot write the vars file: {e}")),
         };
 
-        let (mut child, stdout, stderr) = match self.launch(run, vars_file.path(), events_file.path()).await {
+        let (mut child, stdout, stderr) = match self.launch(run, &dir, &vars_file).await {
             Ok(l) => l,
             Err(e) => return RunResult::spawn_failed(e),
         };
@@ -276,10 +234,9 @@ impl Runner {
             },
         );
         guard.0 = None;
-        drop(vars_file);
+        dir.remove_vars();
 
-        let events_text = std::fs::read_to_string(events_file.path()).unwrap_or_default();
-        let (tasks, stats) = events::parse(&events_text);
+        let events = events::parse(&std::fs::read_to_string(&events_file).unwrap_or_default());
         let mut log = String::from_utf8_lossy(&log).into_owned();
         let err_out = String::from_utf8_lossy(&err_out).into_owned();
         if !err_out.trim().is_empty() {
@@ -289,40 +246,33 @@ impl Runner {
             log.push_str(&err_out);
         }
         let exit_code = status.and_then(|s| s.code());
-        let (outcome, error) = if let Some(why) = stopped {
-            let error = match why {
-                Outcome::TimedOut => format!("timed out after {}", humanize(run.timeout)),
-                _ => "cancelled".to_string(),
-            };
-            (why, Some(error))
-        } else if exit_code == Some(SPAWN_FAILED_EXIT) && err_out.contains(SPAWN_FAILED_MARKER) {
-            let line = err_out.lines().find(|l| l.contains(SPAWN_FAILED_MARKER)).unwrap_or_default();
-            (Outcome::SpawnFailed, Some(line.trim_start_matches("relflow-supervise: ").to_string()))
-        } else if exit_code == Some(0) {
-            (Outcome::Succeeded, None)
-        } else {
-            (Outcome::Failed, Some(describe_failure(&tasks, &log, exit_code)))
-        };
-        RunResult { outcome, exit_code, log, tasks, stats, error }
+        let (outcome, error, permanent) = verdict(&Ending {
+            exit_code,
+            stopped,
+            timeout: run.timeout,
+            supervisor_err: &err_out,
+            log: &log,
+            events: &events,
+            limit: run.limit.as_deref(),
+            allow_no_hosts: run.allow_no_hosts,
+        });
+        let Events { tasks, stats, .. } = events;
+        RunResult { outcome, exit_code, log, tasks, stats, error, permanent }
     }
 
     /// Starts the run: in the warm pool if configured and it is up, else
     /// cold under a freshly spawned supervisor.
-    async fn launch(&self, run: &PlaybookRun, vars: &Path, events: &Path) -> Result<(Proc, Stream, Stream), String> {
+    async fn launch(&self, run: &PlaybookRun, dir: &RunDir, vars: &Path) -> Result<(Proc, Stream, Stream), String> {
         if let Some(pool) = &self.warm {
-            let supervisor = [
-                self.cfg.supervisor.clone().into_os_string(),
-                SUPERVISE_ARG.into(),
-                self.cfg.kill_grace.as_millis().to_string().into(),
-                crate::supervise::ADOPT_ARG.into(),
-            ];
+            let mut supervisor = self.supervisor_argv(dir);
+            supervisor.push(crate::supervise::ADOPT_ARG.into());
             let key = self.warm_key(&run.cwd);
-            match pool.launch(&key, &self.playbook_argv(run, vars), &self.child_env(Some(events)), &supervisor).await {
+            match pool.launch(&key, &self.playbook_argv(run, vars), &self.child_env(Some(dir)), &supervisor).await {
                 Ok(l) => return Ok((Proc::Warm(l.run), Box::new(l.stdout), Box::new(l.stderr))),
                 Err(e) => tracing::warn!("warm ansible pool: {e}; running this playbook cold"),
             }
         }
-        let mut child = spawn(self.command(run, vars, events))
+        let mut child = spawn(self.command(run, dir, vars))
             .await
             .map_err(|e| format!("cannot start supervisor {}: {e}", self.cfg.supervisor.display()))?;
         let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
@@ -355,16 +305,26 @@ impl Runner {
         argv
     }
 
+    /// `<supervisor> __supervise <grace> --run-dir <dir>`, the part both
+    /// modes share.
+    fn supervisor_argv(&self, dir: &RunDir) -> Vec<OsString> {
+        vec![
+            self.cfg.supervisor.clone().into_os_string(),
+            SUPERVISE_ARG.into(),
+            self.cfg.kill_grace.as_millis().to_string().into(),
+            RUN_DIR_ARG.into(),
+            dir.path().into(),
+        ]
+    }
+
     /// The cold supervisor command line.
-    fn command(&self, run: &PlaybookRun, vars: &Path, events: &Path) -> Command {
-        let mut cmd = Command::new(&self.cfg.supervisor);
-        cmd.arg(SUPERVISE_ARG)
-            .arg(self.cfg.kill_grace.as_millis().to_string())
-            .arg("--")
-            .args(self.playbook_argv(run, vars));
+    fn command(&self, run: &PlaybookRun, dir: &RunDir, vars: &Path) -> Command {
+        let argv = self.supervisor_argv(dir);
+        let mut cmd = Command::new(&argv[0]);
+        cmd.args(&argv[1..]).arg("--").args(self.playbook_argv(run, vars));
         cmd.current_dir(&run.cwd)
             .env_clear()
-            .envs(self.child_env(Some(events)))
+            .envs(self.child_env(Some(dir)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -374,8 +334,9 @@ impl Runner {
         cmd
     }
 
-    /// The allow-listed environment, plus what the runner itself needs.
-    fn child_env(&self, events: Option<&Path>) -> BTreeMap<OsString, OsString> {
+    /// The allow-listed environment, plus what the runner itself needs and,
+    /// for a run (`dir`), where its per-run files go.
+    fn child_env(&self, dir: Option<&RunDir>) -> BTreeMap<OsString, OsString> {
         let mut env = BTreeMap::new();
         let names = ENV_ALLOWED.iter().copied().chain(self.cfg.env_passthrough.iter().map(String::as_str));
         for name in names {
@@ -396,8 +357,12 @@ impl Runner {
         if let Some(v) = env.get(OsStr::new("ANSIBLE_CALLBACK_PLUGINS")).filter(|v| !v.is_empty()) {
             plugins = concat_os(&concat_os(&plugins, OsStr::new(":")), v);
         }
-        if let Some(events) = events {
-            env.insert(events::EVENTS_ENV.into(), events.into());
+        if let Some(dir) = dir {
+            env.insert(events::EVENTS_ENV.into(), dir.events().into());
+            // One SSH master per run, never shared (rundir.rs says why).
+            env.insert("ANSIBLE_SSH_CONTROL_PATH_DIR".into(), dir.control_dir().into());
+            env.insert("ANSIBLE_PERSISTENT_CONTROL_PATH_DIR".into(), dir.control_dir().into());
+            env.insert("ANSIBLE_LOCAL_TEMP".into(), dir.local_tmp().into());
         }
         let ours: [(&str, OsString); 5] = [
             ("ANSIBLE_CALLBACKS_ENABLED", enabled),
@@ -562,33 +527,6 @@ async fn read_stream(mut r: impl AsyncRead + Unpin, tee: Tee, exited: Cancellati
         }
     }
     out
-}
-
-/// A one-line reason for a failed run: the last failed task if there is
-/// one, else Ansible's own error line, else the exit code.
-fn describe_failure(tasks: &[TaskResult], log: &str, exit_code: Option<i32>) -> String {
-    let failed = tasks.iter().rev().find(|t| matches!(t.status, TaskStatus::Failed | TaskStatus::Unreachable));
-    if let Some(t) = failed {
-        let what = if t.status == TaskStatus::Unreachable { "unreachable" } else { "failed" };
-        let msg = t.msg.as_deref().unwrap_or("no message");
-        return format!("task '{}' {what} on {}: {msg}", t.task, t.host);
-    }
-    let code = match exit_code {
-        Some(c) => format!("exit code {c}"),
-        None => "killed".to_string(),
-    };
-    match log.lines().find(|l| l.starts_with("[ERROR]") || l.starts_with("ERROR!")) {
-        Some(line) => format!("ansible-playbook failed ({code}): {}", line.trim()),
-        None => format!("ansible-playbook failed ({code})"),
-    }
-}
-
-fn humanize(d: Duration) -> String {
-    if d.subsec_millis() == 0 {
-        format!("{}s", d.as_secs())
-    } else {
-        format!("{:.1}s", d.as_secs_f64())
-    }
 }
 
 fn concat_os(a: &OsStr, b: &OsStr) -> OsString {

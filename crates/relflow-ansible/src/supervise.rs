@@ -1,4 +1,5 @@
-//! The per-run supervisor: `<exe> __supervise <grace-ms> -- <program> <args...>`.
+//! The per-run supervisor:
+//! `<exe> __supervise <grace-ms> [--run-dir DIR] -- <program> <args...>`.
 //!
 //! Why a separate process: killing `ansible-playbook`'s process group is not
 //! enough to end a run. Ansible forks workers, modules run under `/bin/sh -c`,
@@ -16,6 +17,11 @@
 //!   the grace period, SIGKILLs what is left, reaps everything, and exits with
 //!   the program's exit code (128 + signal if it was killed).
 //!
+//! * With `--run-dir`, it holds a shared lock on the run's private dir for
+//!   as long as it lives, so the next worker's sweep leaves the dir alone
+//!   while the run may still be in it; and if the worker died under it, it
+//!   removes the dir itself once the run is torn down (`rundir.rs`).
+//!
 //! The program's stdout and stderr both go to the supervisor's stdout, so the
 //! runner reads one stream in the order it was written. The supervisor's own
 //! diagnostics go to its stderr, prefixed with `relflow-supervise:`.
@@ -23,6 +29,7 @@
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::os::fd::AsFd;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -40,6 +47,8 @@ pub(crate) const SPAWN_FAILED_EXIT: i32 = 127;
 pub(crate) const SPAWN_FAILED_MARKER: &str = "relflow-supervise: cannot run";
 /// Adopt mode (the warm pool): `__supervise <grace-ms> --pid <pid>`.
 pub(crate) const ADOPT_ARG: &str = "--pid";
+/// `__supervise <grace-ms> --run-dir <dir> ...`: the run's private dir.
+pub(crate) const RUN_DIR_ARG: &str = "--run-dir";
 /// How long SIGKILLed processes get to disappear before we give up (a process
 /// stuck in uninterruptible sleep cannot be killed at all).
 const KILL_WAIT: Duration = Duration::from_secs(10);
@@ -52,11 +61,13 @@ const POLL: Duration = Duration::from_millis(20);
 /// the calling thread and waits for them synchronously.
 pub fn supervise_main(args: impl Iterator<Item = OsString>) -> ! {
     let code = match parse_args(args) {
-        Ok((grace, target)) => supervise(grace, target),
+        Ok(plan) => supervise(plan),
         Err(usage) => {
             eprintln!("relflow-supervise: {usage}");
-            eprintln!("usage: {SUPERVISE_ARG} <grace-ms> -- <program> [args...]");
-            eprintln!("       {SUPERVISE_ARG} <grace-ms> {ADOPT_ARG} <pid of a child of this process>");
+            eprintln!("usage: {SUPERVISE_ARG} <grace-ms> [{RUN_DIR_ARG} DIR] -- <program> [args...]");
+            eprintln!(
+                "       {SUPERVISE_ARG} <grace-ms> [{RUN_DIR_ARG} DIR] {ADOPT_ARG} <pid of a child of this process>"
+            );
             2
         }
     };
@@ -71,7 +82,15 @@ enum Target {
     Adopt(Pid),
 }
 
-fn parse_args(args: impl Iterator<Item = OsString>) -> Result<(Duration, Target), String> {
+/// What the command line asked for.
+#[derive(Debug, PartialEq)]
+struct Plan {
+    grace: Duration,
+    run_dir: Option<PathBuf>,
+    target: Target,
+}
+
+fn parse_args(args: impl Iterator<Item = OsString>) -> Result<Plan, String> {
     let mut args: Vec<OsString> = args.collect();
     if args.first().is_some_and(|a| a != SUPERVISE_ARG) {
         args.remove(0); // argv[0]
@@ -85,12 +104,18 @@ fn parse_args(args: impl Iterator<Item = OsString>) -> Result<(Duration, Target)
         .and_then(|g| g.to_str().and_then(|s| s.parse::<u64>().ok()))
         .ok_or("grace must be a number of milliseconds")?;
     let grace = Duration::from_millis(grace);
-    match it.next().as_deref().and_then(|a| a.to_str()) {
+    let mut run_dir = None;
+    let mut next = it.next();
+    if next.as_deref() == Some(RUN_DIR_ARG.as_ref()) {
+        run_dir = Some(PathBuf::from(it.next().ok_or(format!("{RUN_DIR_ARG} takes a directory"))?));
+        next = it.next();
+    }
+    match next.as_deref().and_then(|a| a.to_str()) {
         Some("--") => {}
         Some(ADOPT_ARG) => {
             let pid = it.next().and_then(|p| p.to_str().and_then(|s| s.parse::<i32>().ok()));
             return match (pid, it.next()) {
-                (Some(pid), None) if pid > 0 => Ok((grace, Target::Adopt(Pid::from_raw(pid)))),
+                (Some(pid), None) if pid > 0 => Ok(Plan { grace, run_dir, target: Target::Adopt(Pid::from_raw(pid)) }),
                 _ => Err(format!("{ADOPT_ARG} takes one process id")),
             };
         }
@@ -100,10 +125,10 @@ fn parse_args(args: impl Iterator<Item = OsString>) -> Result<(Duration, Target)
     if argv.is_empty() {
         return Err("no program given".into());
     }
-    Ok((grace, Target::Spawn(argv)))
+    Ok(Plan { grace, run_dir, target: Target::Spawn(argv) })
 }
 
-fn supervise(grace: Duration, target: Target) -> i32 {
+fn supervise(Plan { grace, run_dir, target }: Plan) -> i32 {
     // Block the signals we care about first, so none is lost between here and
     // the sigwait loop; std resets the mask in the spawned program.
     let mut signals = SigSet::empty();
@@ -127,6 +152,12 @@ fn supervise(grace: Duration, target: Target) -> i32 {
         eprintln!("relflow-supervise: PR_SET_CHILD_SUBREAPER: {e}");
         return 125;
     }
+    // Held (open, close-on-exec) until this process exits.
+    let _held = run_dir.as_deref().and_then(|dir| {
+        crate::rundir::hold(dir)
+            .map_err(|e| eprintln!("relflow-supervise: cannot lock run dir {}: {e}", dir.display()))
+            .ok()
+    });
 
     let child = match target {
         // The warm pool forked the playbook, then exec'd us in its place: it
@@ -162,6 +193,10 @@ fn supervise(grace: Duration, target: Target) -> i32 {
         }
     }
     teardown(grace, child, &mut status);
+    if let Some(dir) = run_dir.filter(|_| getppid() != parent) {
+        // The worker died under this run: nobody else will clean up after it.
+        let _ = std::fs::remove_dir_all(dir);
+    }
     match status {
         Some(WaitStatus::Exited(_, code)) => code,
         Some(WaitStatus::Signaled(_, sig, _)) => 128 + sig as i32,
@@ -283,12 +318,23 @@ mod tests {
     #[test]
     fn parses_args_with_or_without_argv0() {
         let a = |v: &[&str]| parse_args(v.iter().map(OsString::from));
+        let plan = |ms, run_dir: Option<&str>, target| Plan {
+            grace: Duration::from_millis(ms),
+            run_dir: run_dir.map(PathBuf::from),
+            target,
+        };
         let ok = a(&["relflow", "__supervise", "1500", "--", "prog", "-x"]);
-        assert_eq!(ok, Ok((Duration::from_millis(1500), Target::Spawn(vec!["prog".into(), "-x".into()]))));
+        assert_eq!(ok, Ok(plan(1500, None, Target::Spawn(vec!["prog".into(), "-x".into()]))));
+        assert_eq!(a(&["__supervise", "5", "--pid", "42"]), Ok(plan(5, None, Target::Adopt(Pid::from_raw(42)))));
         assert_eq!(
-            a(&["__supervise", "5", "--pid", "42"]),
-            Ok((Duration::from_millis(5), Target::Adopt(Pid::from_raw(42))))
+            a(&["__supervise", "5", "--run-dir", "/r/1", "--pid", "42"]),
+            Ok(plan(5, Some("/r/1"), Target::Adopt(Pid::from_raw(42))))
         );
+        assert_eq!(
+            a(&["__supervise", "5", "--run-dir", "/r/1", "--", "prog"]),
+            Ok(plan(5, Some("/r/1"), Target::Spawn(vec!["prog".into()])))
+        );
+        assert!(a(&["__supervise", "5", "--run-dir"]).is_err());
         assert!(a(&["__supervise", "5", "--pid", "x"]).is_err());
         assert!(a(&["__supervise", "5", "--pid", "42", "43"]).is_err());
         assert!(a(&["__supervise", "10", "--", "prog"]).is_ok());

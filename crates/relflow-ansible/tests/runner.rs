@@ -31,10 +31,8 @@ async fn run_watching(
                 for (i, argv) in watch.iter().enumerate() {
                     seen[i] |= !procs_with_argv(argv).is_empty();
                 }
-                for e in std::fs::read_dir(&work).into_iter().flatten().flatten() {
-                    if e.file_name().to_string_lossy().starts_with("vars-") {
-                        if let Ok(m) = e.metadata() { mode = Some(m.permissions().mode() & 0o777); }
-                    }
+                for vars in vars_files(&work) {
+                    if let Ok(m) = std::fs::metadata(vars) { mode = Some(m.permissions().mode() & 0o777); }
                 }
             }
         }

@@ -41,13 +41,7 @@ fn assert_same(c: &RunResult, w: &RunResult) {
 
 /// Files the run left in a runner's work dir (the pool's own are expected).
 fn leftovers(work: &Path) -> Vec<String> {
-    std::fs::read_dir(work.join("runner"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n != "callback_plugins" && n != "relflow_warm.py" && !n.starts_with("warm-"))
-        .collect()
+    leftover_files(work).into_iter().filter(|n| n != "relflow_warm.py" && !n.starts_with("warm-")).collect()
 }
 
 fn examples() -> PathBuf {

@@ -80,6 +80,8 @@ pub struct AnsibleConfig {
     /// Passed as ANSIBLE_CONFIG (loopabull's `cfg_file_path`).
     pub config: Option<PathBuf>,
     /// Default `-i` for rules that name none. None: ansible's own default.
+    /// A path is relative to the config file; a value with a comma is a
+    /// host list (`"localhost,"`) and is passed as it is.
     pub inventory: Option<String>,
     /// Worker environment variables passed through to ansible, beyond the
     /// fixed allow-list (PATH, HOME, LANG, SSH_AUTH_SOCK, KRB5CCNAME).
@@ -304,6 +306,8 @@ struct RawRule {
     retries: u32,
     inventory: Option<String>,
     limit: Option<String>,
+    #[serde(default)]
+    allow_no_hosts: bool,
     concurrency_group: Option<RawGroup>,
     #[serde(default = "yes")]
     announce: bool,
@@ -440,6 +444,7 @@ impl Config {
                 retries: r.retries,
                 inventory: r.inventory,
                 limit: r.limit,
+                allow_no_hosts: r.allow_no_hosts,
                 concurrency_group,
                 tests,
                 announce: r.announce,
@@ -482,8 +487,9 @@ impl Config {
         }
     }
 
-    /// Makes file paths in `[ansible]` relative to the config file. A bare
-    /// command name (`ansible-playbook`) stays as is, for a PATH lookup.
+    /// Makes file paths in `[ansible]` and the rules' inventories relative
+    /// to the config file. A bare command name (`ansible-playbook`) stays as
+    /// is, for a PATH lookup.
     pub(crate) fn resolve_paths(&mut self) {
         let base = config_dir(&self.path);
         if self.ansible.playbook_cmd.components().count() > 1 {
@@ -491,6 +497,11 @@ impl Config {
         }
         if let Some(cfg) = &self.ansible.config {
             self.ansible.config = Some(base.join(cfg));
+        }
+        let inventories =
+            std::iter::once(&mut self.ansible.inventory).chain(self.rules.iter_mut().map(|r| &mut r.inventory));
+        for inventory in inventories.flatten() {
+            *inventory = resolve_inventory(&base, inventory);
         }
     }
 
@@ -515,6 +526,16 @@ impl Config {
     pub fn database_path(&self) -> PathBuf {
         self.data_dir.join("relflow.sqlite3")
     }
+}
+
+/// An inventory path relative to `base`. ansible reads a value with a comma
+/// as a host list (`localhost,`, `a.example.org,b.example.org`), not a file:
+/// that stays as it is.
+fn resolve_inventory(base: &Path, inventory: &str) -> String {
+    if inventory.contains(',') {
+        return inventory.to_owned();
+    }
+    base.join(inventory).display().to_string()
 }
 
 fn config_dir(path: &Path) -> PathBuf {

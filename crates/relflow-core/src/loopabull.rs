@@ -130,6 +130,7 @@ pub fn from_yaml(path: &Path, text: &str) -> Result<Config, ConfigError> {
         retries: 0,
         inventory: None,
         limit: None,
+        allow_no_hosts: false,
         concurrency_group: None,
         tests: Vec::new(),
         announce: true,

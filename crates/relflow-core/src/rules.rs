@@ -27,6 +27,12 @@ pub struct Rule {
     pub retries: u32,
     pub inventory: Option<String>,
     pub limit: Option<String>,
+    /// A run in which a play matches no host counts as done. Default false:
+    /// such a run fails with "no hosts matched" and is dead-lettered at once,
+    /// since relflow never re-runs a succeeded message and the work would
+    /// be lost for good (a typo in a group name, a `limit` that matches
+    /// nothing, an empty inventory).
+    pub allow_no_hosts: bool,
     /// Rules with the same group never run at the same time.
     pub concurrency_group: Option<GroupSpec>,
     /// Its runs are announced when `[announce]` is configured (`announce = false` turns that off).

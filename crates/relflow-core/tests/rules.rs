@@ -220,10 +220,35 @@ fn loopabull_rkname_and_all() {
     assert_eq!(Translator::Rkdirectory.translate("a.b.c"), Path::new("a/b/c.yml"));
     // Older loopabull spelling.
     let old = "path_translator: rkdirectory\nplugin: fedmsg\nrouting_keys: [a.b.c]\nansible:\n  playbooks_dir: pb\n  inventory_path: hosts\n";
-    let (_dir, path) = setup("old.yml", old, &[]);
+    let (dir, path) = setup("old.yml", old, &[]);
     let config = Config::load(&path).unwrap();
     assert_eq!(config.rules[0].playbook, PlaybookSpec::File("a/b/c.yml".into()));
-    assert_eq!(config.ansible.inventory.as_deref(), Some("hosts"));
+    let beside_the_config = std::path::absolute(dir.path().join("hosts")).unwrap();
+    assert_eq!(config.ansible.inventory.as_deref(), Some(beside_the_config.to_str().unwrap()));
+}
+
+#[test]
+fn inventories_are_relative_to_the_config_file_and_host_lists_stay() {
+    let cfg = "playbooks_dir = \"playbooks\"\n[ansible]\ninventory = \"inventory/hosts.ini\"\n\
+               [[rule]]\nname = \"a\"\ntopic = \"#\"\nplaybook = \"x.yml\"\ninventory = \"compose.ini\"\n\
+               [[rule]]\nname = \"b\"\ntopic = \"#\"\nplaybook = \"x.yml\"\ninventory = \"h1.example.org,h2\"\n\
+               [[rule]]\nname = \"c\"\ntopic = \"#\"\nplaybook = \"x.yml\"\ninventory = \"/etc/ansible/hosts\"\n";
+    let (dir, path) = setup("relflow.toml", cfg, &[]);
+    let config = Config::load(&path).unwrap();
+    let at = |rel: &str| std::path::absolute(dir.path().join(rel)).unwrap().display().to_string();
+    assert_eq!(config.ansible.inventory, Some(at("inventory/hosts.ini")), "not relative to playbooks_dir");
+    let rules: Vec<_> = config.rules.iter().map(|r| r.inventory.clone().unwrap()).collect();
+    assert_eq!(rules, [at("compose.ini"), "h1.example.org,h2".into(), "/etc/ansible/hosts".into()]);
+}
+
+#[test]
+fn allow_no_hosts_is_off_unless_a_rule_says_so() {
+    let cfg = "playbooks_dir = \"p\"\n[[rule]]\nname = \"strict\"\ntopic = \"#\"\nplaybook = \"x.yml\"\n\
+               [[rule]]\nname = \"lenient\"\ntopic = \"#\"\nplaybook = \"x.yml\"\nallow_no_hosts = true\n";
+    let (_dir, path) = setup("relflow.toml", cfg, &[]);
+    let config = Config::load(&path).unwrap();
+    let allowed: Vec<_> = config.rules.iter().map(|r| (r.name.as_str(), r.allow_no_hosts)).collect();
+    assert_eq!(allowed, [("strict", false), ("lenient", true)]);
 }
 
 #[test]

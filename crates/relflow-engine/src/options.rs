@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use relflow_amqp::{AmqpQueueOptions, TlsOptions};
 use relflow_announce::{AmqpOptions, AnnounceOptions, FedmsgOptions};
-use relflow_ansible::{RunnerConfig, RunnerMode};
+use relflow_ansible::{InventoryCheck, InventoryTarget, RunnerConfig, RunnerMode};
 use relflow_core::config::AnsibleMode;
 use relflow_core::Config;
 use relflow_ingest::SinkOptions;
@@ -46,6 +46,32 @@ pub fn runner(config: &Config) -> RunnerConfig {
         AnsibleMode::Warm => RunnerMode::Warm,
     };
     runner
+}
+
+/// What `relflow check` asks `ansible-inventory`: every rule's inventory
+/// (its own, else `[ansible] inventory`, else ansible's default) and limit,
+/// with the ansible install and config runs use.
+pub fn inventory_check(config: &Config) -> InventoryCheck {
+    let mut targets: Vec<InventoryTarget> = config
+        .rules
+        .iter()
+        .map(|r| InventoryTarget {
+            rule: r.name.clone(),
+            inventory: r.inventory.clone().or_else(|| config.ansible.inventory.clone()),
+            limit: r.limit.clone(),
+        })
+        .collect();
+    if let Some(inventory) = &config.ansible.inventory {
+        // Checked even when every rule names its own.
+        let default = InventoryTarget { rule: "[ansible]".into(), inventory: Some(inventory.clone()), limit: None };
+        targets.push(default);
+    }
+    InventoryCheck {
+        ansible_playbook: config.ansible.playbook_cmd.clone(),
+        ansible_config: config.ansible.config.clone(),
+        cwd: config.playbooks_dir.clone(),
+        targets,
+    }
 }
 
 /// The intake (dedupe window, signature checks, size limit).

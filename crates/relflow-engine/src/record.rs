@@ -58,6 +58,8 @@ pub fn rule_outcome(r: &RunResult) -> RuleOutcome {
         // ansible-playbook itself could not start: retrying the same command
         // will not find it either.
         Outcome::SpawnFailed => RuleOutcome::Permanent(why()),
+        // No host matched, or the playbook marked the failure permanent.
+        Outcome::Failed if r.permanent => RuleOutcome::Permanent(why()),
         Outcome::Failed | Outcome::TimedOut => RuleOutcome::Failed(why()),
     }
 }
@@ -82,13 +84,14 @@ mod tests {
     #[test]
     fn every_runner_outcome_has_one_status_and_one_settle_meaning() {
         let cases = [
-            (Outcome::Succeeded, RunStatus::Succeeded, RuleOutcome::Succeeded),
-            (Outcome::Failed, RunStatus::Failed, RuleOutcome::Failed("why".into())),
-            (Outcome::TimedOut, RunStatus::TimedOut, RuleOutcome::Failed("why".into())),
-            (Outcome::Cancelled, RunStatus::Cancelled, RuleOutcome::Interrupted),
-            (Outcome::SpawnFailed, RunStatus::Error, RuleOutcome::Permanent("why".into())),
+            (Outcome::Succeeded, false, RunStatus::Succeeded, RuleOutcome::Succeeded),
+            (Outcome::Failed, false, RunStatus::Failed, RuleOutcome::Failed("why".into())),
+            (Outcome::Failed, true, RunStatus::Failed, RuleOutcome::Permanent("why".into())),
+            (Outcome::TimedOut, false, RunStatus::TimedOut, RuleOutcome::Failed("why".into())),
+            (Outcome::Cancelled, false, RunStatus::Cancelled, RuleOutcome::Interrupted),
+            (Outcome::SpawnFailed, false, RunStatus::Error, RuleOutcome::Permanent("why".into())),
         ];
-        for (outcome, want_status, want_rule) in cases {
+        for (outcome, permanent, want_status, want_rule) in cases {
             let r = RunResult {
                 outcome,
                 exit_code: Some(2),
@@ -96,6 +99,7 @@ mod tests {
                 tasks: Vec::new(),
                 stats: Default::default(),
                 error: Some("why".into()),
+                permanent,
             };
             assert_eq!(run_outcome(&r).status, want_status, "{outcome:?}");
             assert_eq!(rule_outcome(&r), want_rule, "{outcome:?}");

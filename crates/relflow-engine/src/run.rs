@@ -85,6 +85,7 @@ impl Worker {
             cwd: self.config.playbooks_dir.clone(),
             // Teed as it is written, so `relflow serve` can stream a running log.
             log_path: Some(self.logs.path(run_id)),
+            allow_no_hosts: rule.allow_no_hosts,
         };
         let clock = std::time::Instant::now();
         let result = self.runner.run(&run, kill).await;

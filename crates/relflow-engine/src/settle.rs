@@ -8,6 +8,7 @@
 //! | a run failed and its rule has retries left           | `Retry` after the backoff delay    |
 //! | a run failed and no retries are left                 | `DeadLetter` with the reasons      |
 //! | undecodable payload, missing playbook                | `DeadLetter` at once               |
+//! | no host matched, or the playbook marked it permanent | `DeadLetter` at once, with why     |
 //! | handed out more than `max_deliveries` times          | `DeadLetter` (it kills its workers)|
 //! | its runs would be over `[announce] max_chain_depth`  | `DeadLetter` at once               |
 //! | the worker is shutting down mid-run                  | `Release` (redelivered, no attempt)|
@@ -48,7 +49,8 @@ pub enum RuleOutcome {
     AlreadyDone,
     /// Failed; retrying may help.
     Failed(String),
-    /// Cannot succeed by retrying (missing playbook, ...).
+    /// Cannot succeed by retrying (missing playbook, no host matched, a
+    /// failure the playbook marked permanent, ...).
     Permanent(String),
     /// Stopped because the worker is shutting down.
     Interrupted,
@@ -208,6 +210,16 @@ mod tests {
                 "missing playbook: dead letter at once",
                 ran(1, &[("a", 5, Permanent("playbook p.yml does not exist".into()))]),
                 dead("rule \"a\": playbook p.yml does not exist"),
+            ),
+            (
+                "no host matched: dead letter at once, whatever the retries",
+                ran(1, &[("a", 5, Permanent("no hosts matched: play \"p\" (hosts: web)".into()))]),
+                dead("rule \"a\": no hosts matched: play \"p\" (hosts: web)"),
+            ),
+            (
+                "a failure the playbook marked permanent: dead letter at once, with its reason",
+                ran(1, &[("a", 5, Permanent("flr: error: outside the allowed roots (marked permanent)".into()))]),
+                dead("rule \"a\": flr: error: outside the allowed roots (marked permanent)"),
             ),
             (
                 "a permanent failure wins over retries left, and names the others",

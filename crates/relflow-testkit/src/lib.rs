@@ -12,6 +12,9 @@
 //!   name, ports, data, cookie, epmd), for the tests that need to stop,
 //!   kill or restart the broker, cluster it, or talk TLS to it. Nothing a
 //!   test does to it can reach the shared broker.
+//! * [`RemoteHost`] is a host to SSH into: a network namespace with its own
+//!   sshd, automation users with keys, sudoers drop-ins and root-owned
+//!   files, all removed on drop (see its module docs before using it).
 //!
 //! Everything here panics with a message that says what to do when a
 //! service or tool is missing: a test cannot go on without it anyway.
@@ -22,13 +25,15 @@ mod node;
 mod paths;
 mod postgres;
 mod rabbitmq;
+mod remote;
 mod tls;
 mod wait;
 
 pub use node::{RabbitBuilder, RabbitCluster, RabbitNode};
-pub use paths::{ansible_playbook, fixture, fixtures_dir, repo_root};
+pub use paths::{ansible_playbook, fixture, fixtures_dir, flr_binary, repo_root};
 pub use postgres::PgDatabase;
 pub use rabbitmq::{rabbitmqctl, QueueStat, Vhost};
+pub use remote::{AutomationUser, RemoteHost, RemoteHostBuilder};
 pub use tls::TlsFiles;
 pub use wait::{wait_for, wait_until};
 

@@ -37,3 +37,26 @@ pub fn ansible_playbook() -> PathBuf {
     assert!(path.is_file(), "{} not found: run scripts/setup.sh or set RELFLOW_ANSIBLE_PLAYBOOK", path.display());
     path
 }
+
+/// The `flr` binary, for tests outside the flr crate (which cannot name
+/// another package's binary): `$RELFLOW_FLR`, else built now with
+/// `cargo build -p flr --bin flr` (a no-op when it is fresh; cargo's lock
+/// is free while tests run) and found from cargo's own report.
+pub fn flr_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("RELFLOW_FLR") {
+        return PathBuf::from(p);
+    }
+    // CARGO is set for every crate cargo compiles: the cargo running the tests.
+    let cargo = option_env!("CARGO").unwrap_or("cargo");
+    let out = crate::run(
+        std::process::Command::new(cargo)
+            .args(["build", "--quiet", "-p", "flr", "--bin", "flr", "--message-format=json"])
+            .current_dir(repo_root()),
+        "cargo build -p flr",
+    );
+    let executable = out.lines().filter(|l| l.contains(r#""kind":["bin"]"#)).find_map(|l| {
+        let start = l.find(r#""executable":""#)? + r#""executable":""#.len();
+        Some(PathBuf::from(&l[start..start + l[start..].find('"')?]))
+    });
+    executable.expect("cargo reported no flr executable")
+}

@@ -1,6 +1,11 @@
 # relflow's own callback plugin: one JSON line per task result, plus the final
 # stats, appended to the file named by $RELFLOW_EVENTS_FILE. relflow parses it
 # into per-task results; the human stdout callback is left alone for the log.
+# Two more events decide how relflow settles a run:
+#   no_hosts   a play whose host pattern matched no host (it ran nothing);
+#   permanent  a task set the fact `relflow_permanent` (a reason, or true):
+#              if the run fails, retrying cannot help, so relflow
+#              dead-letters the message at once.
 # ansible-core ships no JSON-lines callback, hence this file. It is embedded in
 # the relflow binary and written to the runner's private work dir.
 from __future__ import annotations
@@ -11,7 +16,9 @@ DOCUMENTATION = '''
     short_description: JSON lines of task results for relflow
     description:
       - Appends one JSON object per task result and one for the final stats
-        to the file named by the RELFLOW_EVENTS_FILE environment variable.
+        to the file named by the RELFLOW_EVENTS_FILE environment variable,
+        plus one per play that matched no host and one per task that set
+        the fact relflow_permanent.
     requirements:
       - enabled in callbacks_enabled (relflow sets ANSIBLE_CALLBACKS_ENABLED)
 '''
@@ -22,6 +29,8 @@ import os
 from ansible.plugins.callback import CallbackBase
 
 MAX_MSG = 4000
+# The fact a playbook sets to say "this failure is permanent".
+PERMANENT_FACT = 'relflow_permanent'
 
 
 def _text(value):
@@ -58,6 +67,7 @@ class CallbackModule(CallbackBase):
         super().__init__(*args, **kwargs)
         self._path = os.environ.get('RELFLOW_EVENTS_FILE')
         self._play = ''
+        self._play_hosts = ''
 
     def _emit(self, event):
         if not self._path:
@@ -68,8 +78,23 @@ class CallbackModule(CallbackBase):
         with open(self._path, 'a', encoding='utf-8') as f:
             f.write(line)
 
+    def _permanent_mark(self, host, task, res):
+        # set_fact puts the fact under ansible_facts; in a loop, per item.
+        facts = [res.get('ansible_facts')]
+        facts += [r.get('ansible_facts') for r in res.get('results') or [] if isinstance(r, dict)]
+        for f in facts:
+            value = f.get(PERMANENT_FACT) if isinstance(f, dict) else None
+            if value:
+                self._emit({
+                    'event': 'permanent',
+                    'host': host.get_name(),
+                    'task': task.get_name(),
+                    'reason': None if value is True else _text(value),
+                })
+
     def _task_event(self, result, status, ignored=False):
         host, task, res = _parts(result)
+        self._permanent_mark(host, task, res)
         msg = res.get('msg')
         if status in ('failed', 'unreachable'):
             stderr = res.get('stderr')
@@ -88,6 +113,11 @@ class CallbackModule(CallbackBase):
 
     def v2_playbook_on_play_start(self, play):
         self._play = play.get_name()
+        hosts = play.hosts
+        self._play_hosts = ','.join(hosts) if isinstance(hosts, list) else str(hosts)
+
+    def v2_playbook_on_no_hosts_matched(self):
+        self._emit({'event': 'no_hosts', 'play': self._play, 'hosts': self._play_hosts})
 
     def v2_runner_on_ok(self, result):
         _, _, res = _parts(result)

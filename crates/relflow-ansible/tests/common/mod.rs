@@ -48,6 +48,7 @@ pub fn playbook_run(name: &str, vars: ExtraVars, timeout: Duration) -> PlaybookR
         vars,
         cwd: playbooks_dir(),
         log_path: None,
+        allow_no_hosts: false,
     }
 }
 
@@ -64,13 +65,26 @@ pub fn procs_with_argv(argv: &[&str]) -> Vec<i32> {
     out
 }
 
-/// Files left in the runner's work dir other than the callback plugin dir.
+/// Files left in the runner's work dir other than the callback plugin dir
+/// and the (empty but for its lock file) dir of per-run dirs.
 pub fn leftover_files(work_dir: &std::path::Path) -> Vec<String> {
-    std::fs::read_dir(work_dir.join("runner"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n != "callback_plugins")
-        .collect()
+    let names = |dir: PathBuf| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    let runner = work_dir.join("runner");
+    let mut left: Vec<String> =
+        names(runner.clone()).into_iter().filter(|n| n != "callback_plugins" && n != "runs").collect();
+    left.extend(names(runner.join("runs")).into_iter().filter(|n| n != ".lock").map(|n| format!("runs/{n}")));
+    left
+}
+
+/// The vars files of runs in progress under the runner's work dir.
+pub fn vars_files(work_dir: &std::path::Path) -> Vec<PathBuf> {
+    let runs = std::fs::read_dir(work_dir.join("runs")).into_iter().flatten().flatten();
+    runs.map(|e| e.path().join("vars.yml")).filter(|p| p.exists()).collect()
 }

@@ -10,7 +10,7 @@ use relflow_core::Config;
 use serde_json::json;
 
 pub async fn run(path: &Path, json: bool, playbooks: bool) -> Result<ExitCode> {
-    let config = match Config::load(path) {
+    let mut config = match Config::load(path) {
         Ok(c) => c,
         Err(e) => {
             if json {
@@ -25,6 +25,9 @@ pub async fn run(path: &Path, json: bool, playbooks: bool) -> Result<ExitCode> {
     // Conditions on sample messages, and playbook syntax: relflow-check.
     let rule_checks = relflow_check::check(&config, playbooks);
     problems.extend(rule_checks.errors());
+    let inventories = relflow_engine::options::inventory_check(&config).run();
+    problems.extend(inventories.problems);
+    config.warnings.extend(inventories.warnings);
     // Addresses may carry a password: show them redacted, in text and JSON alike.
     let queue = config.queue.url.as_deref().map_or_else(|| "embedded (SQLite)".to_owned(), redact_url);
     let store = config.store.url.as_deref().map_or_else(|| "embedded (SQLite)".to_owned(), redact_url);

@@ -63,6 +63,13 @@ impl Env {
         Env { dir, config }
     }
 
+    /// Sets `[ansible] inventory` (instead of the default `localhost,`).
+    pub fn set_inventory(&self, inventory: &str) {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        let text = text.replace("inventory = \"localhost,\"", &format!("inventory = {inventory:?}"));
+        std::fs::write(&self.config, text).unwrap();
+    }
+
     pub fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
     }
