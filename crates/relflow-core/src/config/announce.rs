@@ -152,7 +152,7 @@ mod tests {
             ),
             ("[announce.fedmsg]\nbind = \"tcp://*:1\"\n", "needs [fedmsg.sign]"),
             ("[announce.fedmsg]\nbind = \"*:1\"\n", "must start with tcp:// or ipc://"),
-            ("[announce]\nmax_depth = 3\n", "unknown field `max_depth`"),
+            ("[announce]\nmax_depth = 3\n", "did you mean `max_chain_depth`"),
         ];
         for (text, want) in cases {
             let e = load(text).unwrap_err();
