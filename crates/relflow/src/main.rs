@@ -2,7 +2,6 @@
 
 mod cli;
 mod commands;
-mod serve;
 mod systemd;
 
 use std::process::ExitCode;

@@ -10,7 +10,7 @@ use relflow_engine::{Backends, Metrics, Worker};
 use tracing::{info, warn};
 
 use crate::cli::ServeArgs;
-use crate::serve::{Parts, Server, Shared, Token};
+use relflow_console::{Parts, Server, Shared, Token};
 
 pub async fn run(config: Config, args: ServeArgs) -> Result<ExitCode> {
     let token = load_token(&config)?;

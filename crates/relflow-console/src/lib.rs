@@ -1,4 +1,4 @@
-//! `relflow serve`: one process with the HTTP API, the web page, `/metrics`,
+//! The operator console of `relflow serve`: the HTTP API, the web page, `/metrics`,
 //! ingest and (optionally) a worker.
 //!
 //! [`Server`] is the API and page; [`Server::merge`] adds routes (the

@@ -17,7 +17,7 @@ use super::error::ApiError;
 use super::{auth, ingest, runs, AppState};
 
 /// The API description, checked in and served as is.
-const OPENAPI: &str = include_str!("../../../../docs/openapi.json");
+const OPENAPI: &str = include_str!("../../../docs/openapi.json");
 
 pub fn routes(state: AppState) -> Router {
     let reads = runs::routes()
