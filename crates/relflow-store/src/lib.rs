@@ -9,6 +9,7 @@
 pub mod outbox;
 mod postgres;
 mod sqlite;
+pub mod state;
 
 use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
@@ -17,6 +18,7 @@ use serde::{Deserialize, Serialize};
 pub use outbox::{Backlog, NewEvent, Outbox, PendingEvent};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
+pub use state::{Added, Batch, BatchAdd, BatchItem, BatchKind, DueBatch, Limit, OpenBatch, StateStore};
 
 /// Where a run is, or how it ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -210,7 +212,7 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// Where runs are recorded, and the events that report them wait
 /// ([`Outbox`]).
 #[async_trait]
-pub trait RunStore: Outbox + Send + Sync {
+pub trait RunStore: Outbox + StateStore + Send + Sync {
     /// Records a run as started. Earlier runs of the same (message, rule)
     /// still marked running are marked abandoned: their worker died, which
     /// is why the message came back.

@@ -301,3 +301,7 @@ async fn the_outbox_is_bounded_and_its_backlog_visible(s: &dyn RunStore) {
     s.announce(&events[..1]).await.unwrap();
     assert!(s.claim_events("queue", "b", 10, LEASE).await.unwrap().iter().all(|e| e.id != "e0"));
 }
+
+/// Stateful-rule batches (coalesce, join).
+#[path = "store_contract/state.rs"]
+mod state;
