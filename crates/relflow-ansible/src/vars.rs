@@ -60,13 +60,15 @@ pub struct ExtraVars {
     pub headers: Map<String, Value>,
     pub sent_at: Option<String>,
     pub relflow: RunInfo,
+    /// Stateful rules only (`coalesce`, `join`): the batch's messages.
+    pub msgs: Option<Value>,
 }
 
 impl ExtraVars {
     /// The variables as plain JSON (for `relflow dry-run`): exactly the six
-    /// top-level names.
+    /// top-level names, and `msgs` for a batch.
     pub fn to_json(&self) -> Value {
-        serde_json::json!({
+        let mut vars = serde_json::json!({
             "msg": self.msg,
             "topic": self.topic,
             "msg_id": self.msg_id,
@@ -77,7 +79,11 @@ impl ExtraVars {
                 "rule": self.relflow.rule,
                 "attempt": self.relflow.attempt,
             },
-        })
+        });
+        if let (Some(msgs), Value::Object(map)) = (&self.msgs, &mut vars) {
+            map.insert("msgs".into(), msgs.clone());
+        }
+        vars
     }
 
     /// The text of the vars file passed as `--extra-vars=@FILE`: flow YAML
@@ -107,7 +113,12 @@ impl ExtraVars {
         emit_str(&mut out, &self.relflow.rule);
         out.push_str(", \"attempt\": ");
         out.push_str(&self.relflow.attempt.to_string());
-        out.push_str("}}\n");
+        out.push('}');
+        if let Some(msgs) = &self.msgs {
+            out.push_str(",\n\"msgs\": ");
+            emit_value(&mut out, msgs);
+        }
+        out.push_str("}\n");
         out
     }
 }
@@ -234,7 +245,17 @@ mod tests {
             headers: Map::new(),
             sent_at: None,
             relflow: RunInfo { run_id: "r1".into(), rule: "koji".into(), attempt: 1 },
+            msgs: None,
         }
+    }
+
+    #[test]
+    fn a_batch_s_msgs_are_unsafe_too() {
+        let mut v = vars(json!({"tag": "f44"}));
+        v.msgs = Some(json!([{"tag": "{{ lookup('pipe', 'id') }}"}]));
+        let yaml = v.to_unsafe_yaml();
+        assert!(yaml.contains("\"msgs\": [{\"tag\": !unsafe "), "{yaml}");
+        assert_eq!(v.to_json()["msgs"][0]["tag"], "{{ lookup('pipe', 'id') }}");
     }
 
     #[test]

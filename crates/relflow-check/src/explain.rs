@@ -60,6 +60,9 @@ pub struct RunReport {
     pub extra_vars: Option<serde_json::Value>,
     /// With `[announce]`: what the run would announce and start.
     pub announces: Option<relflow_announce::Plan>,
+    /// A `coalesce` or `join` rule: which batch the message would go into.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch: Option<String>,
 }
 
 impl MessageReport {
@@ -109,6 +112,7 @@ impl MessageReport {
                 playbook_error: playbook.as_ref().err().map(ToString::to_string),
                 extra_vars: with_vars.then(|| relflow_engine::extra_vars(msg, &rule.name, "dry-run", 1).to_json()),
                 announces: announce.as_ref().and_then(|a| relflow_announce::plan(a, &config.rules, rule, msg, "")),
+                batch: relflow_engine::would_buffer(rule, msg),
             });
         }
         if runs.is_empty() {
@@ -133,6 +137,9 @@ impl fmt::Display for MessageReport {
             match (&run.playbook, &run.playbook_error) {
                 (Some(p), _) => writeln!(f, "  run {:?} -> {p}", run.rule)?,
                 (None, err) => writeln!(f, "  run {:?} -> cannot run: {}", run.rule, err.as_deref().unwrap_or("?"))?,
+            }
+            if let Some(batch) = &run.batch {
+                writeln!(f, "  {batch}")?;
             }
             if let Some(plan) = &run.announces {
                 write!(f, "{plan}")?;

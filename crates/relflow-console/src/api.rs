@@ -24,6 +24,7 @@ pub fn routes(state: AppState) -> Router {
         .route("/api/queue", get(queue))
         .route("/api/dead-letters", get(dead_letters))
         .route("/api/rules", get(rules))
+        .route("/api/batches", get(batches))
         .route("/api/info", get(info))
         .route("/metrics", get(metrics))
         .route_layer(axum::middleware::from_fn_with_state(Arc::clone(&state), auth::read_access));
@@ -58,6 +59,12 @@ async fn readyz(State(state): State<AppState>) -> Response {
 async fn queue(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let depth = state.queue.depth().await.map_err(|e| ApiError::backend("queue", e))?;
     Ok(Json(json!({"depth": depth, "history": state.depth_history()})))
+}
+
+/// Open coalesce windows and joins: key, what arrived, what is missing, when it closes.
+async fn batches(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let open = state.store.open_batches().await.map_err(|e| ApiError::backend("run store", e))?;
+    Ok(Json(json!({"batches": relflow_engine::batch_views(&state.config, open)})))
 }
 
 #[derive(Debug, Deserialize)]

@@ -39,6 +39,7 @@ pub mod http;
 pub use http::HttpConfig;
 pub mod ingest;
 pub use ingest::{AmqpTls, FedmsgConfig, IngestConfig, SourceConfig};
+pub mod stateful;
 
 /// A loaded, validated configuration.
 #[derive(Debug)]
@@ -313,6 +314,8 @@ struct RawRule {
     announce: bool,
     #[serde(default)]
     announce_body: bool,
+    coalesce: Option<stateful::RawCoalesce>,
+    join: Option<stateful::RawJoin>,
     #[serde(default)]
     test: Vec<RawTest>,
 }
@@ -425,6 +428,11 @@ impl Config {
             if r.timeout.is_zero() {
                 return Err(at("timeout must be more than 0s".into()));
             }
+            if r.coalesce.is_some() && r.join.is_some() {
+                return Err(at("a rule has either coalesce or join, not both".into()));
+            }
+            let coalesce = r.coalesce.map(stateful::RawCoalesce::validate).transpose().map_err(at)?;
+            let join = r.join.map(stateful::RawJoin::validate).transpose().map_err(at)?;
             let mut tests = Vec::new();
             for t in r.test {
                 if t.expect == Expect::NoMatch && !t.vars.is_empty() {
@@ -449,6 +457,8 @@ impl Config {
                 tests,
                 announce: r.announce,
                 announce_body: r.announce_body,
+                coalesce,
+                join,
             });
         }
         if config.rules.is_empty() {
@@ -512,8 +522,14 @@ impl Config {
             PlaybookSpec::File(p) => p.clone(),
             PlaybookSpec::FromTopic(t) => t.translate(topic),
         };
-        check_relative(&relative)?;
-        let path = self.playbooks_dir.join(&relative);
+        self.playbook_file(&relative)
+    }
+
+    /// A playbook file named relative to `playbooks_dir` (a join's
+    /// `on_timeout`), with the same checks as [`Config::playbook_path`].
+    pub fn playbook_file(&self, relative: &Path) -> Result<PathBuf, PlaybookError> {
+        check_relative(relative)?;
+        let path = self.playbooks_dir.join(relative);
         let target = path.canonicalize().map_err(|_| PlaybookError::Missing(path.clone()))?;
         let root = self.playbooks_dir.canonicalize().map_err(|_| PlaybookError::Missing(self.playbooks_dir.clone()))?;
         if !target.starts_with(&root) {

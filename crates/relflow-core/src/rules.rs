@@ -39,6 +39,12 @@ pub struct Rule {
     pub announce: bool,
     /// Its events carry the triggering message's body (`announce_body = true`).
     pub announce_body: bool,
+    /// `coalesce = { ... }`: messages with one key become one run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub coalesce: Option<crate::config::stateful::Coalesce>,
+    /// `join = { ... }`: one run once every expected topic arrived for a key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub join: Option<crate::config::stateful::Join>,
     /// `[[rule.test]]`: what `relflow test` checks.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tests: Vec<RuleTest>,

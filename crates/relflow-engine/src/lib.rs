@@ -35,6 +35,7 @@ pub mod options;
 mod record;
 mod run;
 pub mod settle;
+mod stateful;
 mod worker;
 
 pub use announce::WorkerError;
@@ -44,4 +45,5 @@ pub use logs::RunLogs;
 pub use metrics::Metrics;
 pub use record::extra_vars;
 pub use settle::{settle, Settle};
+pub use stateful::{batch_views, would_buffer, BatchView, BATCH_TOPIC};
 pub use worker::Worker;

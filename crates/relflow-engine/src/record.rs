@@ -74,6 +74,7 @@ pub fn extra_vars(msg: &Message, rule: &str, run_id: &str, attempt: u32) -> Extr
         headers: msg.headers.clone(),
         sent_at: msg.sent_at.map(|t| t.to_rfc3339()),
         relflow: RunInfo { run_id: run_id.to_owned(), rule: rule.to_owned(), attempt },
+        msgs: None,
     }
 }
 

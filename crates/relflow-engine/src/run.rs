@@ -12,6 +12,7 @@ use crate::announce::Started;
 use crate::locks::KeyedGuard;
 use crate::record;
 use crate::settle::RuleOutcome;
+use crate::stateful::BatchRun;
 use crate::worker::Worker;
 
 impl Worker {
@@ -21,13 +22,17 @@ impl Worker {
         &self,
         rule: &Rule,
         msg: &Message,
+        batch: Option<&BatchRun>,
         attempt: u32,
         kill: CancellationToken,
     ) -> RuleOutcome {
         if let Some(skip) = self.preflight(rule, msg, attempt).await {
             return skip;
         }
-        let playbook = self.config.playbook_path(rule, &msg.topic);
+        let playbook = match batch.and_then(|b| b.playbook.as_deref()) {
+            Some(other) => self.config.playbook_file(other),
+            None => self.config.playbook_path(rule, &msg.topic),
+        };
         let _group = match self.group_lock(rule, msg).await {
             Ok(guard) => guard,
             Err(e) => return RuleOutcome::Failed(format!("cannot take the concurrency-group lock: {e}")),
@@ -40,7 +45,7 @@ impl Worker {
             Err(e) => return RuleOutcome::Failed(format!("cannot record the run: {e}")),
         };
         match playbook {
-            Ok(playbook) => self.execute(rule, msg, &started, playbook, kill).await,
+            Ok(playbook) => self.execute(rule, msg, &started, playbook, batch, kill).await,
             Err(e) => {
                 self.record_finish(rule, msg, &started, &record::error_outcome(e.to_string())).await;
                 RuleOutcome::Permanent(e.to_string())
@@ -72,16 +77,19 @@ impl Worker {
         msg: &Message,
         started: &Started,
         playbook: std::path::PathBuf,
+        batch: Option<&BatchRun>,
         kill: CancellationToken,
     ) -> RuleOutcome {
         let (run_id, attempt) = (started.run.id.as_str(), started.run.attempt);
         info!(rule = %rule.name, msg_id = %msg.id, run = %run_id, attempt, playbook = %playbook.display(), "running playbook");
+        let mut vars = record::extra_vars(msg, &rule.name, run_id, attempt);
+        vars.msgs = batch.map(|b| b.msgs.clone());
         let run = PlaybookRun {
             playbook,
             inventory: rule.inventory.clone().or_else(|| self.config.ansible.inventory.clone()),
             limit: rule.limit.clone(),
             timeout: rule.timeout,
-            vars: record::extra_vars(msg, &rule.name, run_id, attempt),
+            vars,
             cwd: self.config.playbooks_dir.clone(),
             // Teed as it is written, so `relflow serve` can stream a running log.
             log_path: Some(self.logs.path(run_id)),

@@ -33,7 +33,7 @@ const CLAIM_WAIT: Duration = Duration::from_secs(1);
 /// runs at a time. Share it as `Arc<Worker>` and call [`Worker::run`].
 pub struct Worker {
     pub(crate) config: Arc<Config>,
-    queue: Arc<dyn WorkQueue>,
+    pub(crate) queue: Arc<dyn WorkQueue>,
     pub(crate) store: Arc<dyn RunStore>,
     /// Counters for `/metrics` (`relflow serve`); private and unread otherwise.
     pub(crate) metrics: Arc<Metrics>,
@@ -53,6 +53,8 @@ pub struct Worker {
     pub(crate) id: String,
     /// `[announce]`: run events and the drainer that sends them.
     pub(crate) announce: Option<Announce>,
+    /// Wakes the batch closer when this worker filled a batch (stateful.rs).
+    pub(crate) batches_due: tokio::sync::Notify,
 }
 
 impl Worker {
@@ -78,6 +80,7 @@ impl Worker {
             messages: KeyedLocks::default(),
             metrics: Arc::new(Metrics::new()),
             id,
+            batches_due: tokio::sync::Notify::new(),
         })
     }
 
@@ -101,6 +104,7 @@ impl Worker {
         let stop_noops = CancellationToken::new();
         let noops = tokio::spawn(Arc::clone(&self.noops).run(stop_noops.clone()));
         let drainer = self.announce.as_ref().map(|a| a.spawn(Arc::clone(&self.metrics), stop_noops.clone()));
+        let closer = tokio::spawn(Arc::clone(&self).close_batches(stop_noops.clone()));
         loop {
             while tasks.try_join_next().is_some() {}
             let permit = tokio::select! {
@@ -134,6 +138,7 @@ impl Worker {
         self.stop_running(tasks, kill).await;
         stop_noops.cancel();
         let _ = noops.await;
+        let _ = closer.await;
         if let Some(drainer) = drainer {
             let _ = drainer.await;
         }
@@ -144,7 +149,7 @@ impl Worker {
     /// on any worker).
     async fn drained(&self) -> bool {
         match self.queue.depth().await {
-            Ok(depth) if depth.pending() == 0 && self.chain_idle().await => {
+            Ok(depth) if depth.pending() == 0 && self.chain_idle().await && self.batches_idle().await => {
                 info!("queue drained, exiting");
                 true
             }
@@ -159,6 +164,17 @@ impl Worker {
             }
             Err(e) => {
                 warn!("cannot read queue depth: {e}");
+                false
+            }
+        }
+    }
+
+    /// Whether no coalesce window or join is open (`--drain` waits for them).
+    async fn batches_idle(&self) -> bool {
+        match self.store.open_batches().await {
+            Ok(open) => open.is_empty(),
+            Err(e) => {
+                warn!("cannot read the open batches: {e}");
                 false
             }
         }
@@ -248,6 +264,9 @@ impl Worker {
 
     /// Runs the rules `msg` matches and decides how to settle it.
     async fn process(&self, d: &Delivery, msg: &Message, kill: CancellationToken) -> Settle {
+        if Self::is_batch(msg) {
+            return self.process_batch(d, msg, kill).await;
+        }
         let matches = match_rules(&self.config.rules, msg);
         for (rule, err) in &matches.errors {
             warn!(rule = %rule.name, msg_id = %msg.id, "condition could not be evaluated, treating as no match: {err}");
@@ -264,7 +283,13 @@ impl Worker {
         }
         self.metrics.matched(&msg.source);
         // Several rules of one message run side by side (each still takes a run slot).
-        let runs = matches.rules.iter().map(|rule| self.run_rule(rule, msg, d.attempt, kill.clone()));
+        let runs = matches.rules.iter().map(|rule| async {
+            if crate::stateful::is_stateful(rule) {
+                self.buffer(rule, msg).await
+            } else {
+                self.run_rule(rule, msg, None, d.attempt, kill.clone()).await
+            }
+        });
         let outcomes = join_all(runs).await;
         let rules = matches
             .rules
@@ -272,7 +297,12 @@ impl Worker {
             .zip(outcomes)
             .map(|(rule, outcome)| RuleVerdict { rule: &rule.name, retries: rule.retries, outcome })
             .collect();
-        let handled = Handled::Ran { attempt: d.attempt, rules };
+        self.conclude(msg, Handled::Ran { attempt: d.attempt, rules }).await
+    }
+
+    /// How to settle `msg` after its rules ran, logged (and announced when
+    /// it is dead-lettered).
+    pub(crate) async fn conclude(&self, msg: &Message, handled: Handled<'_>) -> Settle {
         let decision = settle(&handled, &self.config.worker);
         match &decision {
             Settle::Retry { delay, reason } => {

@@ -420,6 +420,7 @@ fn the_openapi_description_matches_the_live_server() {
         ("get", "/api/stats/runs-per-hour"),
         ("get", "/api/queue"),
         ("get", "/api/rules"),
+        ("get", "/api/batches"),
         ("get", "/api/dead-letters"),
         ("post", "/api/dead-letters/{id}/replay"),
         ("delete", "/api/dead-letters"),

@@ -316,6 +316,20 @@ async function rulesView() {
       el("td", {}, Object.entries(r.runs_by_status).filter(([, n]) => n).map(([s, n]) => [statusBadge(s), ` ${n} `])))))));
 }
 
+// Open coalesce windows and joins (GET /api/batches).
+async function batchesView() {
+  navActive("nav-batches");
+  const { batches } = await api("/api/batches");
+  const counts = o => Object.entries(o).map(([part, n]) => `${n} ${part || "messages"}`).join(", ");
+  const rows = batches.map(b => el("tr", {},
+    el("td", {}, b.kind), el("td", {}, b.rule), el("td", { class: "mono" }, b.key),
+    el("td", {}, counts(b.arrived)), el("td", {}, counts(b.missing)), el("td", {}, when(b.closes_at))));
+  setMain(el("h2", {}, "Open windows and joins"), el("table", { id: "batches" },
+    el("thead", {}, el("tr", {}, ["kind", "rule", "key", "arrived", "missing", "closes"].map(h => el("th", {}, h)))),
+    el("tbody", {}, rows.length ? rows : el("tr", {}, el("td", { colspan: 6, class: "muted" }, "none open")))));
+  refreshTimer = setTimeout(() => route(true), 5000);
+}
+
 // ---- routing ---------------------------------------------------------------
 
 async function route(isRefresh) {
@@ -336,6 +350,7 @@ async function route(isRefresh) {
     else if (path.startsWith("/runs/")) await runView(decodeURIComponent(path.slice(6)));
     else if (path === "/dead-letters") await deadLettersView();
     else if (path === "/rules") await rulesView();
+    else if (path === "/batches") await batchesView();
     else setMain(el("p", {}, "No such page. ", el("a", { href: "#/runs" }, "Runs")));
   } catch (e) {
     showError(e);

@@ -19,8 +19,11 @@ pub async fn run(config: &Config, as_json: bool) -> Result<ExitCode> {
     }
     let noop = b.store.noop_count().await?;
     let outbox = b.store.outbox_backlog().await?;
+    let batches = relflow_engine::batch_views(config, b.store.open_batches().await?);
     if as_json {
-        super::print_json(&json!({"queue": depth, "runs": runs, "noop_messages": noop, "announcements": outbox}))?;
+        let all = json!({"queue": depth, "runs": runs, "noop_messages": noop, "announcements": outbox,
+                         "open_batches": batches});
+        super::print_json(&all)?;
     } else {
         println!(
             "queue: {} ready, {} in flight, {} delayed, {} dead",
@@ -30,6 +33,8 @@ pub async fn run(config: &Config, as_json: bool) -> Result<ExitCode> {
             runs.iter().filter(|(_, n)| n.as_u64() != Some(0)).map(|(k, n)| format!("{n} {k}")).collect();
         println!("runs:  {}", if counts.is_empty() { "none".into() } else { counts.join(", ") });
         println!("no-op messages (matched no rule): {noop}");
+        let joins = batches.iter().filter(|b| b.kind == relflow_store::BatchKind::Join).count();
+        println!("open: {} coalesce windows, {joins} joins", batches.len() - joins);
         if config.announce.is_some() || !outbox.is_empty() {
             print!("{}", relflow_announce::Pending(&outbox));
         }
