@@ -81,8 +81,8 @@ impl Worker {
             inventory: rule.inventory.clone().or_else(|| self.config.ansible.inventory.clone()),
             limit: rule.limit.clone(),
             timeout: rule.timeout,
-            vars: record::extra_vars(msg, &rule.name, run_id, attempt),
-            cwd: self.config.playbooks_dir.clone(),
+            vars: record::extra_vars(msg, &rule.name, run_id, attempt, &self.config.compat),
+            cwd: self.config.playbook_cwd(),
             // Teed as it is written, so `relflow serve` can stream a running log.
             log_path: Some(self.logs.path(run_id)),
             allow_no_hosts: rule.allow_no_hosts,

@@ -36,6 +36,7 @@ pub fn vars(msg: Value) -> ExtraVars {
         headers: serde_json::Map::new(),
         sent_at: None,
         relflow: RunInfo { run_id: "run-1".into(), rule: "test".into(), attempt: 1 },
+        loopabull: None,
     }
 }
 
