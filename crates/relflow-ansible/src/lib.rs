@@ -41,4 +41,4 @@ pub use result::{Outcome, RunResult};
 pub use runner::{find_program, PlaybookRun, Runner, RunnerConfig, RunnerError, RunnerMode, ENV_ALLOWED};
 pub use supervise::{supervise_main, SUPERVISE_ARG};
 pub use syntax::{syntax_check, SyntaxError};
-pub use vars::{ExtraVars, RunInfo};
+pub use vars::{ExtraVars, LoopabullCompat, RunInfo, COMPAT_NAMES};

@@ -3,7 +3,14 @@
 //! A playbook gets exactly six top-level variables: `msg`, `topic`, `msg_id`,
 //! `headers`, `sent_at` and `relflow`. The message body lives *under* `msg`, so
 //! nothing in a payload can add or override a top-level variable (no
-//! `ansible_connection` / `ansible_become_*` injection).
+//! `ansible_connection` / `ansible_become_*` injection). `relflow` also holds
+//! `topic`, `msg_id`, `headers` and `sent_at`, so a play whose own variables
+//! shadow a top-level name can still reach relflow's value.
+//!
+//! With loopabull compatibility ([`LoopabullCompat`]) the fedmsg envelope
+//! fields loopabull's fedmsg looper passed are top-level too, but only the
+//! fixed names in [`COMPAT_NAMES`], tagged like every message string; and
+//! `msg_id` is left out when the message had none, as loopabull did.
 //!
 //! # Which strings are tagged `!unsafe`, and why not quite all
 //!
@@ -62,6 +69,26 @@ pub struct ExtraVars {
     pub relflow: RunInfo,
     /// Stateful rules only (`coalesce`, `join`): the batch's messages.
     pub msgs: Option<Value>,
+    /// `[compat] loopabull`: what loopabull-era playbooks also expect.
+    #[serde(default)]
+    pub loopabull: Option<LoopabullCompat>,
+}
+
+/// The fedmsg envelope fields loopabull's fedmsg looper passed as top-level
+/// variables (beside `topic`, `msg` and `msg_id`). A fixed list: nothing
+/// else from a message ever becomes a top-level name.
+pub const COMPAT_NAMES: [&str; 8] =
+    ["timestamp", "i", "username", "crypto", "signature", "certificate", "source_name", "source_version"];
+
+/// loopabull compatibility for one run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LoopabullCompat {
+    /// The message's fedmsg envelope fields (`headers.fedmsg`); only those
+    /// named in [`COMPAT_NAMES`] are passed, each only if present.
+    pub envelope: Map<String, Value>,
+    /// The message carried no id of its own (relflow derived one):
+    /// `msg_id` is then undefined, as under loopabull.
+    pub msg_id_derived: bool,
 }
 
 impl ExtraVars {
@@ -78,8 +105,18 @@ impl ExtraVars {
                 "run_id": self.relflow.run_id,
                 "rule": self.relflow.rule,
                 "attempt": self.relflow.attempt,
+                "topic": self.topic,
+                "msg_id": self.msg_id,
+                "headers": self.headers,
+                "sent_at": self.sent_at,
             },
         });
+        if let (Some(compat), Value::Object(top)) = (&self.loopabull, &mut vars) {
+            if compat.msg_id_derived {
+                top.remove("msg_id");
+            }
+            top.extend(compat.names().map(|(k, v)| (k.to_owned(), v.clone())));
+        }
         if let (Some(msgs), Value::Object(map)) = (&self.msgs, &mut vars) {
             map.insert("msgs".into(), msgs.clone());
         }
@@ -98,28 +135,56 @@ impl ExtraVars {
         emit_map(&mut out, &self.msg);
         out.push_str(",\n\"topic\": ");
         emit_str(&mut out, &self.topic);
-        out.push_str(",\n\"msg_id\": ");
-        emit_str(&mut out, &self.msg_id);
+        if !self.loopabull.as_ref().is_some_and(|c| c.msg_id_derived) {
+            out.push_str(",\n\"msg_id\": ");
+            emit_str(&mut out, &self.msg_id);
+        }
         out.push_str(",\n\"headers\": ");
         emit_map(&mut out, &self.headers);
         out.push_str(",\n\"sent_at\": ");
-        match &self.sent_at {
-            Some(s) => emit_str(&mut out, s),
-            None => out.push_str("null"),
-        }
+        self.emit_sent_at(&mut out);
         out.push_str(",\n\"relflow\": {\"run_id\": ");
         emit_str(&mut out, &self.relflow.run_id);
         out.push_str(", \"rule\": ");
         emit_str(&mut out, &self.relflow.rule);
         out.push_str(", \"attempt\": ");
         out.push_str(&self.relflow.attempt.to_string());
+        out.push_str(", \"topic\": ");
+        emit_str(&mut out, &self.topic);
+        out.push_str(", \"msg_id\": ");
+        emit_str(&mut out, &self.msg_id);
+        out.push_str(", \"headers\": ");
+        emit_map(&mut out, &self.headers);
+        out.push_str(", \"sent_at\": ");
+        self.emit_sent_at(&mut out);
         out.push('}');
+        // The names are our fixed identifiers; only the values come from the message.
+        for (name, value) in self.loopabull.iter().flat_map(LoopabullCompat::names) {
+            out.push_str(",\n");
+            quote(&mut out, name);
+            out.push_str(": ");
+            emit_value(&mut out, value);
+        }
         if let Some(msgs) = &self.msgs {
             out.push_str(",\n\"msgs\": ");
             emit_value(&mut out, msgs);
         }
         out.push_str("}\n");
         out
+    }
+
+    fn emit_sent_at(&self, out: &mut String) {
+        match &self.sent_at {
+            Some(s) => emit_str(out, s),
+            None => out.push_str("null"),
+        }
+    }
+}
+
+impl LoopabullCompat {
+    /// The compat top-level variables: the fixed names the envelope has.
+    pub fn names(&self) -> impl Iterator<Item = (&'static str, &Value)> {
+        COMPAT_NAMES.into_iter().filter_map(|name| Some((name, self.envelope.get(name)?)))
     }
 }
 
@@ -246,6 +311,7 @@ mod tests {
             sent_at: None,
             relflow: RunInfo { run_id: "r1".into(), rule: "koji".into(), attempt: 1 },
             msgs: None,
+            loopabull: None,
         }
     }
 
@@ -269,6 +335,22 @@ mod tests {
     }
 
     #[test]
+    fn loopabull_compat_adds_only_the_fixed_envelope_names() {
+        let mut v = vars(json!({}));
+        let envelope = json!({"timestamp": 1.5, "username": "{{ x }}", "i": 3, "ansible_connection": "bogus"});
+        v.loopabull = Some(LoopabullCompat { envelope: envelope.as_object().cloned().unwrap(), msg_id_derived: true });
+        let j = v.to_json();
+        let mut keys: Vec<_> = j.as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default();
+        keys.sort();
+        assert_eq!(keys, ["headers", "i", "msg", "relflow", "sent_at", "timestamp", "topic", "username"]);
+        assert_eq!(j["relflow"]["msg_id"], "2024-abc", "relflow's own id stays under relflow");
+        let y = v.to_unsafe_yaml();
+        assert!(y.contains(",\n\"timestamp\": 1.5,\n\"i\": 3,\n\"username\": !unsafe \"{{ x }}\"}"), "{y}");
+        assert_eq!(y.matches("\"msg_id\"").count(), 1, "only relflow.msg_id: {y}");
+        assert!(!y.contains("ansible_connection"), "{y}");
+    }
+
+    #[test]
     fn strings_that_could_be_templates_are_tagged() {
         let y = vars(json!({"a/b": {"{{ k }}": ["x{", "yes", 1, true, null, "", "12"]}})).to_unsafe_yaml();
         assert!(
@@ -279,7 +361,12 @@ mod tests {
         );
         assert!(y.contains(r#""topic": "org.fedoraproject.prod.buildsys.build.state.change""#), "{y}");
         assert!(y.contains(r#""sent_at": null"#));
-        assert!(y.contains(r#""attempt": 1}"#));
+        assert!(
+            y.contains(
+                r#""attempt": 1, "topic": "org.fedoraproject.prod.buildsys.build.state.change", "msg_id": "2024-abc""#
+            ),
+            "{y}"
+        );
     }
 
     #[test]

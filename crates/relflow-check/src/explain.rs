@@ -110,7 +110,8 @@ impl MessageReport {
                 rule: rule.name.clone(),
                 playbook: playbook.as_ref().ok().map(|p| p.display().to_string()),
                 playbook_error: playbook.as_ref().err().map(ToString::to_string),
-                extra_vars: with_vars.then(|| relflow_engine::extra_vars(msg, &rule.name, "dry-run", 1).to_json()),
+                extra_vars: with_vars
+                    .then(|| relflow_engine::extra_vars(msg, &rule.name, "dry-run", 1, &config.compat).to_json()),
                 announces: announce.as_ref().and_then(|a| relflow_announce::plan(a, &config.rules, rule, msg, "")),
                 batch: relflow_engine::would_buffer(rule, msg),
             });

@@ -47,7 +47,7 @@ pub fn syntax_check_all(config: &Config) -> Vec<PlaybookCheck> {
         }
     }
     for (c, inventory) in &mut checks {
-        let result = relflow_ansible::syntax_check(&runner, &c.path, inventory.as_deref(), &config.playbooks_dir);
+        let result = relflow_ansible::syntax_check(&runner, &c.path, inventory.as_deref(), &config.playbook_cwd());
         c.error = result.err().map(|e| format!("ansible-playbook --syntax-check failed:\n{e}"));
     }
     checks.into_iter().map(|(c, _)| c).collect()

@@ -87,7 +87,7 @@ fn run_one(config: &Config, rule: &Rule, test: &RuleTest) -> Result<(), String> 
         (Expect::NoMatch, true) => Err(format!("expected no-match, but the rule {verdict}{condition}{topic}")),
         (Expect::NoMatch, false) => Ok(()),
         (Expect::Match, true) => {
-            let vars = relflow_engine::extra_vars(&msg, &rule.name, "test", 1).to_json();
+            let vars = relflow_engine::extra_vars(&msg, &rule.name, "test", 1, &config.compat).to_json();
             let wrong: Vec<String> = test
                 .vars
                 .iter()

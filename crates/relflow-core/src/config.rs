@@ -33,7 +33,10 @@ use crate::rules::{Expect, GroupSpec, Rule, RuleTest};
 use crate::{PatternError, TopicPattern, DEFAULT_MAX_MESSAGE_BYTES};
 
 pub mod announce;
+pub mod compat;
+pub use compat::CompatConfig;
 mod errors;
+pub(crate) mod loopabull_keys;
 pub use announce::AnnounceConfig;
 pub mod http;
 pub use http::HttpConfig;
@@ -67,6 +70,8 @@ pub struct Config {
     pub check: CheckConfig,
     /// `[announce]`: run events back onto the bus; `None`: none are sent.
     pub announce: Option<AnnounceConfig>,
+    /// `[compat]`: loopabull compatibility (on for a loopabull YAML config).
+    pub compat: CompatConfig,
     pub rules: Vec<Rule>,
     /// Things that load but deserve the operator's eye (`relflow check` prints them).
     pub warnings: Vec<String>,
@@ -290,6 +295,8 @@ struct RawConfig {
     #[serde(default)]
     check: CheckConfig,
     announce: Option<AnnounceConfig>,
+    #[serde(default)]
+    compat: CompatConfig,
     #[serde(default, rename = "rule")]
     rules: Vec<RawRule>,
 }
@@ -401,6 +408,7 @@ impl Config {
         }
         ingest::validate(&mut config.sources, config.fedmsg.as_mut(), &config_dir(path)).map_err(invalid)?;
         config.announce = raw.announce;
+        config.compat = raw.compat;
         if let Some(a) = &mut config.announce {
             a.validate(&config_dir(path), config.fedmsg.as_ref()).map_err(invalid)?;
         }
@@ -492,6 +500,7 @@ impl Config {
             sources: Vec::new(),
             check: CheckConfig::default(),
             announce: None,
+            compat: CompatConfig::default(),
             rules: Vec::new(),
             warnings: Vec::new(),
         }

@@ -18,15 +18,29 @@
 //! Older loopabull spelled the translator `path_translator:` at the top level
 //! and had `ansible.inventory_path`; both are accepted. Each routing key
 //! becomes a rule that runs `<playbooks_dir>/<translated key>.yml`, exactly
-//! the path loopabull builds. `all` (as the first key, as loopabull checks it)
-//! becomes one rule for every topic whose playbook is derived per message.
+//! the path loopabull builds, and matches that exact topic (`*` and `#` are
+//! literal, as in loopabull's string comparison). `all` (as the first key, as
+//! loopabull checks it) becomes one rule for every topic whose playbook is
+//! derived per message.
+//!
+//! Unknown keys are errors with a did-you-mean (`config/loopabull_keys.rs`);
+//! loopabull compatibility (`[compat] loopabull`) is on. A `relflow:` mapping
+//! holds relflow-only settings loopabull did not have:
+//!
+//! ```yaml
+//! relflow:
+//!   retries: 3          # each rule; loopabull requeued forever
+//!   retry_delay: 1m     # [worker] retry_delay
+//!   timeout: 6h         # each rule; default 1h
+//!   concurrency: 1      # [worker] concurrency; loopabull ran one at a time
+//! ```
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{check_relative, Config, ConfigError, PlaybookSpec};
+use crate::config::{check_relative, loopabull_keys, Config, ConfigError, PlaybookSpec};
 use crate::rules::Rule;
 use crate::TopicPattern;
 
@@ -64,8 +78,22 @@ struct RawLoopabull {
     plugins: Option<RawPlugins>,
     /// loopabull before 0.0.5.
     path_translator: Option<Translator>,
-    /// loopabull before 0.0.5: the looper's name.
-    plugin: Option<String>,
+    /// relflow-only settings. (Keys loopabull read that relflow does not
+    /// use were checked, and warned about, by `loopabull_keys`.)
+    #[serde(default)]
+    relflow: Extension,
+}
+
+/// `relflow:` in a loopabull YAML.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Extension {
+    retries: Option<u32>,
+    #[serde(default, with = "humantime_serde::option")]
+    retry_delay: Option<Duration>,
+    #[serde(default, with = "humantime_serde::option")]
+    timeout: Option<Duration>,
+    concurrency: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -78,7 +106,6 @@ struct RawAnsible {
 
 #[derive(Debug, Deserialize)]
 struct RawPlugins {
-    looper: Option<RawPlugin>,
     translator: Option<RawPlugin>,
 }
 
@@ -89,9 +116,11 @@ struct RawPlugin {
 
 /// Builds a [`Config`] from loopabull YAML text read from `path`.
 pub fn from_yaml(path: &Path, text: &str) -> Result<Config, ConfigError> {
-    let raw: RawLoopabull =
-        serde_yaml::from_str(text).map_err(|e| ConfigError::Yaml { path: path.into(), message: e.to_string() })?;
+    let yaml = |e: serde_yaml::Error| ConfigError::Yaml { path: path.into(), message: e.to_string() };
+    let doc: serde_yaml::Value = serde_yaml::from_str(text).map_err(yaml)?;
     let invalid = |message: String| ConfigError::Invalid { path: path.into(), message };
+    let warnings = loopabull_keys::check(&doc).map_err(invalid)?;
+    let raw: RawLoopabull = serde_yaml::from_value(doc).map_err(yaml)?;
 
     let translator = match raw.plugins.as_ref().and_then(|p| p.translator.as_ref()) {
         Some(t) => match t.name.to_lowercase().as_str() {
@@ -105,19 +134,26 @@ pub fn from_yaml(path: &Path, text: &str) -> Result<Config, ConfigError> {
     };
 
     let mut config = Config::base(path, &raw.ansible.playbooks_dir, None);
+    config.compat.loopabull = true;
+    config.warnings = warnings;
+    let ext = raw.relflow;
+    if let Some(n) = ext.concurrency {
+        if n == 0 {
+            return Err(invalid("relflow.concurrency must be at least 1".into()));
+        }
+        config.worker.concurrency = n;
+    }
+    if let Some(delay) = ext.retry_delay {
+        config.worker.retry_delay = delay;
+    }
+    if ext.timeout.is_some_and(|t| t.is_zero()) {
+        return Err(invalid("relflow.timeout must be more than 0s".into()));
+    }
     if let Some(cmd) = raw.ansible.playbook_cmd {
         config.ansible.playbook_cmd = cmd;
     }
     config.ansible.config = raw.ansible.cfg_file_path;
     config.ansible.inventory = raw.ansible.inventory_path;
-
-    let looper = raw.plugins.as_ref().and_then(|p| p.looper.as_ref()).map(|l| l.name.clone()).or(raw.plugin);
-    if let Some(looper) = looper {
-        config.warnings.push(format!(
-            "loopabull looper {looper:?} is not used: relflow takes messages from its own queue \
-             (feed it with `relflow publish` or `relflow bridge`)"
-        ));
-    }
 
     let rule = |name: &str, topic: TopicPattern, playbook: PlaybookSpec| Rule {
         name: name.to_owned(),
@@ -126,8 +162,8 @@ pub fn from_yaml(path: &Path, text: &str) -> Result<Config, ConfigError> {
         playbook,
         // loopabull had no timeout; an hour stops a hung playbook without
         // cutting a long compose sync short.
-        timeout: Duration::from_secs(3600),
-        retries: 0,
+        timeout: ext.timeout.unwrap_or(Duration::from_secs(3600)),
+        retries: ext.retries.unwrap_or(0),
         inventory: None,
         limit: None,
         allow_no_hosts: false,
@@ -144,7 +180,14 @@ pub fn from_yaml(path: &Path, text: &str) -> Result<Config, ConfigError> {
         config.rules.push(rule("all", all, PlaybookSpec::FromTopic(translator)));
     } else {
         for key in &raw.routing_keys {
-            let topic = TopicPattern::parse(key).map_err(|e| invalid(format!("routing key {key:?}: {e}")))?;
+            if key.contains(['*', '#']) {
+                config.warnings.push(format!(
+                    "routing key {key:?}: loopabull compared routing keys as exact strings, so `*` and `#` are \
+                     literal here and no topic can match; for a wildcard write a relflow.toml rule \
+                     (`relflow import loopabull` converts the file)"
+                ));
+            }
+            let topic = TopicPattern::exact(key);
             let playbook = translator.translate(key);
             check_relative(&playbook).map_err(|e| invalid(format!("routing key {key:?}: {e}")))?;
             config.rules.push(rule(key, topic, PlaybookSpec::File(playbook)));

@@ -190,6 +190,16 @@ impl Message {
         Ok(Message { id, topic, body, headers, sent_at, source: source.to_owned() })
     }
 
+    /// True if the publisher gave no id and relflow derived [`Message::id`]
+    /// (loopabull compatibility leaves `msg_id` undefined then).
+    pub fn has_derived_id(&self) -> bool {
+        let time = match self.headers.get("fedmsg") {
+            Some(Value::Object(env)) => env.get("timestamp"),
+            _ => self.headers.get("sent-at"),
+        };
+        self.id == derived_id(&self.topic, time, &self.body)
+    }
+
     /// The bytes relflow puts on its work queue.
     pub fn to_queue_payload(&self) -> Vec<u8> {
         // Serializing a struct of JSON values cannot fail.

@@ -51,6 +51,13 @@ impl TopicPattern {
         Ok(TopicPattern { source: pattern.to_owned(), words })
     }
 
+    /// A pattern that matches `topic` itself and nothing else: `*` and `#`
+    /// are plain characters (loopabull compared routing keys as strings).
+    pub fn exact(topic: &str) -> TopicPattern {
+        let words = topic.split('.').map(|w| Word::Literal(w.to_owned())).collect();
+        TopicPattern { source: topic.to_owned(), words }
+    }
+
     /// The pattern as written.
     pub fn as_str(&self) -> &str {
         &self.source

@@ -69,7 +69,7 @@ pub fn inventory_check(config: &Config) -> InventoryCheck {
     InventoryCheck {
         ansible_playbook: config.ansible.playbook_cmd.clone(),
         ansible_config: config.ansible.config.clone(),
-        cwd: config.playbooks_dir.clone(),
+        cwd: config.playbook_cwd(),
         targets,
     }
 }

@@ -2,7 +2,8 @@
 //! the one mapping from the runner's words to the store's and the settle
 //! table's.
 
-use relflow_ansible::{ExtraVars, Outcome, RunInfo, RunResult};
+use relflow_ansible::{ExtraVars, LoopabullCompat, Outcome, RunInfo, RunResult};
+use relflow_core::config::CompatConfig;
 use relflow_core::Message;
 use relflow_store::{RunOutcome, RunStatus, TaskCounts};
 
@@ -65,8 +66,16 @@ pub fn rule_outcome(r: &RunResult) -> RuleOutcome {
 }
 
 /// The extra vars DESIGN.md promises a playbook: exactly `msg`, `topic`,
-/// `msg_id`, `headers`, `sent_at` and `relflow`.
-pub fn extra_vars(msg: &Message, rule: &str, run_id: &str, attempt: u32) -> ExtraVars {
+/// `msg_id`, `headers`, `sent_at` and `relflow`; with `compat.loopabull`,
+/// also the fixed fedmsg envelope names loopabull passed.
+pub fn extra_vars(msg: &Message, rule: &str, run_id: &str, attempt: u32, compat: &CompatConfig) -> ExtraVars {
+    let loopabull = compat.loopabull.then(|| LoopabullCompat {
+        envelope: match msg.headers.get("fedmsg") {
+            Some(serde_json::Value::Object(env)) => env.clone(),
+            _ => serde_json::Map::new(),
+        },
+        msg_id_derived: msg.has_derived_id(),
+    });
     ExtraVars {
         msg: msg.body.clone(),
         topic: msg.topic.clone(),
@@ -75,6 +84,7 @@ pub fn extra_vars(msg: &Message, rule: &str, run_id: &str, attempt: u32) -> Extr
         sent_at: msg.sent_at.map(|t| t.to_rfc3339()),
         relflow: RunInfo { run_id: run_id.to_owned(), rule: rule.to_owned(), attempt },
         msgs: None,
+        loopabull,
     }
 }
 

@@ -82,7 +82,7 @@ impl Worker {
     ) -> RuleOutcome {
         let (run_id, attempt) = (started.run.id.as_str(), started.run.attempt);
         info!(rule = %rule.name, msg_id = %msg.id, run = %run_id, attempt, playbook = %playbook.display(), "running playbook");
-        let mut vars = record::extra_vars(msg, &rule.name, run_id, attempt);
+        let mut vars = record::extra_vars(msg, &rule.name, run_id, attempt, &self.config.compat);
         vars.msgs = batch.map(|b| b.msgs.clone());
         let run = PlaybookRun {
             playbook,
@@ -90,7 +90,7 @@ impl Worker {
             limit: rule.limit.clone(),
             timeout: rule.timeout,
             vars,
-            cwd: self.config.playbooks_dir.clone(),
+            cwd: self.config.playbook_cwd(),
             // Teed as it is written, so `relflow serve` can stream a running log.
             log_path: Some(self.logs.path(run_id)),
             allow_no_hosts: rule.allow_no_hosts,

@@ -100,7 +100,7 @@ impl Worker {
         let mut tasks = JoinSet::new();
         info!(worker = %self.id, concurrency = self.concurrency, rules = self.config.rules.len(), "worker started");
         // Warm mode: pay for importing ansible now, not on the first message.
-        self.runner.warm_up(&self.config.playbooks_dir).await;
+        self.runner.warm_up(&self.config.playbook_cwd()).await;
         let stop_noops = CancellationToken::new();
         let noops = tokio::spawn(Arc::clone(&self.noops).run(stop_noops.clone()));
         let drainer = self.announce.as_ref().map(|a| a.spawn(Arc::clone(&self.metrics), stop_noops.clone()));

@@ -37,6 +37,7 @@ pub fn vars(msg: Value) -> ExtraVars {
         sent_at: None,
         relflow: RunInfo { run_id: "run-1".into(), rule: "test".into(), attempt: 1 },
         msgs: None,
+        loopabull: None,
     }
 }
 

@@ -51,7 +51,8 @@ fn unknown_key(message: &str) -> Option<UnknownKey> {
     Some(UnknownKey { key: names.next()?, expected: names.collect() })
 }
 
-fn closest<'a>(key: &str, valid: &'a [String]) -> Option<&'a str> {
+/// The valid key closest to `key`, if any is close (the did-you-mean).
+pub(super) fn closest<'a>(key: &str, valid: &'a [String]) -> Option<&'a str> {
     valid
         .iter()
         .map(|v| (strsim::jaro_winkler(v, key), v.as_str()))
