@@ -4,7 +4,7 @@ use axum::extract::{Path, Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use relflow_store::{RunDetail, RunFilter, RunStatus};
+use relflow_store::{Cursor, RunDetail, RunFilter, RunStatus, COUNT_CAP, MAX_OFFSET};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -48,6 +48,8 @@ struct RunsQuery {
     until: Option<String>,
     limit: Option<usize>,
     offset: Option<usize>,
+    /// The `next` of the previous page.
+    cursor: Option<String>,
 }
 
 async fn list_runs(
@@ -55,7 +57,9 @@ async fn list_runs(
     q: Result<Query<RunsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(q) = q.map_err(|e| {
-        ApiError::bad_request(format!("{e}; filters are topic, rule, status, message_id, since, until, limit, offset"))
+        ApiError::bad_request(format!(
+            "{e}; filters are topic, rule, status, message_id, since, until, limit, offset, cursor"
+        ))
     })?;
     let status = match q.status.as_deref().filter(|s| !s.is_empty()) {
         None => None,
@@ -68,8 +72,20 @@ async fn list_runs(
     };
     let limit = q.limit.unwrap_or(50);
     if limit == 0 || limit > MAX_LIMIT {
-        return Err(ApiError::bad_request(format!("limit must be 1..={MAX_LIMIT}; page with offset")));
+        return Err(ApiError::bad_request(format!("limit must be 1..={MAX_LIMIT}; page with cursor")));
     }
+    let offset = q.offset.unwrap_or(0);
+    if offset > MAX_OFFSET {
+        return Err(ApiError::bad_request(format!(
+            "offset must be at most {MAX_OFFSET}; page on with cursor (each page's `next`)"
+        )));
+    }
+    let cursor = match q.cursor.as_deref().filter(|c| !c.is_empty()) {
+        None => None,
+        Some(c) => Some(Cursor::parse(c).ok_or_else(|| {
+            ApiError::bad_request(format!("cursor={c:?} is not a cursor; pass a page's `next` as it is"))
+        })?),
+    };
     let non_empty = |v: Option<String>| v.filter(|s| !s.is_empty());
     let filter = RunFilter {
         topic: non_empty(q.topic),
@@ -79,11 +95,21 @@ async fn list_runs(
         since: non_empty(q.since).map(|v| parse_time("since", &v)).transpose()?,
         until: non_empty(q.until).map(|v| parse_time("until", &v)).transpose()?,
         limit,
-        offset: q.offset.unwrap_or(0),
+        offset,
+        cursor,
     };
     let runs = state.store.list(&filter).await.map_err(|e| ApiError::backend("run store", e))?;
     let total = state.store.count(&filter).await.map_err(|e| ApiError::backend("run store", e))?;
-    Ok(Json(json!({"runs": runs, "total": total, "limit": filter.limit, "offset": filter.offset})))
+    // A full page may have more behind it; the last page has no `next`.
+    let next = runs.last().filter(|_| runs.len() == limit).map(|r| Cursor::after(r).to_string());
+    Ok(Json(json!({
+        "runs": runs,
+        "total": total.min(COUNT_CAP),
+        "total_capped": total > COUNT_CAP,
+        "limit": filter.limit,
+        "offset": filter.offset,
+        "next": next,
+    })))
 }
 
 /// A run by id or unique prefix, or a 404/400 that says what to do.

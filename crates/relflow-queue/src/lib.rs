@@ -19,6 +19,7 @@
 //!   the worker's business (it dead-letters it with a reason), so a broken
 //!   producer can never wedge the queue.
 
+mod reclaim;
 mod sqlite;
 mod wal_watch;
 mod writer;

@@ -7,7 +7,9 @@
 //! done, and this check is what keeps it from running twice.
 
 pub mod outbox;
+mod page;
 mod postgres;
+mod schema;
 mod sqlite;
 pub mod state;
 
@@ -16,6 +18,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use outbox::{Backlog, NewEvent, Outbox, PendingEvent};
+pub use page::{Cursor, RuleCount, COUNT_CAP, MAX_OFFSET};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 pub use state::{Added, Batch, BatchAdd, BatchItem, BatchKind, DueBatch, Limit, OpenBatch, StateStore};
@@ -137,7 +140,7 @@ pub struct RunDetail {
 }
 
 /// Which runs to list: all filters are optional and combine with AND;
-/// newest first.
+/// newest first (by start time, then id).
 #[derive(Debug, Clone, Default)]
 pub struct RunFilter {
     pub topic: Option<String>,
@@ -147,7 +150,11 @@ pub struct RunFilter {
     pub since: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
     pub limit: usize,
+    /// Rows to skip; at most [`MAX_OFFSET`] (deep pages use `cursor`).
     pub offset: usize,
+    /// Start after this run (keyset pagination: as fast on page 1,000 as
+    /// on page 1).
+    pub cursor: Option<Cursor>,
 }
 
 /// How many runs started in one hour ended (or are) in one status; the web
@@ -167,6 +174,8 @@ pub(crate) enum FilterValue {
     Text(String),
     /// Unix milliseconds, as times are stored.
     Millis(i64),
+    /// A keyset position: `(started_at, id) < (ms, id)`.
+    After(i64, String),
 }
 
 impl RunFilter {
@@ -182,6 +191,7 @@ impl RunFilter {
             ("message_id =", text(&self.message_id)),
             ("started_at >=", self.since.map(|t| FilterValue::Millis(t.timestamp_millis()))),
             ("started_at <", self.until.map(|t| FilterValue::Millis(t.timestamp_millis()))),
+            ("(started_at, id) <", self.cursor.clone().map(|c| FilterValue::After(c.started_at, c.id))),
         ]
         .into_iter()
         .filter_map(|(clause, v)| Some((clause, v?)))
@@ -203,6 +213,8 @@ pub enum StoreError {
     Ambiguous(String),
     #[error("run store error: {0}")]
     Backend(String),
+    #[error("offset {0} is past {MAX_OFFSET}; page on with the `next` cursor instead")]
+    OffsetTooDeep(usize),
     #[error("the run store task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
 }
@@ -238,12 +250,19 @@ pub trait RunStore: Outbox + StateStore + Send + Sync {
 
     async fn list(&self, filter: &RunFilter) -> Result<Vec<RunRecord>>;
 
-    /// How many runs match `filter`, ignoring its `limit` and `offset`
-    /// (the total behind a paginated list).
+    /// How many runs match `filter`, ignoring its `limit`, `offset` and
+    /// `cursor` (the total behind a paginated list). Exact for filters on
+    /// rule and status alone (read from maintained counters); otherwise
+    /// counted up to [`COUNT_CAP`] + 1, so a result above [`COUNT_CAP`]
+    /// means "more than that".
     async fn count(&self, filter: &RunFilter) -> Result<u64>;
 
-    /// Runs started at or after `since`, counted per hour and status,
-    /// oldest hour first. Hours without runs are left out.
+    /// Runs per (rule, status), from counters kept up to date by every
+    /// write: the rules page and `relflow status` without counting rows.
+    async fn summary(&self) -> Result<Vec<RuleCount>>;
+
+    /// Runs started in the hour of `since` or later, counted per hour and
+    /// status, oldest hour first. Hours without runs are left out.
     async fn runs_per_hour(&self, since: DateTime<Utc>) -> Result<Vec<HourlyCount>>;
 
     /// A run by id, or by a unique prefix of its id.

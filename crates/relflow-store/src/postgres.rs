@@ -1,9 +1,13 @@
 //! The shared run store: PostgreSQL, so workers on many hosts see one history
 //! and agree on which (message, rule) runs already succeeded.
 //!
-//! One `tokio_postgres::Client` serves every call (it pipelines concurrent
-//! queries on one connection); if the connection drops (PostgreSQL restart,
-//! network blip) the next call reconnects, so a worker outlives its database.
+//! One `tokio_postgres::Client` serves the worker's writes, another the
+//! listings (each pipelines concurrent queries on its connection), so a page
+//! load never holds up a run being recorded; if a connection drops
+//! (PostgreSQL restart, network blip) the next call reconnects, so a worker
+//! outlives its database.
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -12,9 +16,10 @@ use tokio::sync::Mutex;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Row};
 
+use crate::page::{prefix_range, sum};
 use crate::{
-    lock_key, time, FilterValue, HourlyCount, LockGuard, NewEvent, NewRun, Result, RunDetail, RunFilter, RunOutcome,
-    RunRecord, RunStatus, RunStore, StoreError, TaskCounts,
+    lock_key, time, FilterValue, HourlyCount, LockGuard, NewEvent, NewRun, Result, RuleCount, RunDetail, RunFilter,
+    RunOutcome, RunRecord, RunStatus, RunStore, StoreError, TaskCounts, COUNT_CAP,
 };
 
 const SCHEMA: &str = "
@@ -38,7 +43,6 @@ CREATE TABLE IF NOT EXISTS relflow_runs (
     log         TEXT    NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS relflow_runs_message_rule ON relflow_runs (message_id, rule);
-CREATE INDEX IF NOT EXISTS relflow_runs_started ON relflow_runs (started_at);
 CREATE TABLE IF NOT EXISTS relflow_counters (name TEXT PRIMARY KEY, value BIGINT NOT NULL);
 ";
 
@@ -49,6 +53,8 @@ const RECORD_COLUMNS: &str = "id, message_id, topic, rule, playbook, attempt, st
 pub struct PgStore {
     url: String,
     client: Mutex<Option<Client>>,
+    /// For listings and lookups, shared by concurrent readers.
+    reader: Mutex<Option<Arc<Client>>>,
 }
 
 pub(crate) fn pg(e: tokio_postgres::Error) -> StoreError {
@@ -116,10 +122,38 @@ impl PgStore {
         let tx = client.transaction().await.map_err(pg)?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK]).await.map_err(pg)?;
         tx.batch_execute(SCHEMA).await.map_err(pg)?;
+        tx.batch_execute(crate::schema::POSTGRES).await.map_err(pg)?;
         tx.batch_execute(crate::outbox::postgres::SCHEMA).await.map_err(pg)?;
         tx.batch_execute(&crate::state::postgres::schema()).await.map_err(pg)?;
         tx.commit().await.map_err(pg)?;
-        Ok(PgStore { url: url.to_owned(), client: Mutex::new(Some(client)) })
+        Ok(PgStore { url: url.to_owned(), client: Mutex::new(Some(client)), reader: Mutex::default() })
+    }
+
+    /// The read connection, reconnecting if the last one died. Held only
+    /// while cloning the handle: readers run their queries side by side.
+    async fn reader(&self) -> Result<Arc<Client>> {
+        let mut slot = self.reader.lock().await;
+        match slot.as_ref() {
+            Some(c) if !c.is_closed() => Ok(Arc::clone(c)),
+            _ => Ok(Arc::clone(slot.insert(Arc::new(connect(&self.url).await?)))),
+        }
+    }
+
+    /// PostgreSQL's plan for listing and counting `filter` (`EXPLAIN`, list
+    /// first) when it may not scan the table: shows that an index serves
+    /// every listing (on a small table a scan would be cheaper and chosen).
+    pub async fn explain(&self, filter: &RunFilter) -> Result<Vec<String>> {
+        let mut client = connect(&self.url).await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        tx.batch_execute("SET LOCAL enable_seqscan = off").await.map_err(pg)?;
+        let mut lines = Vec::new();
+        for (what, (sql, args)) in [("list", list_sql(filter)?), ("count", count_sql(filter))] {
+            let refs: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a.as_ref() as &(dyn ToSql + Sync)).collect();
+            for row in tx.query(&format!("EXPLAIN {sql}"), &refs).await.map_err(pg)? {
+                lines.push(format!("{what}: {}", row.get::<_, String>(0)));
+            }
+        }
+        Ok(lines)
     }
 
     /// The live client, reconnecting if the last one died.
@@ -163,7 +197,7 @@ impl RunStore for PgStore {
         let tx = client.transaction().await.map_err(pg)?;
         tx.execute(
             "UPDATE relflow_runs SET status = $2, exit_code = $3, finished_at = $4, ok = $5, changed = $6,
-                        failed = $7, skipped = $8, unreachable = $9, tasks = $10, log = $11, error = $12
+                        failed = $7, skipped = $8, unreachable = $9, tasks = $10, error = $11
                  WHERE id = $1",
             &[
                 &id,
@@ -176,10 +210,16 @@ impl RunStore for PgStore {
                 &(c.skipped as i32),
                 &(c.unreachable as i32),
                 &o.tasks,
-                // PostgreSQL TEXT cannot hold NUL; a playbook printing one must not lose its run record.
-                &o.log.replace('\0', "\u{FFFD}"),
                 &o.error,
             ],
+        )
+        .await
+        .map_err(pg)?;
+        tx.execute(
+            "INSERT INTO relflow_run_logs (id, log) VALUES ($1, $2)
+             ON CONFLICT (id) DO UPDATE SET log = excluded.log",
+            // PostgreSQL TEXT cannot hold NUL; a playbook printing one must not lose its run record.
+            &[&id, &o.log.replace('\0', "\u{FFFD}")],
         )
         .await
         .map_err(pg)?;
@@ -200,34 +240,45 @@ impl RunStore for PgStore {
     }
 
     async fn list(&self, f: &RunFilter) -> Result<Vec<RunRecord>> {
-        let (where_sql, args) = filter_sql(f);
-        let limit = if f.limit == 0 { i64::MAX } else { f.limit as i64 };
-        let sql = format!(
-            "SELECT {RECORD_COLUMNS} FROM relflow_runs WHERE {where_sql} ORDER BY started_at DESC, id LIMIT {limit} OFFSET {}",
-            f.offset
-        );
+        let (sql, args) = list_sql(f)?;
         let refs: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a.as_ref() as &(dyn ToSql + Sync)).collect();
-        let client = self.client().await?;
+        let client = self.reader().await?;
         Ok(client.query(&sql, &refs).await.map_err(pg)?.iter().map(record).collect())
     }
 
     async fn count(&self, f: &RunFilter) -> Result<u64> {
-        let (where_sql, args) = filter_sql(f);
+        if let Some((rule, status)) = f.counter_key() {
+            return Ok(sum(&self.summary().await?, rule.as_deref(), status));
+        }
+        let (sql, args) = count_sql(f);
         let refs: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a.as_ref() as &(dyn ToSql + Sync)).collect();
-        let client = self.client().await?;
-        let row = client
-            .query_one(&format!("SELECT COUNT(*) FROM relflow_runs WHERE {where_sql}"), &refs)
-            .await
-            .map_err(pg)?;
+        let client = self.reader().await?;
+        let row = client.query_one(&sql, &refs).await.map_err(pg)?;
         Ok(row.get::<_, i64>(0).max(0) as u64)
     }
 
+    async fn summary(&self) -> Result<Vec<RuleCount>> {
+        let client = self.reader().await?;
+        let rows = client
+            .query("SELECT rule, status, n FROM relflow_run_counts WHERE n > 0 ORDER BY rule, status", &[])
+            .await
+            .map_err(pg)?;
+        Ok(rows
+            .iter()
+            .map(|r| RuleCount {
+                rule: r.get(0),
+                status: RunStatus::parse(r.get(1)).unwrap_or(RunStatus::Error),
+                count: r.get::<_, i64>(2).max(0) as u64,
+            })
+            .collect())
+    }
+
     async fn runs_per_hour(&self, since: DateTime<Utc>) -> Result<Vec<HourlyCount>> {
-        let client = self.client().await?;
+        let client = self.reader().await?;
         let rows = client
             .query(
-                "SELECT (started_at / 3600000) * 3600000 AS hour, status, COUNT(*) FROM relflow_runs
-                 WHERE started_at >= $1 GROUP BY hour, status ORDER BY hour, status",
+                "SELECT hour, status, n FROM relflow_run_hours WHERE hour >= $1::BIGINT / 3600000 * 3600000 AND n > 0
+                 ORDER BY hour, status",
                 &[&since.timestamp_millis()],
             )
             .await
@@ -243,25 +294,27 @@ impl RunStore for PgStore {
     }
 
     async fn get(&self, id: &str) -> Result<Option<RunDetail>> {
-        let pattern = format!("{}%", id.replace(['%', '_', '\\'], ""));
-        let client = self.client().await?;
+        // A byte-order range on the C-collated id index: a seek, and `%` or
+        // `_` in the prefix are plain characters.
+        let (from, to) = prefix_range(id);
+        let client = self.reader().await?;
         let rows = client
             .query(
-                &format!("SELECT {RECORD_COLUMNS}, message, tasks, log FROM relflow_runs WHERE id LIKE $1 LIMIT 2"),
-                &[&pattern],
+                &format!(
+                    r#"SELECT {RECORD_COLUMNS}, message, tasks,
+                              COALESCE((SELECT l.log FROM relflow_run_logs l WHERE l.id = r.id), r.log)
+                       FROM relflow_runs r
+                       WHERE id COLLATE "C" >= $1 AND id COLLATE "C" < $2 ORDER BY id COLLATE "C" LIMIT 2"#
+                ),
+                &[&from, &to],
             )
             .await
             .map_err(pg)?;
-        let mut found: Vec<RunDetail> = rows
+        let found = rows
             .iter()
             .map(|r| RunDetail { record: record(r), message: r.get(17), tasks: r.get(18), log: r.get(19) })
             .collect();
-        match found.len() {
-            0 => Ok(None),
-            1 => Ok(found.pop()),
-            _ if found.iter().any(|d| d.record.id == id) => Ok(found.into_iter().find(|d| d.record.id == id)),
-            _ => Err(StoreError::Ambiguous(id.to_owned())),
-        }
+        crate::page::unique(found, id)
     }
 
     async fn count_noop(&self) -> Result<()> {
@@ -309,21 +362,44 @@ impl RunStore for PgStore {
     }
 }
 
+type Args = Vec<Box<dyn ToSql + Sync + Send>>;
+
 /// The WHERE clause and its arguments for a [`RunFilter`].
-fn filter_sql(f: &RunFilter) -> (String, Vec<Box<dyn ToSql + Sync + Send>>) {
-    let conditions = f.conditions();
+fn filter_sql(f: &RunFilter) -> (String, Args) {
     let mut clauses = vec!["TRUE".to_owned()];
-    clauses.extend(conditions.iter().enumerate().map(|(i, (clause, _))| format!("{clause} ${}", i + 1)));
-    let args = conditions
-        .into_iter()
-        .map(|(_, v)| -> Box<dyn ToSql + Sync + Send> {
-            match v {
-                FilterValue::Text(t) => Box::new(t),
-                FilterValue::Millis(ms) => Box::new(ms),
+    let mut args: Args = Vec::new();
+    for (clause, v) in f.conditions() {
+        match v {
+            FilterValue::Text(t) => args.push(Box::new(t)),
+            FilterValue::Millis(ms) => args.push(Box::new(ms)),
+            FilterValue::After(ms, id) => {
+                args.extend([Box::new(ms) as Box<dyn ToSql + Sync + Send>, Box::new(id)]);
+                clauses.push(format!("{clause} (${}, ${})", args.len() - 1, args.len()));
+                continue;
             }
-        })
-        .collect();
+        }
+        clauses.push(format!("{clause} ${}", args.len()));
+    }
     (clauses.join(" AND "), args)
+}
+
+/// A page of runs: an index walk in `(started_at, id)` order.
+fn list_sql(f: &RunFilter) -> Result<(String, Args)> {
+    let (where_sql, args) = filter_sql(f);
+    let sql = format!(
+        "SELECT {RECORD_COLUMNS} FROM relflow_runs WHERE {where_sql} ORDER BY started_at DESC, id DESC LIMIT {} OFFSET {}",
+        f.sql_limit(),
+        f.checked_offset()?
+    );
+    Ok((sql, args))
+}
+
+/// Counts rows for filters the counters do not cover, stopping past the cap.
+fn count_sql(f: &RunFilter) -> (String, Args) {
+    let (where_sql, args) = filter_sql(&RunFilter { cursor: None, ..f.clone() });
+    let sql =
+        format!("SELECT COUNT(*) FROM (SELECT 1 FROM relflow_runs WHERE {where_sql} LIMIT {}) capped", COUNT_CAP + 1);
+    (sql, args)
 }
 
 #[cfg(test)]

@@ -1,17 +1,18 @@
 //! The default run store: tables in the same SQLite file as the embedded queue.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::types::Value as Sql;
-use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
+use rusqlite::{params, params_from_iter, Connection, OpenFlags, OptionalExtension, Row};
 
+use crate::page::{prefix_range, sum};
 use crate::{
-    lock_key, time, FilterValue, HourlyCount, LockGuard, NewEvent, NewRun, Result, RunDetail, RunFilter, RunOutcome,
-    RunRecord, RunStatus, RunStore, StoreError, TaskCounts,
+    lock_key, time, FilterValue, HourlyCount, LockGuard, NewEvent, NewRun, Result, RuleCount, RunDetail, RunFilter,
+    RunOutcome, RunRecord, RunStatus, RunStore, StoreError, TaskCounts, COUNT_CAP,
 };
 
 const SCHEMA: &str = "
@@ -35,7 +36,6 @@ CREATE TABLE IF NOT EXISTS runs (
     log         TEXT    NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS runs_message_rule ON runs (message_id, rule);
-CREATE INDEX IF NOT EXISTS runs_started ON runs (started_at);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 ";
 
@@ -45,7 +45,10 @@ const RECORD_COLUMNS: &str = "id, message_id, topic, rule, playbook, attempt, st
 /// The SQLite [`RunStore`]. Cheap to clone.
 #[derive(Clone)]
 pub struct SqliteStore {
+    /// The one writer; the worker's reads that decide what to run
+    /// (`has_succeeded`) use it too, so they see its own writes.
     conn: Arc<Mutex<Connection>>,
+    readers: Readers,
     /// Lock files for concurrency groups: `<db dir>/locks/<sha256>.lock`.
     lock_dir: std::path::PathBuf,
 }
@@ -82,19 +85,71 @@ fn record(r: &Row<'_>) -> rusqlite::Result<RunRecord> {
 
 /// The `WHERE` clause (never empty) and its arguments for a filter.
 fn where_clause(f: &RunFilter) -> (String, Vec<Sql>) {
-    let conditions = f.conditions();
     let mut sql = String::from("1=1");
-    for (i, (clause, _)) in conditions.iter().enumerate() {
-        sql.push_str(&format!(" AND {clause} ?{}", i + 1));
+    let mut args = Vec::new();
+    for (clause, v) in f.conditions() {
+        match v {
+            FilterValue::Text(t) => args.push(Sql::Text(t)),
+            FilterValue::Millis(ms) => args.push(Sql::Integer(ms)),
+            FilterValue::After(ms, id) => {
+                args.extend([Sql::Integer(ms), Sql::Text(id)]);
+                sql.push_str(&format!(" AND {clause} (?{}, ?{})", args.len() - 1, args.len()));
+                continue;
+            }
+        }
+        sql.push_str(&format!(" AND {clause} ?{}", args.len()));
     }
-    let args = conditions
-        .into_iter()
-        .map(|(_, v)| match v {
-            FilterValue::Text(t) => Sql::Text(t),
-            FilterValue::Millis(ms) => Sql::Integer(ms),
-        })
-        .collect();
     (sql, args)
+}
+
+/// A page of runs: an index walk in `(started_at, id)` order that stops at
+/// the limit.
+fn list_sql(f: &RunFilter) -> Result<(String, Vec<Sql>)> {
+    let (clause, args) = where_clause(f);
+    let sql = format!(
+        "SELECT {RECORD_COLUMNS} FROM runs WHERE {clause} ORDER BY started_at DESC, id DESC LIMIT {} OFFSET {}",
+        f.sql_limit(),
+        f.checked_offset()?
+    );
+    Ok((sql, args))
+}
+
+/// Counts rows for filters the counters do not cover, stopping past the cap.
+fn count_sql(f: &RunFilter) -> (String, Vec<Sql>) {
+    let (clause, args) = where_clause(&RunFilter { cursor: None, ..f.clone() });
+    (format!("SELECT COUNT(*) FROM (SELECT 1 FROM runs WHERE {clause} LIMIT {})", COUNT_CAP + 1), args)
+}
+
+/// Read-only connections for the API and CLI listings. In WAL mode readers
+/// and the writer never wait for each other, so the worker's writes do not
+/// queue behind a page load. Opened as needed, a few kept for reuse.
+#[derive(Clone)]
+struct Readers {
+    path: PathBuf,
+    idle: Arc<Mutex<Vec<Connection>>>,
+}
+
+/// Idle read connections kept open.
+const IDLE_READERS: usize = 4;
+
+impl Readers {
+    fn take(&self) -> Result<Connection> {
+        if let Some(c) = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop() {
+            return Ok(c);
+        }
+        let open_err = |source| StoreError::Open { path: self.path.display().to_string(), source };
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(&self.path, flags).map_err(open_err)?;
+        conn.busy_timeout(Duration::from_secs(10)).map_err(open_err)?;
+        Ok(conn)
+    }
+
+    fn put(&self, conn: Connection) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < IDLE_READERS {
+            idle.push(conn);
+        }
+    }
 }
 
 impl SqliteStore {
@@ -105,11 +160,49 @@ impl SqliteStore {
         conn.busy_timeout(Duration::from_secs(10)).map_err(open_err)?;
         conn.pragma_update(None, "journal_mode", "WAL").map_err(open_err)?;
         conn.pragma_update(None, "synchronous", "FULL").map_err(open_err)?;
+        let mut conn = conn;
         conn.execute_batch(SCHEMA).map_err(open_err)?;
+        crate::schema::upgrade_sqlite(&mut conn).map_err(open_err)?;
         conn.execute_batch(crate::outbox::sqlite::SCHEMA).map_err(open_err)?;
         conn.execute_batch(crate::state::SCHEMA).map_err(open_err)?;
         let lock_dir = path.parent().unwrap_or(Path::new(".")).join("locks");
-        Ok(SqliteStore { conn: Arc::new(Mutex::new(conn)), lock_dir })
+        let readers = Readers { path: path.to_owned(), idle: Arc::default() };
+        Ok(SqliteStore { conn: Arc::new(Mutex::new(conn)), readers, lock_dir })
+    }
+
+    /// Runs `f` on a read connection off the async runtime.
+    async fn with_reader<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let readers = self.readers.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = readers.take()?;
+            let out = f(&conn);
+            readers.put(conn);
+            out
+        })
+        .await?
+    }
+
+    /// SQLite's plan for listing and counting `filter` (`EXPLAIN QUERY
+    /// PLAN` lines, list first): how the plan test, and an operator, see
+    /// that every listing seeks an index.
+    pub async fn explain(&self, filter: &RunFilter) -> Result<Vec<String>> {
+        let f = filter.clone();
+        self.with_reader(move |c| {
+            let mut lines = Vec::new();
+            for (what, (sql, args)) in [("list", list_sql(&f)?), ("count", count_sql(&f))] {
+                let mut stmt = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+                let rows = stmt.query_map(params_from_iter(args), |r| r.get::<_, String>(3))?;
+                for detail in rows {
+                    lines.push(format!("{what}: {}", detail?));
+                }
+            }
+            Ok(lines)
+        })
+        .await
     }
 
     /// Runs `f` on the connection off the async runtime (SQLite blocks).
@@ -167,7 +260,7 @@ impl RunStore for SqliteStore {
             let tx = c.transaction()?;
             tx.execute(
                 "UPDATE runs SET status = ?2, exit_code = ?3, finished_at = ?4, ok = ?5, changed = ?6, failed = ?7,
-                        skipped = ?8, unreachable = ?9, tasks = ?10, log = ?11, error = ?12
+                        skipped = ?8, unreachable = ?9, tasks = ?10, error = ?11
                  WHERE id = ?1",
                 params![
                     id,
@@ -180,9 +273,12 @@ impl RunStore for SqliteStore {
                     o.counts.skipped,
                     o.counts.unreachable,
                     o.tasks.to_string(),
-                    o.log,
                     o.error
                 ],
+            )?;
+            tx.execute(
+                "INSERT INTO run_logs (id, log) VALUES (?1, ?2) ON CONFLICT (id) DO UPDATE SET log = excluded.log",
+                params![id, o.log],
             )?;
             crate::outbox::sqlite::insert(&tx, &events)?;
             tx.commit()?;
@@ -208,14 +304,9 @@ impl RunStore for SqliteStore {
 
     async fn list(&self, f: &RunFilter) -> Result<Vec<RunRecord>> {
         let f = f.clone();
-        self.with_conn(move |c| {
-            let (clause, args) = where_clause(&f);
-            let limit = if f.limit == 0 { i64::MAX } else { f.limit as i64 };
-            let sql = format!(
-                "SELECT {RECORD_COLUMNS} FROM runs WHERE {clause} ORDER BY started_at DESC, id LIMIT {limit} OFFSET {}",
-                f.offset
-            );
-            let mut stmt = c.prepare(&sql)?;
+        self.with_reader(move |c| {
+            let (sql, args) = list_sql(&f)?;
+            let mut stmt = c.prepare_cached(&sql)?;
             let rows = stmt.query_map(params_from_iter(args), record)?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
@@ -223,25 +314,40 @@ impl RunStore for SqliteStore {
     }
 
     async fn count(&self, f: &RunFilter) -> Result<u64> {
+        if let Some((rule, status)) = f.counter_key() {
+            return Ok(sum(&self.summary().await?, rule.as_deref(), status));
+        }
         let f = f.clone();
-        self.with_conn(move |c| {
-            let (clause, args) = where_clause(&f);
-            let n: i64 =
-                c.query_row(&format!("SELECT COUNT(*) FROM runs WHERE {clause}"), params_from_iter(args), |r| {
-                    r.get(0)
-                })?;
+        self.with_reader(move |c| {
+            let (sql, args) = count_sql(&f);
+            let n: i64 = c.query_row(&sql, params_from_iter(args), |r| r.get(0))?;
             Ok(n as u64)
         })
         .await
     }
 
+    async fn summary(&self) -> Result<Vec<RuleCount>> {
+        self.with_reader(|c| {
+            let mut stmt =
+                c.prepare_cached("SELECT rule, status, n FROM run_counts WHERE n > 0 ORDER BY rule, status")?;
+            let rows = stmt.query_map([], |r| {
+                let status: String = r.get(1)?;
+                Ok(RuleCount {
+                    rule: r.get(0)?,
+                    status: RunStatus::parse(&status).unwrap_or(RunStatus::Error),
+                    count: r.get::<_, i64>(2)? as u64,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
     async fn runs_per_hour(&self, since: DateTime<Utc>) -> Result<Vec<HourlyCount>> {
-        self.with_conn(move |c| {
-            // Integer division by an hour in ms buckets `started_at`; plain SQL
-            // so the PostgreSQL store can say the same thing.
-            let mut stmt = c.prepare(
-                "SELECT (started_at / 3600000) * 3600000 AS hour, status, COUNT(*) FROM runs
-                 WHERE started_at >= ?1 GROUP BY hour, status ORDER BY hour, status",
+        self.with_reader(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT hour, status, n FROM run_hours WHERE hour >= ?1 / 3600000 * 3600000 AND n > 0
+                 ORDER BY hour, status",
             )?;
             let rows = stmt.query_map(params![since.timestamp_millis()], |r| {
                 let status: String = r.get(1)?;
@@ -258,13 +364,16 @@ impl RunStore for SqliteStore {
 
     async fn get(&self, id: &str) -> Result<Option<RunDetail>> {
         let prefix = id.to_owned();
-        self.with_conn(move |c| {
+        self.with_reader(move |c| {
             // Prefix match, so `relflow runs show 3f2a` works like a short git hash.
-            let pattern = format!("{}%", prefix.replace(['%', '_'], ""));
-            let mut stmt =
-                c.prepare(&format!("SELECT {RECORD_COLUMNS}, message, tasks, log FROM runs WHERE id LIKE ?1 LIMIT 2"))?;
-            let mut found = stmt
-                .query_map(params![pattern], |r| {
+            let (from, to) = prefix_range(&prefix);
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {RECORD_COLUMNS}, message, tasks,
+                        COALESCE((SELECT l.log FROM run_logs l WHERE l.id = runs.id), runs.log)
+                 FROM runs WHERE id >= ?1 AND id < ?2 ORDER BY id LIMIT 2"
+            ))?;
+            let found = stmt
+                .query_map(params![from, to], |r| {
                     let parse = |s: String| serde_json::from_str(&s).unwrap_or(serde_json::Value::Null);
                     Ok(RunDetail {
                         record: record(r)?,
@@ -274,14 +383,7 @@ impl RunStore for SqliteStore {
                     })
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
-            match found.len() {
-                0 => Ok(None),
-                1 => Ok(found.pop()),
-                _ if found.iter().any(|d| d.record.id == prefix) => {
-                    Ok(found.into_iter().find(|d| d.record.id == prefix))
-                }
-                _ => Err(StoreError::Ambiguous(prefix)),
-            }
+            crate::page::unique(found, &prefix)
         })
         .await
     }

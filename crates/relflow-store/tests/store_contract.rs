@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use relflow_store::{
-    NewEvent, NewRun, PgStore, RunFilter, RunOutcome, RunStatus, RunStore, SqliteStore, StoreError, TaskCounts,
+    Cursor, NewEvent, NewRun, PgStore, RunFilter, RunOutcome, RunStatus, RunStore, SqliteStore, StoreError, TaskCounts,
+    MAX_OFFSET,
 };
 use serde_json::json;
 
@@ -73,6 +74,8 @@ both!(only_success_counts, only_a_success_counts_as_done_for_a_message_and_rule)
 both!(redelivery_abandons, a_redelivered_run_abandons_the_dead_workers_run);
 both!(list_filters_pages, list_filters_and_pages_newest_first);
 both!(prefix_get, get_by_unique_prefix);
+both!(cursor_pages, cursor_pages_through_every_run_once);
+both!(counters, counters_follow_every_status_change);
 both!(noop, noop_counter);
 both!(group_locks, locks_exclude_other_holders_and_release_on_drop);
 both!(count_and_hourly, count_ignores_paging_and_hours_group_by_status);
@@ -148,8 +151,67 @@ async fn get_by_unique_prefix(s: &dyn RunStore) {
     assert_eq!(s.get("abc").await.unwrap().unwrap().record.id, "abc123");
     assert!(matches!(s.get("ab").await, Err(StoreError::Ambiguous(_))));
     assert!(s.get("zzz").await.unwrap().is_none());
-    // LIKE wildcards in the input are not wildcards.
-    assert!(matches!(s.get("a%").await, Err(StoreError::Ambiguous(_))), "`a%` reads as the prefix `a`");
+    // LIKE wildcards in the input are plain characters (issue 16).
+    assert!(s.get("a%").await.unwrap().is_none(), "`a%` is not the prefix `a`");
+    s.start(&new_run("a_1", "m3", "r")).await.unwrap();
+    s.start(&new_run("a%2", "m4", "r")).await.unwrap();
+    assert_eq!(s.get("a_").await.unwrap().unwrap().record.id, "a_1", "`_` is not any character");
+    assert_eq!(s.get("a%").await.unwrap().unwrap().record.id, "a%2");
+    // An exact id wins over longer ids it prefixes.
+    s.start(&new_run("abc", "m5", "r")).await.unwrap();
+    assert_eq!(s.get("abc").await.unwrap().unwrap().record.id, "abc");
+}
+
+async fn cursor_pages_through_every_run_once(s: &dyn RunStore) {
+    // Runs started in the same millisecond still page apart (the id breaks ties).
+    for i in 0..7 {
+        s.start(&new_run(&format!("run-{i}"), &format!("m{i}"), "r")).await.unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut filter = RunFilter { limit: 3, rule: Some("r".into()), ..Default::default() };
+    loop {
+        let page = s.list(&filter).await.unwrap();
+        seen.extend(page.iter().map(|r| r.id.clone()));
+        match page.last() {
+            Some(last) if page.len() == 3 => filter.cursor = Some(Cursor::after(last)),
+            _ => break,
+        }
+    }
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!((seen.len(), sorted.len()), (7, 7), "{seen:?}");
+    let all = s.list(&RunFilter::default()).await.unwrap();
+    assert_eq!(seen, all.iter().map(|r| r.id.clone()).collect::<Vec<_>>(), "same order as one big page");
+    let cursor = Cursor::parse(&Cursor::after(&all[2]).to_string()).unwrap();
+    assert_eq!(cursor, Cursor::after(&all[2]), "a cursor survives its text form");
+    let deep = RunFilter { offset: MAX_OFFSET + 1, ..Default::default() };
+    assert!(matches!(s.list(&deep).await, Err(StoreError::OffsetTooDeep(_))));
+}
+
+async fn counters_follow_every_status_change(s: &dyn RunStore) {
+    s.start(&new_run("1", "m1", "a")).await.unwrap();
+    s.start(&new_run("2", "m2", "a")).await.unwrap();
+    s.start(&new_run("3", "m3", "b")).await.unwrap();
+    s.finish("1", &outcome(RunStatus::Succeeded)).await.unwrap();
+    s.finish("3", &outcome(RunStatus::Failed)).await.unwrap();
+    // A redelivery abandons run 2 and starts run 4.
+    s.start(&new_run("4", "m2", "a")).await.unwrap();
+    let summary: Vec<_> =
+        s.summary().await.unwrap().into_iter().map(|c| (c.rule, c.status.as_str(), c.count)).collect();
+    assert_eq!(
+        summary,
+        [
+            ("a".into(), "abandoned", 1),
+            ("a".into(), "running", 1),
+            ("a".into(), "succeeded", 1),
+            ("b".into(), "failed", 1)
+        ]
+    );
+    let rule_a = RunFilter { rule: Some("a".into()), ..Default::default() };
+    assert_eq!(s.count(&rule_a).await.unwrap(), 3);
+    let by_topic = RunFilter { topic: Some(new_run("x", "y", "z").topic), ..Default::default() };
+    assert_eq!(s.count(&by_topic).await.unwrap(), 4, "counted rows agree with the counters");
 }
 
 async fn noop_counter(s: &dyn RunStore) {

@@ -235,8 +235,14 @@ pub struct RunsListArgs {
     pub message: Option<String>,
     #[arg(long, default_value_t = 50)]
     pub limit: usize,
-    #[arg(long, default_value_t = 0)]
+    /// Runs to skip (at most 10000; page on with --cursor).
+    #[arg(long, default_value_t = 0,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(..=relflow_store::MAX_OFFSET as u64))]
     pub offset: usize,
+    /// Start after the run a previous page ended with: the cursor printed
+    /// on stderr as "next page: --cursor ...". As fast deep as on page one.
+    #[arg(long)]
+    pub cursor: Option<String>,
     #[command(flatten)]
     pub json: JsonFlag,
 }

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use relflow_ansible::TaskResult;
 use relflow_core::Config;
-use relflow_store::{RunDetail, RunFilter, RunStatus, RunStore};
+use relflow_store::{Cursor, RunDetail, RunFilter, RunStatus, RunStore};
 
 use relflow_engine::open_store;
 
@@ -73,8 +73,20 @@ async fn list(store: &dyn RunStore, a: RunsListArgs) -> Result<ExitCode> {
         until: None,
         limit: a.limit,
         offset: a.offset,
+        cursor: a
+            .cursor
+            .as_deref()
+            .map(|c| {
+                Cursor::parse(c)
+                    .with_context(|| format!("--cursor {c:?} is not a cursor; pass the one a listing printed"))
+            })
+            .transpose()?,
     };
     let runs = store.list(&filter).await?;
+    if let Some(last) = runs.last().filter(|_| a.limit != 0 && runs.len() == a.limit) {
+        // On stderr, so `--json` output stays one JSON document.
+        eprintln!("next page: --cursor {}", Cursor::after(last));
+    }
     if a.json.json {
         super::print_json(&runs)?;
         return Ok(ExitCode::SUCCESS);
