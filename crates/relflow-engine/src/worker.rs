@@ -248,7 +248,19 @@ impl Worker {
 
     /// Runs the rules `msg` matches and decides how to settle it.
     async fn process(&self, d: &Delivery, msg: &Message, kill: CancellationToken) -> Settle {
-        let matches = match_rules(&self.config.rules, msg);
+        self.note_redelivery(d, msg).await;
+        let (msg, rerun) = self.take_rerun(msg).await;
+        let msg = &msg;
+        let matches = match &rerun {
+            // An operator's re-run: that rule alone, whatever its topic and condition say now.
+            Some((req, _)) => match self.config.rules.iter().find(|r| r.name == req.rule) {
+                Some(rule) => relflow_core::Matches { rules: vec![rule], errors: Vec::new() },
+                None => {
+                    return Settle::DeadLetter(format!("re-run of rule {:?}: no such rule in the config", req.rule))
+                }
+            },
+            None => match_rules(&self.config.rules, msg),
+        };
         for (rule, err) in &matches.errors {
             warn!(rule = %rule.name, msg_id = %msg.id, "condition could not be evaluated, treating as no match: {err}");
         }
@@ -264,7 +276,7 @@ impl Worker {
         }
         self.metrics.matched(&msg.source);
         // Several rules of one message run side by side (each still takes a run slot).
-        let runs = matches.rules.iter().map(|rule| self.run_rule(rule, msg, d.attempt, kill.clone()));
+        let runs = matches.rules.iter().map(|rule| self.run_rule(rule, msg, d.attempt, kill.clone(), rerun.as_ref()));
         let outcomes = join_all(runs).await;
         let rules = matches
             .rules
@@ -274,6 +286,7 @@ impl Worker {
             .collect();
         let handled = Handled::Ran { attempt: d.attempt, rules };
         let decision = settle(&handled, &self.config.worker);
+        self.note_settle(d, msg, &decision).await;
         match &decision {
             Settle::Retry { delay, reason } => {
                 info!(msg_id = %msg.id, ?delay, "retrying later: {reason}");
