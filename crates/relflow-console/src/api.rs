@@ -14,13 +14,14 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::error::ApiError;
-use super::{auth, ingest, runs, AppState};
+use super::{auth, control, ingest, runs, AppState};
 
 /// The API description, checked in and served as is.
 const OPENAPI: &str = include_str!("../../../docs/openapi.json");
 
 pub fn routes(state: AppState) -> Router {
     let reads = runs::routes()
+        .merge(control::reads())
         .route("/api/queue", get(queue))
         .route("/api/dead-letters", get(dead_letters))
         .route("/api/rules", get(rules))
@@ -28,8 +29,9 @@ pub fn routes(state: AppState) -> Router {
         .route("/api/info", get(info))
         .route("/metrics", get(metrics))
         .route_layer(axum::middleware::from_fn_with_state(Arc::clone(&state), auth::read_access));
-    let mut writes =
-        Router::new().route("/api/dead-letters/{id}/replay", post(replay)).route("/api/dead-letters", delete(purge));
+    let mut writes = control::writes()
+        .route("/api/dead-letters/{id}/replay", post(replay))
+        .route("/api/dead-letters", delete(purge));
     if state.ingest {
         // Room for the largest allowed message plus JSON framing; the handler
         // answers 413 with the limit in words.

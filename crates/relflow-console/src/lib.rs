@@ -10,6 +10,7 @@
 
 mod api;
 mod auth;
+mod control;
 mod error;
 mod ingest;
 mod logs;

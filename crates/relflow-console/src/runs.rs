@@ -133,6 +133,11 @@ async fn show_run(State(state): State<AppState>, Path(id): Path<String>) -> Resu
         map.remove("log");
         map.insert("log_url".into(), format!("/api/runs/{}/log", run.run.record.id).into());
         map.insert("log_stream_url".into(), format!("/api/runs/{}/log/stream", run.run.record.id).into());
+        let rerun_of = state.store.rerun_of(&run.run.record.id).await.map_err(|e| ApiError::backend("run store", e))?;
+        map.insert("rerun_of".into(), rerun_of.into());
+        // For the page's "time left": the rule's timeout as configured now.
+        let timeout = state.config.rules.iter().find(|r| r.name == run.run.record.rule).map(|r| r.timeout.as_secs());
+        map.insert("timeout_secs".into(), timeout.into());
     }
     Ok(Json(value))
 }

@@ -16,6 +16,8 @@
 //! * [`Backends`] opens the queue and store the config names; [`options`]
 //!   is the one place that maps the config to each component's options.
 //! * [`RunLogs`] is how a running run's log is shared with `relflow serve`.
+//! * [`control`] is what operators ask of runs (re-run, cancel) and a
+//!   message's whole history; the worker honours it (`history.rs`, `run.rs`).
 //! * [`Metrics`] counts what flows through the process for `/metrics`.
 //! * With `[announce]`, every run's events go into the outbox with the run
 //!   state change they report, and the worker drains the outbox onto the
@@ -25,8 +27,10 @@
 
 mod announce;
 mod backends;
+pub mod control;
 mod dead_letters;
 mod failpoint;
+mod history;
 mod locks;
 mod logs;
 mod metrics;

@@ -4,9 +4,9 @@
 use relflow_ansible::PlaybookRun;
 use relflow_core::config::PlaybookError;
 use relflow_core::{Message, Rule};
-use relflow_store::{LockGuard, NewRun};
+use relflow_store::{LockGuard, NewRun, Request, RunFilter};
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::announce::Started;
 use crate::locks::KeyedGuard;
@@ -17,7 +17,8 @@ use crate::worker::Worker;
 
 impl Worker {
     /// Runs `rule` for `msg` (attempt `attempt`) unless that is already done
-    /// or cannot help, and records the run.
+    /// or cannot help, and records the run. With `rerun` (an operator's
+    /// request, taken for run id `.1`), it runs whatever happened before.
     pub(crate) async fn run_rule(
         &self,
         rule: &Rule,
@@ -25,9 +26,12 @@ impl Worker {
         batch: Option<&BatchRun>,
         attempt: u32,
         kill: CancellationToken,
+        rerun: Option<&(Request, String)>,
     ) -> RuleOutcome {
-        if let Some(skip) = self.preflight(rule, msg, attempt).await {
-            return skip;
+        if rerun.is_none() {
+            if let Some(skip) = self.preflight(rule, msg, attempt).await {
+                return skip;
+            }
         }
         let playbook = match batch.and_then(|b| b.playbook.as_deref()) {
             Some(other) => self.config.playbook_file(other),
@@ -39,7 +43,8 @@ impl Worker {
         };
         let _slot = self.run_slots.acquire().await;
         let _busy = self.metrics.busy();
-        let run_id = uuid::Uuid::new_v4().to_string();
+        let run_id = rerun.map_or_else(|| uuid::Uuid::new_v4().to_string(), |(_, id)| id.clone());
+        let attempt = self.attempt_number(rule, msg, attempt).await;
         let started = match self.record_start(rule, msg, self.new_run(&run_id, rule, msg, attempt, &playbook)).await {
             Ok(started) => started,
             Err(e) => return RuleOutcome::Failed(format!("cannot record the run: {e}")),
@@ -96,14 +101,45 @@ impl Worker {
             allow_no_hosts: rule.allow_no_hosts,
         };
         let clock = std::time::Instant::now();
-        let result = self.runner.run(&run, kill).await;
-        let outcome = record::run_outcome(&result);
+        let stop = kill.child_token();
+        let watcher = tokio::spawn(watch_cancel(std::sync::Arc::clone(&self.store), run_id.to_owned(), stop.clone()));
+        let result = self.runner.run(&run, stop.clone()).await;
+        // Cancelled, but not by this worker's shutdown: an operator asked.
+        let operator = stop.is_cancelled() && !kill.is_cancelled();
+        let cancelled_by = if operator && matches!(result.outcome, relflow_ansible::Outcome::Cancelled) {
+            watcher.await.ok().flatten()
+        } else {
+            watcher.abort();
+            None
+        };
+        let mut outcome = record::run_outcome(&result);
+        if let Some(by) = &cancelled_by {
+            outcome.error = Some(format!("cancelled by {by}"));
+        }
         self.metrics.run_finished(&rule.name, outcome.status.as_str(), clock.elapsed());
         info!(rule = %rule.name, run = %run_id, status = %outcome.status, exit_code = result.exit_code,
               ok = result.stats.ok, changed = result.stats.changed, failed = result.stats.failed, "run finished");
         self.record_finish(rule, msg, started, &outcome).await;
         self.logs.finished(run_id);
-        record::rule_outcome(&result)
+        match cancelled_by {
+            Some(by) => RuleOutcome::Cancelled(by),
+            None => record::rule_outcome(&result),
+        }
+    }
+
+    /// The attempt number to record: one more than the runs of this rule for
+    /// this message so far, so it keeps counting across redeliveries,
+    /// replays and re-runs (the queue's own count restarts with each).
+    async fn attempt_number(&self, rule: &Rule, msg: &Message, queue_attempt: u32) -> u32 {
+        let filter =
+            RunFilter { message_id: Some(msg.id.clone()), rule: Some(rule.name.clone()), ..Default::default() };
+        match self.store.count(&filter).await {
+            Ok(before) => queue_attempt.max(u32::try_from(before).unwrap_or(u32::MAX).saturating_add(1)),
+            Err(e) => {
+                warn!("cannot count earlier runs (recording the queue's attempt number): {e}");
+                queue_attempt
+            }
+        }
     }
 
     fn new_run(
@@ -137,5 +173,33 @@ impl Worker {
         let local = self.groups.lock(&group).await;
         let shared = self.store.lock(&group).await?;
         Ok(Some((local, shared)))
+    }
+}
+
+/// How often a running run's worker asks the store whether an operator
+/// cancelled it: one primary-key read, so a cancel lands within about this.
+const CANCEL_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Polls for a cancel request for `run_id`; on one, fires `stop` and
+/// returns who asked. Runs until aborted otherwise.
+async fn watch_cancel(
+    store: std::sync::Arc<dyn relflow_store::RunStore>,
+    run_id: String,
+    stop: CancellationToken,
+) -> Option<String> {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return None,
+            _ = tokio::time::sleep(CANCEL_POLL) => {}
+        }
+        match store.cancel_requested(&run_id).await {
+            Ok(Some(by)) => {
+                info!(run = %run_id, %by, "cancel requested; stopping the run");
+                stop.cancel();
+                return Some(by);
+            }
+            Ok(None) => {}
+            Err(e) => warn!(run = %run_id, "cannot check for a cancel request: {e}"),
+        }
     }
 }

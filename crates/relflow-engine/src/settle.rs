@@ -12,6 +12,7 @@
 //! | handed out more than `max_deliveries` times          | `DeadLetter` (it kills its workers)|
 //! | its runs would be over `[announce] max_chain_depth`  | `DeadLetter` at once               |
 //! | the worker is shutting down mid-run                  | `Release` (redelivered, no attempt)|
+//! | an operator cancelled the run                        | that rule counts as done (no retry)|
 //!
 //! A worker that is killed settles nothing: the queue redelivers the message
 //! (RabbitMQ when the connection drops, the embedded queue when the lease
@@ -54,6 +55,8 @@ pub enum RuleOutcome {
     Permanent(String),
     /// Stopped because the worker is shutting down.
     Interrupted,
+    /// Stopped because an operator cancelled it (who, in words): done, not retried.
+    Cancelled(String),
 }
 
 /// One matching rule's part in the decision.
@@ -109,7 +112,10 @@ pub fn settle(handled: &Handled<'_>, worker: &WorkerConfig) -> Settle {
     let mut retry_left = false;
     for r in rules {
         match &r.outcome {
-            RuleOutcome::Succeeded | RuleOutcome::AlreadyDone | RuleOutcome::Interrupted => {}
+            RuleOutcome::Succeeded
+            | RuleOutcome::AlreadyDone
+            | RuleOutcome::Interrupted
+            | RuleOutcome::Cancelled(_) => {}
             RuleOutcome::Permanent(why) => permanent.push(format!("rule {:?}: {why}", r.rule)),
             RuleOutcome::Failed(why) => {
                 retry_left |= attempt <= r.retries;
@@ -171,6 +177,11 @@ mod tests {
             ("no rule matched", Handled::NoMatch, Settle::Ack),
             ("a rule already succeeded earlier: skipped, acked", ran(3, &[("a", 0, AlreadyDone)]), Settle::Ack),
             ("already done beside a fresh success", ran(2, &[("a", 1, AlreadyDone), ("b", 1, Succeeded)]), Settle::Ack),
+            (
+                "an operator cancelled the run: acked, not retried",
+                ran(1, &[("a", 3, Cancelled("ops".into()))]),
+                Settle::Ack,
+            ),
             (
                 "failed with retries left: first backoff",
                 ran(1, &[("a", 2, failed("exit 2"))]),

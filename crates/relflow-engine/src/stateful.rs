@@ -198,7 +198,7 @@ impl Worker {
         };
         let outcome = self.run_batch(rule, &batch, d.attempt, kill).await;
         let verdict = RuleVerdict { rule: &rule.name, retries: rule.retries, outcome };
-        self.conclude(msg, Handled::Ran { attempt: d.attempt, rules: vec![verdict] }).await
+        self.conclude(d, msg, Handled::Ran { attempt: d.attempt, rules: vec![verdict] }).await
     }
 
     async fn run_batch(&self, rule: &Rule, batch: &Batch, attempt: u32, kill: CancellationToken) -> RuleOutcome {
@@ -222,7 +222,7 @@ impl Worker {
         };
         run_msg.id = batch_message_id(&batch.id);
         let run = BatchRun { msgs: msgs(batch), playbook: on_timeout.filter(|_| timed_out) };
-        self.run_rule(rule, &run_msg, Some(&run), attempt, kill).await
+        self.run_rule(rule, &run_msg, Some(&run), attempt, kill, None).await
     }
 }
 

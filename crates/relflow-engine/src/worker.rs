@@ -267,7 +267,19 @@ impl Worker {
         if Self::is_batch(msg) {
             return self.process_batch(d, msg, kill).await;
         }
-        let matches = match_rules(&self.config.rules, msg);
+        self.note_redelivery(d, msg).await;
+        let (msg, rerun) = self.take_rerun(msg).await;
+        let msg = &msg;
+        let matches = match &rerun {
+            // An operator's re-run: that rule alone, whatever its topic and condition say now.
+            Some((req, _)) => match self.config.rules.iter().find(|r| r.name == req.rule) {
+                Some(rule) => relflow_core::Matches { rules: vec![rule], errors: Vec::new() },
+                None => {
+                    return Settle::DeadLetter(format!("re-run of rule {:?}: no such rule in the config", req.rule))
+                }
+            },
+            None => match_rules(&self.config.rules, msg),
+        };
         for (rule, err) in &matches.errors {
             warn!(rule = %rule.name, msg_id = %msg.id, "condition could not be evaluated, treating as no match: {err}");
         }
@@ -284,10 +296,11 @@ impl Worker {
         self.metrics.matched(&msg.source);
         // Several rules of one message run side by side (each still takes a run slot).
         let runs = matches.rules.iter().map(|rule| async {
-            if crate::stateful::is_stateful(rule) {
+            // An operator's re-run runs the rule itself, batch or not.
+            if crate::stateful::is_stateful(rule) && rerun.is_none() {
                 self.buffer(rule, msg).await
             } else {
-                self.run_rule(rule, msg, None, d.attempt, kill.clone()).await
+                self.run_rule(rule, msg, None, d.attempt, kill.clone(), rerun.as_ref()).await
             }
         });
         let outcomes = join_all(runs).await;
@@ -297,13 +310,14 @@ impl Worker {
             .zip(outcomes)
             .map(|(rule, outcome)| RuleVerdict { rule: &rule.name, retries: rule.retries, outcome })
             .collect();
-        self.conclude(msg, Handled::Ran { attempt: d.attempt, rules }).await
+        self.conclude(d, msg, Handled::Ran { attempt: d.attempt, rules }).await
     }
 
     /// How to settle `msg` after its rules ran, logged (and announced when
     /// it is dead-lettered).
-    pub(crate) async fn conclude(&self, msg: &Message, handled: Handled<'_>) -> Settle {
+    pub(crate) async fn conclude(&self, d: &Delivery, msg: &Message, handled: Handled<'_>) -> Settle {
         let decision = settle(&handled, &self.config.worker);
+        self.note_settle(d, msg, &decision).await;
         match &decision {
             Settle::Retry { delay, reason } => {
                 info!(msg_id = %msg.id, ?delay, "retrying later: {reason}");

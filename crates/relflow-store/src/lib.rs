@@ -6,6 +6,7 @@
 //! between the two makes the queue redeliver a message whose work is already
 //! done, and this check is what keeps it from running twice.
 
+pub mod control;
 pub mod outbox;
 mod page;
 mod postgres;
@@ -17,6 +18,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 
+pub use control::{Control, HistoryEvent, Request, RequestKind};
 pub use outbox::{Backlog, NewEvent, Outbox, PendingEvent};
 pub use page::{Cursor, RuleCount, COUNT_CAP, MAX_OFFSET};
 pub use postgres::PgStore;
@@ -221,10 +223,11 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// Where runs are recorded, and the events that report them wait
-/// ([`Outbox`]).
+/// Where runs are recorded, the events that report them wait
+/// ([`Outbox`]), and operators' requests and messages' histories are kept
+/// ([`Control`]).
 #[async_trait]
-pub trait RunStore: Outbox + StateStore + Send + Sync {
+pub trait RunStore: Outbox + StateStore + Control + Send + Sync {
     /// Records a run as started. Earlier runs of the same (message, rule)
     /// still marked running are marked abandoned: their worker died, which
     /// is why the message came back.

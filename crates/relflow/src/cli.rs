@@ -214,8 +214,41 @@ pub enum RunsCommand {
         #[command(flatten)]
         json: JsonFlag,
     },
-    /// The full ansible-playbook output of a run.
-    Log { id: String },
+    /// The full ansible-playbook output of a run (of a running run on this
+    /// host: what it wrote so far).
+    Log {
+        id: String,
+        /// Keep printing what a running run writes until it ends.
+        #[arg(long, short = 'f')]
+        follow: bool,
+    },
+    /// Run a run's rule again for the same message, even if it succeeded.
+    ///
+    /// The message is queued again for that rule alone; a worker runs it as
+    /// a new run linked to this one (`rerun_of`).
+    Rerun {
+        id: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Stop a running run, on whichever worker and host holds it.
+    ///
+    /// The worker holding it notices within about a second, stops the whole
+    /// ansible-playbook process tree and records the run as cancelled (the
+    /// message is not retried).
+    Cancel {
+        id: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Everything that happened to one message: runs, retries,
+    /// redeliveries, dead letters, replays, re-runs and cancels, oldest first.
+    History {
+        /// The message id (as in `relflow runs list` / `runs show`).
+        message_id: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
 }
 
 #[derive(Debug, Args)]

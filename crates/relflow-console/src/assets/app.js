@@ -20,7 +20,7 @@ function el(tag, attrs, ...children) {
     if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
     else node.setAttribute(k, v === true ? "" : String(v));
   }
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c === undefined || c === null) continue;
     node.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
@@ -59,6 +59,8 @@ async function api(path, options) {
     const why = body && body.error ? body.error : response.status + " " + response.statusText;
     throw new Error(why);
   }
+  // An action that worked makes an earlier action's error stale.
+  if (opts.method && opts.method !== "GET") document.getElementById("error").hidden = true;
   return body;
 }
 
@@ -73,7 +75,49 @@ function statusBadge(status) {
   return el("span", { class: "status s-" + String(status).replace(/[^a-z_]/g, "") }, status);
 }
 
-function when(t) { return t ? new Date(t).toLocaleString() : ""; }
+// Local time with its zone, so a time is never ambiguous.
+function when(t) { return t ? new Date(t).toLocaleString(undefined, { timeZoneName: "short" }) : ""; }
+
+function secs(n) { return n < 120 ? `${Math.round(n)}s` : `${Math.floor(n / 60)}m ${Math.round(n % 60)}s`; }
+
+// "running for 42s, 4m 18s left before its timeout" for a running run.
+function elapsed(run) {
+  if (run.status !== "running") return "";
+  const s = (Date.now() - new Date(run.started_at)) / 1000;
+  const left = run.timeout_secs === null ? "" : `, ${secs(Math.max(0, run.timeout_secs - s))} left before its timeout`;
+  return `running for ${secs(s)}${left}`;
+}
+
+// Re-run (any run) and Cancel (a running one); both need the token.
+function runActions(run) {
+  const act = async (button, what) => {
+    button.disabled = true;
+    try {
+      const r = await api(`/api/runs/${encodeURIComponent(run.id)}/${what}`, { method: "POST" });
+      document.getElementById("run-action-result").textContent = what === "rerun"
+        ? "Re-run queued: a worker runs it as a new run; it shows up in the history below."
+        : "Cancel requested: the worker holding the run stops it within seconds.";
+      if (what === "rerun") setTimeout(() => route(true), 1500);
+      return r;
+    } catch (e) { button.disabled = false; showError(e); }
+  };
+  return el("p", { id: "run-actions" },
+    el("button", { id: "rerun", onclick: ev => act(ev.target, "rerun") }, "Re-run"), " ",
+    run.status === "running" ? el("button", { id: "cancel", onclick: ev => act(ev.target, "cancel") }, "Cancel") : null,
+    " ", el("span", { class: "muted", id: "run-action-result" }));
+}
+
+// Everything that happened to the run's message, oldest first.
+async function historyTable(messageId) {
+  const { history } = await api(`/api/messages/${encodeURIComponent(messageId)}/history`);
+  return el("table", { id: "history" },
+    el("thead", {}, el("tr", {}, ["when", "what", "attempt", "rule", "run", "detail", "by"].map(h => el("th", {}, h)))),
+    el("tbody", {}, history.map(h => el("tr", { "data-kind": h.kind },
+      el("td", {}, when(h.at)), el("td", {}, h.status ? statusBadge(h.status) : h.kind), el("td", {}, h.attempt ?? ""),
+      el("td", {}, h.rule || ""),
+      el("td", {}, h.run_id ? el("a", { href: "#/runs/" + encodeURIComponent(h.run_id), class: "mono" }, h.run_id.slice(0, 8)) : ""),
+      el("td", { class: "reason" }, h.detail), el("td", { class: "mono" }, h.by || "")))));
+}
 
 function took(run) {
   if (!run.finished_at) return "";
@@ -254,12 +298,14 @@ async function runView(id) {
     el("dt", {}, "playbook"), el("dd", { class: "mono" }, run.playbook),
     el("dt", {}, "message"), el("dd", { class: "mono" }, `${run.message_id} (${run.topic})`),
     el("dt", {}, "attempt"), el("dd", {}, run.attempt),
+    run.rerun_of ? [el("dt", {}, "re-run of"), el("dd", { id: "run-rerun-of" },
+      el("a", { href: "#/runs/" + encodeURIComponent(run.rerun_of), class: "mono" }, "run " + run.rerun_of.slice(0, 8)))] : [],
     el("dt", {}, "worker"), el("dd", {}, run.worker),
     run.triggered_by ? [el("dt", {}, "triggered by"), el("dd", { id: "run-triggered-by" }, runLink(run.triggered_by))] : [],
     (run.triggered || []).length ? [el("dt", {}, "triggered"),
       el("dd", { id: "run-triggered" }, run.triggered.map(r => el("div", {}, runLink(r))))] : [],
     el("dt", {}, "started"), el("dd", {}, when(run.started_at)),
-    el("dt", {}, "finished"), el("dd", {}, when(run.finished_at)),
+    el("dt", {}, "finished"), el("dd", { id: "run-finished" }, when(run.finished_at) || elapsed(run)),
     el("dt", {}, "tasks"), el("dd", {}, `ok=${c.ok} changed=${c.changed} failed=${c.failed} skipped=${c.skipped} unreachable=${c.unreachable}`),
     run.error ? [el("dt", {}, "error"), el("dd", { id: "run-error" }, run.error)] : []);
   const tasks = el("table", { id: "tasks" },
@@ -268,7 +314,9 @@ async function runView(id) {
       el("td", {}, statusBadge(t.status)), el("td", {}, t.host), el("td", {}, t.task), el("td", { class: "mono" }, t.msg || "")))));
   const pre = el("pre", { class: "log", id: "log" });
   const message = el("pre", { class: "mono", id: "message" }, JSON.stringify(run.message, null, 2));
-  setMain(el("h2", {}, "Run ", el("span", { class: "mono" }, run.id)), details,
+  const history = await historyTable(run.message_id).catch(e => el("p", { class: "muted" }, "No history: " + e.message));
+  setMain(el("h2", {}, "Run ", el("span", { class: "mono" }, run.id)), details, runActions(run),
+    el("h2", {}, "Message history"), history,
     el("h2", {}, "Tasks"), tasks, el("h2", {}, "Log ", el("span", { class: "muted", id: "log-state" }, run.status === "running" ? "(live)" : "")),
     pre, el("h2", {}, "Message"), message);
   readLogStream(run.id, pre, async () => {

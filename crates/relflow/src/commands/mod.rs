@@ -2,6 +2,7 @@
 
 mod bridge;
 mod check;
+mod control;
 mod dead_letters;
 mod dry_run;
 mod publish;

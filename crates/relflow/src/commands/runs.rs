@@ -1,4 +1,4 @@
-//! `relflow runs list|show|log`
+//! `relflow runs list|show|log` (rerun, cancel and history: control.rs)
 
 use std::process::ExitCode;
 
@@ -31,10 +31,10 @@ pub async fn run(config: &Config, cmd: RunsCommand) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        RunsCommand::Log { id } => {
-            print!("{}", find(store, &id).await?.log);
-            Ok(ExitCode::SUCCESS)
-        }
+        RunsCommand::Log { id, follow } => log(config, store, &id, follow).await,
+        RunsCommand::Rerun { id, json } => super::control::rerun(config, store, &id, json.json).await,
+        RunsCommand::Cancel { id, json } => super::control::cancel(store, &id, json.json).await,
+        RunsCommand::History { message_id, json } => super::control::history(store, &message_id, json.json).await,
     }
 }
 
@@ -50,6 +50,43 @@ async fn known_rule(config: &Config, store: &dyn RunStore, rule: &str) -> Result
     }
     let names: Vec<&str> = config.rules.iter().map(|r| r.name.as_str()).collect();
     bail!("no rule named {rule:?} in {} (rules: {})", config.path.display(), names.join(", "))
+}
+
+/// A finished run's log from the store; a running one's from its live file
+/// on this host, followed until the run ends with `follow`.
+async fn log(config: &Config, store: &dyn RunStore, id: &str, follow: bool) -> Result<ExitCode> {
+    use std::io::Write;
+    let run = find(store, id).await?;
+    if run.record.status != RunStatus::Running {
+        print!("{}", run.log);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let logs = relflow_engine::RunLogs::new(&config.data_dir);
+    let mut printed = 0;
+    loop {
+        let text = logs.read(&run.record.id).await.unwrap_or_default();
+        if let Some(new) = text.get(printed..).filter(|t| !t.is_empty()) {
+            print!("{new}");
+            std::io::stdout().flush()?;
+            printed = text.len();
+        }
+        let now = find(store, &run.record.id).await?;
+        if now.record.status != RunStatus::Running {
+            // The stored log is the whole output; print what the file had not shown yet.
+            print!("{}", now.log.get(printed..).unwrap_or_default());
+            return Ok(ExitCode::SUCCESS);
+        }
+        if !follow {
+            if printed == 0 {
+                eprintln!(
+                    "run {} is running on {}; its live log is on that host (or use --follow)",
+                    now.record.id, now.record.worker
+                );
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
 }
 
 async fn find(store: &dyn RunStore, id: &str) -> Result<RunDetail> {
