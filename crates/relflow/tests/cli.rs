@@ -39,3 +39,12 @@ fn a_mistyped_rule_is_an_error_not_an_empty_list() {
     assert!(stderr.contains("no rule named \"compose-finishd\"") && stderr.contains("compose-finished"), "{stderr}");
     assert!(env.ok(&["runs", "list", "--rule", "compose-finished"]).contains("no runs"));
 }
+
+#[test]
+fn a_since_before_the_calendar_is_an_error_not_a_panic() {
+    let env = Env::new("");
+    let out = env.run(&["runs", "list", "--since", "99999999999d"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("--since") && stderr.contains("too long ago") && !stderr.contains("panicked"), "{stderr}");
+}
