@@ -229,7 +229,7 @@ impl Source for WebhookServer {
             .await
             .with_context(|| format!("cannot listen on {} ([ingest] listen)", self.listen))?;
         tracing::info!(listen = %self.listen, hooks = self.hooks.len(), "serving POST /hooks/{{name}}");
-        axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await?;
+        crate::http::serve(listener, app, crate::http::HttpLimits::default(), shutdown).await;
         Ok(())
     }
 }
