@@ -274,11 +274,15 @@ fn push_u_escape(out: &mut String, c: char) {
 /// Integers are written as is. PyYAML's float pattern wants a `.` and a signed
 /// exponent (`1.0e+300`), while JSON (and serde_json) writes `1e300`, which
 /// PyYAML would read as a *string*; so floats are normalised.
+///
+/// `n` keeps the text it was sent as (serde_json's `arbitrary_precision`), so
+/// an integer of any size stays an integer and `-0` stays `-0` (Python reads
+/// both as the `int` JSON meant); only a float's spelling is changed.
 fn yaml_number(n: &Number) -> String {
-    if n.is_i64() || n.is_u64() {
-        return n.to_string();
-    }
     let text = n.to_string();
+    if !text.contains(['.', 'e', 'E']) {
+        return text;
+    }
     let (mantissa, exponent) = match text.find(['e', 'E']) {
         Some(i) => (&text[..i], Some(&text[i + 1..])),
         None => (text.as_str(), None),
@@ -397,5 +401,10 @@ mod tests {
         assert_eq!(n(json!(-2.5e-7)), "-2.5e-7");
         assert_eq!(n(json!(42)), "42");
         assert_eq!(n(json!(u64::MAX)), "18446744073709551615");
+        let raw = |t: &str| n(serde_json::from_str(t).unwrap());
+        assert_eq!(raw("123456789012345678901234567890"), "123456789012345678901234567890");
+        assert_eq!(raw("-0"), "-0");
+        assert_eq!(raw("1E5"), "1.0e+5");
+        assert_eq!(raw("0.30000000000000004"), "0.30000000000000004");
     }
 }

@@ -172,8 +172,8 @@ impl Server {
             let app = self.router;
             let stop = shutdown.clone();
             self.tasks.spawn(async move {
-                let served = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await;
-                ("http server", served.context("the HTTP server failed"))
+                relflow_ingest::http::serve(listener, app, relflow_ingest::http::HttpLimits::default(), stop).await;
+                ("http server", Ok(()))
             });
         }
         let mut failure = None;

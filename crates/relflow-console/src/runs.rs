@@ -34,7 +34,7 @@ fn parse_time(name: &str, value: &str) -> Result<DateTime<Utc>, ApiError> {
             "{name}={value:?}: give an RFC 3339 time (2024-05-01T12:00:00Z) or a duration ago (2h, 3d)"
         ))
     })?;
-    Ok(Utc::now() - chrono::Duration::from_std(ago).unwrap_or_default())
+    relflow_core::ago(ago).ok_or_else(|| ApiError::bad_request(format!("{name}={value:?}: too long ago")))
 }
 
 #[derive(Debug, Deserialize)]

@@ -8,6 +8,7 @@
 //! the config file (and the secret files it names) and checking that
 //! playbook paths exist and stay inside `playbooks_dir`.
 
+mod ago;
 pub mod condition;
 pub mod config;
 pub mod loopabull;
@@ -17,8 +18,9 @@ mod rules;
 mod text;
 mod topic;
 
+pub use ago::ago;
 pub use config::{Config, ConfigError};
 pub use message::{json_type, validate_topic, DecodeError, Message, DEFAULT_MAX_MESSAGE_BYTES};
 pub use rules::{explain_rules, match_rules, Expect, GroupSpec, Matches, Rule, RuleTest, Verdict};
-pub use text::truncate;
+pub use text::{escape_controls, truncate, ControlEscaper};
 pub use topic::{PatternError, TopicPattern};

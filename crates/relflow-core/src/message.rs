@@ -14,7 +14,7 @@
 //! the body is the publisher's business. Every way it can be wrong has its
 //! own [`DecodeError`] variant with a message that names the problem.
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Datelike, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -89,7 +89,8 @@ pub fn json_type(v: &Value) -> &'static str {
 /// bytes of dot-separated, non-empty words, no white space or control
 /// characters, and no `*` or `#` (those are pattern characters).
 pub fn validate_topic(topic: &str) -> Result<(), DecodeError> {
-    let bad = |reason| Err(DecodeError::BadTopic { topic: topic.to_owned(), reason });
+    // The error echoes the topic: a 10 KB one is cut, not repeated in full.
+    let bad = |reason| Err(DecodeError::BadTopic { topic: crate::truncate(topic, 300), reason });
     if topic.is_empty() {
         return bad("it is empty");
     }
@@ -246,6 +247,10 @@ fn parse_object(bytes: &[u8], max_bytes: usize) -> Result<Map<String, Value>, De
         return Err(DecodeError::TooLarge { size: bytes.len(), limit: max_bytes });
     }
     let text = std::str::from_utf8(bytes).map_err(|e| DecodeError::InvalidUtf8 { offset: e.valid_up_to() })?;
+    if text.starts_with('\u{feff}') {
+        // serde_json would say "expected value at line 1 column 1", which hides the cause.
+        return Err(DecodeError::NotJson("it starts with a UTF-8 byte order mark (BOM); save it without one".into()));
+    }
     match serde_json::from_str::<Value>(text).map_err(|e| DecodeError::NotJson(e.to_string()))? {
         Value::Object(obj) => Ok(obj),
         other => Err(DecodeError::NotAnObject { found: json_type(&other) }),
@@ -274,7 +279,13 @@ fn unix_seconds(secs: f64) -> Result<DateTime<Utc>, DecodeError> {
         return Err(bad());
     }
     let millis = (secs * 1000.0).round() as i64;
-    Utc.timestamp_millis_opt(millis).single().ok_or_else(bad)
+    let time = Utc.timestamp_millis_opt(millis).single().ok_or_else(bad)?;
+    // RFC 3339 has four-digit years: chrono would write `+20000-01-01...`,
+    // which no consumer of `sent_at` parses.
+    if !(0..=9999).contains(&time.year()) {
+        return Err(bad());
+    }
+    Ok(time)
 }
 
 /// An id for an event whose publisher gave none: a hash of what makes it

@@ -115,6 +115,17 @@ fn malformed_input_gets_a_typed_error_naming_the_problem() {
     assert!(matches!(Message::decode(big.as_bytes(), "t", MAX), Err(DecodeError::TooLarge { limit: MAX, .. })));
     // Messages name the problem in words.
     assert!(err(b"[1]").to_string().contains("must be a JSON object"));
+    let bom = err(b"\xef\xbb\xbf{\"topic\": \"a.b\", \"msg\": {}}").to_string();
+    assert!(bom.contains("byte order mark"), "{bom}");
+    let long = format!(r#"{{"topic": "a..{}", "msg": {{}}}}"#, "x".repeat(10_000));
+    let e = err(long.as_bytes()).to_string();
+    assert!(e.len() < 500 && e.contains("longer than 255"), "{} bytes: {}", e.len(), &e[..200]);
+    for absurd in ["1e15", "-1e14", "253402300800"] {
+        let text = format!(r#"{{"topic": "a.b", "msg": {{}}, "timestamp": {absurd}}}"#);
+        assert!(matches!(err(text.as_bytes()), DecodeError::BadTime { field: "timestamp", .. }), "{absurd}");
+    }
+    let ok = Message::decode(br#"{"topic": "a.b", "msg": {}, "timestamp": 253402300799}"#, "t", MAX).unwrap();
+    assert_eq!(ok.sent_at.unwrap().to_rfc3339(), "9999-12-31T23:59:59+00:00");
 }
 
 #[test]

@@ -119,19 +119,22 @@ impl PyJson {
         }
     }
 
-    /// Converts from `serde_json`. Exact except for integers outside the 64-bit
-    /// range, which `serde_json` (without `arbitrary_precision`) already turned
-    /// into floats: use [`parse`] on the raw bytes when that matters.
+    /// Converts from `serde_json`. Exact: the workspace builds serde_json with
+    /// `arbitrary_precision`, so an integer keeps its digits at any size.
     pub fn from_serde(v: &serde_json::Value) -> PyJson {
         use serde_json::Value as V;
         match v {
             V::Null => PyJson::Null,
             V::Bool(b) => PyJson::Bool(*b),
             V::Number(n) => {
-                if n.is_f64() {
+                let text = n.to_string();
+                if text.contains(['.', 'e', 'E']) {
                     PyJson::Float(n.as_f64().unwrap_or(f64::NAN))
+                } else if text == "-0" {
+                    // Python's json reads `-0` as the int 0.
+                    PyJson::Int("0".into())
                 } else {
-                    PyJson::Int(n.to_string())
+                    PyJson::Int(text)
                 }
             }
             V::String(s) => PyJson::Str(s.as_str().into()),
@@ -141,18 +144,13 @@ impl PyJson {
     }
 
     /// Converts to `serde_json`. Lossy only where `serde_json` cannot hold the
-    /// value: integers beyond 64 bits become floats, non-finite floats become
-    /// null, lone surrogates become U+FFFD.
+    /// value: non-finite floats become null, lone surrogates become U+FFFD.
     pub fn to_serde(&self) -> serde_json::Value {
         use serde_json::Value as V;
         match self {
             PyJson::Null => V::Null,
             PyJson::Bool(b) => V::Bool(*b),
-            PyJson::Int(s) => s
-                .parse::<i64>()
-                .map(V::from)
-                .or_else(|_| s.parse::<u64>().map(V::from))
-                .unwrap_or_else(|_| s.parse::<f64>().ok().map(V::from).unwrap_or(V::Null)),
+            PyJson::Int(s) => s.parse::<serde_json::Number>().map(V::Number).unwrap_or(V::Null),
             PyJson::Float(f) => serde_json::Number::from_f64(*f).map(V::Number).unwrap_or(V::Null),
             PyJson::Str(s) => V::String(s.to_string_lossy()),
             PyJson::Array(a) => V::Array(a.iter().map(PyJson::to_serde).collect()),
@@ -608,6 +606,8 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(r#"{"a":1.0,"b":1,"c":1e16,"d":-5}"#).unwrap();
         assert_eq!(to_canonical(&PyJson::from_serde(&v)), r#"{"a":1.0,"b":1,"c":1e+16,"d":-5}"#);
         assert_eq!(PyJson::from_serde(&v).to_serde(), v);
+        let big: serde_json::Value = serde_json::from_str("[123456789012345678901234567890, -0]").unwrap();
+        assert_eq!(to_canonical(&PyJson::from_serde(&big)), "[123456789012345678901234567890,0]");
     }
 
     #[test]

@@ -196,7 +196,8 @@ pub fn to_message(source: &str, d: &Delivery, max_bytes: usize) -> Result<Messag
     Message::from_fedora_messaging(m, source).map_err(|e| ("decode", e.to_string()))
 }
 
-/// AMQP header values as plain JSON (byte strings as UTF-8 where they are).
+/// AMQP header values as plain JSON: byte strings as strings where they are
+/// UTF-8, otherwise `{"hex": "..."}`, so no byte is turned into U+FFFD.
 pub fn table_to_json(t: &FieldTable) -> Value {
     Value::Object(t.inner().iter().map(|(k, v)| (k.as_str().to_owned(), value_to_json(v))).collect())
 }
@@ -215,11 +216,33 @@ fn value_to_json(v: &AMQPValue) -> Value {
         AMQPValue::Double(f) => (*f).into(),
         AMQPValue::DecimalValue(d) => (d.value as f64 / 10f64.powi(d.scale.into())).into(),
         AMQPValue::ShortString(s) => s.as_str().into(),
-        AMQPValue::LongString(s) => String::from_utf8_lossy(s.as_bytes()).into_owned().into(),
+        AMQPValue::LongString(s) => bytes_to_json(s.as_bytes()),
         AMQPValue::FieldArray(a) => Value::Array(a.as_slice().iter().map(value_to_json).collect()),
         AMQPValue::Timestamp(t) => (*t).into(),
         AMQPValue::FieldTable(t) => table_to_json(t),
-        AMQPValue::ByteArray(b) => String::from_utf8_lossy(b.as_slice()).into_owned().into(),
+        AMQPValue::ByteArray(b) => bytes_to_json(b.as_slice()),
         AMQPValue::Void => Value::Null,
+    }
+}
+
+fn bytes_to_json(bytes: &[u8]) -> Value {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => text.into(),
+        Err(_) => serde_json::json!({"hex": hex::encode(bytes)}),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use lapin::types::{AMQPValue, ByteArray, FieldTable, LongString};
+
+    #[test]
+    fn byte_headers_keep_every_byte() {
+        let mut t = FieldTable::default();
+        t.insert("bin".into(), AMQPValue::ByteArray(ByteArray::from(vec![0xff, 0x00, 0x41])));
+        t.insert("long".into(), AMQPValue::LongString(LongString::from(vec![0xc3, 0x28])));
+        t.insert("text".into(), AMQPValue::LongString(LongString::from("é")));
+        let v = super::table_to_json(&t);
+        assert_eq!(v, serde_json::json!({"bin": {"hex": "ff0041"}, "long": {"hex": "c328"}, "text": "é"}));
     }
 }

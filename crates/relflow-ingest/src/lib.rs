@@ -36,6 +36,7 @@
 
 pub mod amqp;
 pub mod dedupe;
+pub mod http;
 pub mod sink;
 pub mod webhook;
 pub mod zmq;

@@ -220,17 +220,35 @@ impl Sink {
             return Ok(self.reject(&msg.source, Some(&msg.id), Some(&msg.topic), "too_large", reason));
         }
         let ticket = match self.inner.dedupe.claim(&msg.id).await.inspect_err(|_| self.count_error())? {
-            Claim::Seen => {
-                self.inner.duplicates.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(source = %msg.source, id = %msg.id, topic = %msg.topic, "duplicate: already queued");
-                self.emit(&msg.source, Some(&msg.id), Some(&msg.topic), Outcome::Duplicate);
-                return Ok(Outcome::Duplicate);
-            }
+            Claim::Seen => return Ok(self.duplicate(&msg)),
             Claim::Fresh(ticket) => ticket,
         };
         self.inner.queue.enqueue(&payload).await.inspect_err(|_| self.count_error())?;
         ticket.commit().inspect_err(|_| self.count_error())?;
         Ok(self.queued(&msg))
+    }
+
+    /// Like [`submit`](Sink::submit), and also a duplicate when `content_key`
+    /// (a digest of the signed content) was queued within the window under
+    /// any id: a captured webhook resent with a fresh delivery id does not
+    /// run again.
+    pub async fn submit_once(&self, msg: Message, content_key: &str) -> Result<Outcome, SinkError> {
+        let ticket = match self.inner.dedupe.claim(content_key).await.inspect_err(|_| self.count_error())? {
+            Claim::Seen => return Ok(self.duplicate(&msg)),
+            Claim::Fresh(ticket) => ticket,
+        };
+        let outcome = self.submit(msg).await?;
+        if matches!(outcome, Outcome::Queued) {
+            ticket.commit().inspect_err(|_| self.count_error())?;
+        }
+        Ok(outcome)
+    }
+
+    fn duplicate(&self, msg: &Message) -> Outcome {
+        self.inner.duplicates.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(source = %msg.source, id = %msg.id, topic = %msg.topic, "duplicate: already queued");
+        self.emit(&msg.source, Some(&msg.id), Some(&msg.topic), Outcome::Duplicate);
+        Outcome::Duplicate
     }
 
     /// Enqueues `msg` even if its id was queued within the window: an

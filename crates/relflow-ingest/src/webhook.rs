@@ -14,6 +14,13 @@
 //! body is a fedmsg envelope or fedora-messaging message and keeps its own
 //! topic and id.
 //!
+//! Replays: a body queued from a hook is a duplicate for `[ingest]
+//! dedupe_window` whatever delivery id comes with it (the id header is not
+//! signed, so a captured request resent with a fresh id must not run again).
+//! Where the sender signs a timestamp (`timestamp_header`), the HMAC covers
+//! `<timestamp>.<body>` and a request outside `timestamp_tolerance` is
+//! refused.
+//!
 //! Responses (JSON): `202` queued, `200` duplicate, `400` rejected (with the
 //! check and reason), `401` bad signature, `404` unknown hook, `503` the work
 //! queue is down (the sender should retry).
@@ -36,7 +43,7 @@ use hmac::{Hmac, Mac};
 use relflow_core::config::ingest::{WebhookFormat, WebhookSource};
 use relflow_core::Message;
 use serde_json::{json, Map, Value};
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use crate::sink::{Outcome, Sink};
@@ -109,7 +116,8 @@ async fn receive(
         }
     };
     let id = msg.id.clone();
-    match sink.submit(msg).await {
+    let content_key = format!("{}:sha256:{}", hook.label, hex::encode(Sha256::digest(&body)));
+    match sink.submit_once(msg, &content_key).await {
         Ok(Outcome::Queued) => reply(StatusCode::ACCEPTED, json!({"outcome": "queued", "id": id})),
         Ok(Outcome::Duplicate) => reply(StatusCode::OK, json!({"outcome": "duplicate", "id": id})),
         Ok(rejected) => reply(StatusCode::BAD_REQUEST, json!(rejected)),
@@ -132,9 +140,32 @@ fn check_signature(hook: &Hook, headers: &HeaderMap, body: &[u8]) -> Result<(), 
         .ok_or_else(|| format!("malformed {name} header: expected `sha256=<hex>`"))?;
     let sig = hex::decode(hex_sig).map_err(|_| format!("malformed {name} header: the signature is not hex"))?;
     let mut mac = Hmac::<Sha256>::new_from_slice(&hook.secret).expect("HMAC takes any key length");
+    if let Some(ts_name) = &hook.config.timestamp_header {
+        let ts = signed_timestamp(headers, ts_name, hook.config.timestamp_tolerance)?;
+        mac.update(format!("{ts}.").as_bytes());
+    }
     mac.update(body);
     mac.verify_slice(&sig)
         .map_err(|_| format!("{name} does not match the body (wrong shared secret, or the body was changed)"))
+}
+
+/// The timestamp header's Unix seconds, if within `tolerance` of now.
+fn signed_timestamp(headers: &HeaderMap, name: &str, tolerance: std::time::Duration) -> Result<i64, String> {
+    let value = headers.get(name).ok_or_else(|| format!("no {name} header (the signed send time)"))?;
+    let ts: i64 = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| format!("malformed {name} header: expected Unix seconds"))?;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    let skew = now.abs_diff(ts);
+    if skew > tolerance.as_secs() {
+        return Err(format!(
+            "{name} is {skew}s away from now, over timestamp_tolerance ({}s): a stale or replayed request",
+            tolerance.as_secs()
+        ));
+    }
+    Ok(ts)
 }
 
 fn to_message(hook: &Hook, headers: &HeaderMap, body: &[u8], max_bytes: usize) -> Result<Message, String> {
@@ -198,7 +229,7 @@ impl Source for WebhookServer {
             .await
             .with_context(|| format!("cannot listen on {} ([ingest] listen)", self.listen))?;
         tracing::info!(listen = %self.listen, hooks = self.hooks.len(), "serving POST /hooks/{{name}}");
-        axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await?;
+        crate::http::serve(listener, app, crate::http::HttpLimits::default(), shutdown).await;
         Ok(())
     }
 }

@@ -68,20 +68,10 @@ struct Subscriber {
 
 impl Subscriber {
     async fn run(self, sink: Sink, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let mut socket = SubSocket::new();
         let prefixes = if self.topics.is_empty() { vec![String::new()] } else { self.topics.clone() };
-        // Remembered by the socket and sent to every (re)connected publisher.
-        for t in &prefixes {
-            socket.subscribe(t).await?;
-        }
-        tracing::info!(source = %self.label, endpoint = %self.endpoint, "connecting");
-        // Waits (retrying) until the publisher is there.
-        tokio::select! {
-            r = socket.connect(&self.endpoint) => r.map_err(|e| anyhow::anyhow!(
-                "{}: cannot connect to {}: {e} (check the endpoint is tcp://host:port)", self.label, self.endpoint))?,
-            _ = shutdown.cancelled() => return Ok(()),
-        }
-        tracing::info!(source = %self.label, endpoint = %self.endpoint, "connected");
+        let Some(mut socket) = self.connect(&prefixes, &shutdown).await? else {
+            return Ok(());
+        };
         loop {
             let received = tokio::select! {
                 r = socket.recv() => r,
@@ -101,6 +91,42 @@ impl Subscriber {
         }
         socket.close().await;
         Ok(())
+    }
+
+    /// A socket connected to the publisher, retrying with backoff for as
+    /// long as it takes: a publisher down at start-up must not stop the
+    /// process (nor the other sources and the HTTP API with it). `None`:
+    /// shut down first.
+    async fn connect(&self, prefixes: &[String], shutdown: &CancellationToken) -> anyhow::Result<Option<SubSocket>> {
+        let mut delay = Duration::from_secs(1);
+        loop {
+            let mut socket = SubSocket::new();
+            // Remembered by the socket and sent to every (re)connected publisher.
+            for t in prefixes {
+                socket.subscribe(t).await?;
+            }
+            tracing::info!(source = %self.label, endpoint = %self.endpoint, "connecting");
+            // zeromq retries inside `connect` for its connect timeout (30 s), then gives up.
+            let result = tokio::select! {
+                r = socket.connect(&self.endpoint) => r,
+                _ = shutdown.cancelled() => return Ok(None),
+            };
+            match result {
+                Ok(()) => {
+                    tracing::info!(source = %self.label, endpoint = %self.endpoint, "connected");
+                    return Ok(Some(socket));
+                }
+                Err(e) => tracing::warn!(
+                    source = %self.label, endpoint = %self.endpoint,
+                    "cannot connect: {e}; retrying in {delay:?} (check the endpoint is tcp://host:port)"
+                ),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = shutdown.cancelled() => return Ok(None),
+            }
+            delay = (delay * 2).min(Duration::from_secs(60));
+        }
     }
 
     async fn handle(&self, sink: &Sink, shutdown: &CancellationToken, frames: ZmqMessage, prefixes: &[String]) {

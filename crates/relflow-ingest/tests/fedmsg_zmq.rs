@@ -159,3 +159,23 @@ async fn the_subscriber_reconnects_when_the_publisher_restarts() {
     let topics: Vec<String> = h.drain().await.into_iter().map(|m| m.topic).collect();
     assert_eq!(topics, ["org.fedoraproject.test.relflow.a", "org.fedoraproject.test.relflow.b"]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_publisher_down_past_the_connect_timeout_is_retried_not_fatal() {
+    let h = Harness::new();
+    let mut events = h.sink.events();
+    let endpoint = format!("tcp://127.0.0.1:{}", free_port());
+    let shutdown = CancellationToken::new();
+    let bridge = relflow_ingest::run(vec![source(&endpoint)], h.sink.clone(), shutdown.clone());
+    // zeromq's own connect gives up after 30 s; the source must outlive that.
+    tokio::time::sleep(std::time::Duration::from_secs(35)).await;
+    assert!(!bridge.is_finished(), "the source gave up on a publisher that is down");
+
+    let late = Publisher::start(&endpoint, json!([{"topic": "late", "msg": {"n": 1}}]));
+    let id = late.id(0);
+    let e = wait_event(&mut events, "the late publisher's message", |e| is(&id, e)).await;
+    assert_eq!(e.outcome, Outcome::Queued);
+    drop(late);
+    shutdown.cancel();
+    bridge.await.unwrap().unwrap();
+}

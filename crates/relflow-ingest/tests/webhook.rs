@@ -49,6 +49,8 @@ async fn signed_posts_are_queued_once_and_bad_signatures_get_401_with_a_reason()
         format: WebhookFormat::Json,
         topic: None,
         id_header: Some("X-GitHub-Delivery".into()),
+        timestamp_header: None,
+        timestamp_tolerance: std::time::Duration::from_secs(300),
     };
     let app = relflow_ingest::webhook::router(&[hook], h.sink.clone()).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -72,6 +74,13 @@ async fn signed_posts_are_queued_once_and_bad_signatures_get_401_with_a_reason()
     let (h2, url2) = (headers.clone(), url.clone());
     let (status, reply) = tokio::task::spawn_blocking(move || post(&url2, body, &h2)).await.unwrap();
     assert_eq!((status, reply["outcome"].as_str()), (200, Some("duplicate")));
+    // A captured request replayed with a fresh (unsigned) delivery id: still the same body.
+    for fresh in ["d-2", "d-3"] {
+        let (mut h2, url2) = (headers.clone(), url.clone());
+        h2[1].1 = fresh.to_owned();
+        let (status, reply) = tokio::task::spawn_blocking(move || post(&url2, body, &h2)).await.unwrap();
+        assert_eq!((status, reply["outcome"].as_str()), (200, Some("duplicate")), "{reply}");
+    }
 
     let cases = [
         (vec![], "no X-Hub-Signature-256 header"),
@@ -106,6 +115,42 @@ async fn signed_posts_are_queued_once_and_bad_signatures_get_401_with_a_reason()
     assert_eq!(m.headers["x-github-event"], "push");
     assert!(m.headers.get("x-hub-signature-256").is_none(), "the signature is not passed on");
     assert_eq!(m.source, "webhook:forge");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_signed_timestamp_outside_the_tolerance_is_refused() {
+    let h = Harness::new();
+    let hook = WebhookSource {
+        name: "timed".into(),
+        secret: Some(SECRET.into()),
+        secret_file: None,
+        signature_header: "X-Signature".into(),
+        format: WebhookFormat::Json,
+        topic: None,
+        id_header: None,
+        timestamp_header: Some("X-Signature-Timestamp".into()),
+        timestamp_tolerance: std::time::Duration::from_secs(300),
+    };
+    let app = relflow_ingest::webhook::router(&[hook], h.sink.clone()).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hooks/timed", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let send = |ts: i64, signed_ts: i64, body: &'static str| {
+        let sig = relflow_ingest::webhook::sign(SECRET.as_bytes(), format!("{signed_ts}.{body}").as_bytes());
+        let headers = vec![("X-Signature", sig), ("X-Signature-Timestamp", ts.to_string())];
+        let url = url.clone();
+        tokio::task::spawn_blocking(move || post(&url, body, &headers))
+    };
+    let (status, reply) = send(now, now, r#"{"n": 1}"#).await.unwrap();
+    assert_eq!(status, 202, "{reply}");
+    let (status, reply) = send(now - 3600, now - 3600, r#"{"n": 2}"#).await.unwrap();
+    assert_eq!(status, 401, "{reply}");
+    assert!(reply["reason"].as_str().unwrap().contains("timestamp_tolerance"), "{reply}");
+    // A fresh timestamp on an old signature: the HMAC covers the timestamp.
+    let (status, reply) = send(now, now - 3600, r#"{"n": 3}"#).await.unwrap();
+    assert_eq!(status, 401, "{reply}");
+    assert_eq!(h.drain().await.len(), 1);
 }
 
 #[tokio::test]

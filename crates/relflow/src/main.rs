@@ -56,9 +56,13 @@ fn init_logging(cli: &Cli) {
     let filter = EnvFilter::try_from_env("RELFLOW_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     // Colour only for a person at a terminal: never into files, pipes or journald.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi);
     match cli.log_format {
-        LogFormat::Text => builder.with_target(false).init(),
-        LogFormat::Json => builder.json().init(),
+        // A message id with CR LF or ESC in it must not forge a line or reach the terminal.
+        LogFormat::Text => builder
+            .with_writer(move || relflow_core::ControlEscaper::new(std::io::stderr(), ansi))
+            .with_target(false)
+            .init(),
+        LogFormat::Json => builder.with_writer(std::io::stderr).json().init(),
     }
 }

@@ -338,12 +338,15 @@ fn runs_are_filtered_and_paginated() {
         ("status=bogus", "unknown status"),
         ("limit=0", "limit"),
         ("since=yesterday-ish", "since"),
+        ("since=99999999999d", "too long ago"),
         ("colour=red", "filters are"),
     ] {
         let a = s.get(&format!("/api/runs?{q}"));
         assert_eq!(a.status, 400, "{q}: {}", a.body);
         assert!(a.json()["error"].as_str().unwrap().contains(says), "{q}: {}", a.body);
     }
+    let overflow = s.get("/api/stats/runs-per-hour?since=99999999999d");
+    assert_eq!(overflow.status, 400, "{}", overflow.body);
     let hours = s.get_json("/api/stats/runs-per-hour?since=2h");
     let total: u64 = hours["hours"].as_array().unwrap().iter().map(|h| h["count"].as_u64().unwrap()).sum();
     assert_eq!(total, 5, "{hours}");

@@ -39,3 +39,32 @@ fn a_mistyped_rule_is_an_error_not_an_empty_list() {
     assert!(stderr.contains("no rule named \"compose-finishd\"") && stderr.contains("compose-finished"), "{stderr}");
     assert!(env.ok(&["runs", "list", "--rule", "compose-finished"]).contains("no runs"));
 }
+
+#[test]
+fn a_since_before_the_calendar_is_an_error_not_a_panic() {
+    let env = Env::new("");
+    let out = env.run(&["runs", "list", "--since", "99999999999d"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("--since") && stderr.contains("too long ago") && !stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn control_characters_in_a_message_id_are_escaped_in_output_and_logs() {
+    let env = Env::new("");
+    let forged = "x\r\n2026-01-01T00:00:00Z ERROR forged line \u{1b}[2J";
+    let file = env.path("hostile.json");
+    let msg = serde_json::json!({"topic": "a.b", "msg_id": forged, "msg": {"n": 1}, "timestamp": 1_700_000_000});
+    std::fs::write(&file, msg.to_string()).unwrap();
+    let out = env.run(&["publish", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", common::describe(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(r"x\r\n2026-01-01T00:00:00Z ERROR forged line \u{1b}[2J"), "{stdout}");
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    // The worker logs the id (no rule matches: a no-op) in text logs.
+    let out = env.run(&["worker", "--drain"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.contains(r"x\r\n2026"), "{stderr}");
+    assert!(!stderr.contains('\r') && !stderr.contains('\u{1b}'), "{stderr:?}");
+    assert!(!stderr.lines().any(|l| l.starts_with("2026-01-01T00:00:00Z ERROR forged")), "{stderr}");
+}

@@ -188,6 +188,19 @@ pub struct WebhookSource {
     /// from the content.
     #[serde(default)]
     pub id_header: Option<String>,
+    /// Header with the send time in Unix seconds, for senders that sign it
+    /// (e.g. `X-Signature-Timestamp`). With it, the HMAC covers
+    /// `<timestamp>.<body>` and a request more than `timestamp_tolerance`
+    /// away from now is refused (401), so a captured request cannot be
+    /// replayed later.
+    #[serde(default)]
+    pub timestamp_header: Option<String>,
+    #[serde(default = "timestamp_tolerance", with = "humantime_serde")]
+    pub timestamp_tolerance: Duration,
+}
+
+fn timestamp_tolerance() -> Duration {
+    Duration::from_secs(300)
 }
 
 impl WebhookSource {

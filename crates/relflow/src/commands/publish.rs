@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use relflow_core::{Config, Message};
+use relflow_core::{escape_controls, Config, Message};
 use relflow_ingest::Outcome;
 use serde_json::Value;
 
@@ -27,7 +27,8 @@ pub async fn run(config: &Config, args: PublishArgs) -> Result<ExitCode> {
     let total = messages.len();
     let mut refused = 0;
     for (i, msg) in messages.into_iter().enumerate() {
-        let (id, topic) = (msg.id.clone(), msg.topic.clone());
+        // Ids and topics are the sender's text: print them escaped.
+        let (id, topic) = (escape_controls(&msg.id).into_owned(), escape_controls(&msg.topic).into_owned());
         let outcome = if args.force { sink.submit_forced(msg).await? } else { sink.submit(msg).await? };
         let n = format!("[{}/{total}]", i + 1);
         match outcome {

@@ -106,7 +106,13 @@ async fn list(store: &dyn RunStore, a: RunsListArgs) -> Result<ExitCode> {
         rule: a.rule,
         status,
         message_id: a.message,
-        since: a.since.map(|d| chrono::Utc::now() - chrono::Duration::from_std(d).unwrap_or_default()),
+        since: match a.since {
+            Some(d) => Some(
+                relflow_core::ago(d)
+                    .with_context(|| format!("--since {}: too long ago", humantime::format_duration(d)))?,
+            ),
+            None => None,
+        },
         until: None,
         limit: a.limit,
         offset: a.offset,
