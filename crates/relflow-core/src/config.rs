@@ -122,6 +122,11 @@ impl Default for AnsibleConfig {
 pub struct WorkerConfig {
     /// Playbook runs at once per worker process. Default: number of cores.
     pub concurrency: usize,
+    /// Deliveries a worker holds at once (RabbitMQ prefetch; embedded queue
+    /// leases). No-ops and cheap decisions are settled without waiting for
+    /// a playbook slot, so this is sized for their throughput; raised to
+    /// `concurrency` when smaller. Default 64.
+    pub prefetch: usize,
     /// On SIGTERM, how long running playbooks may take to finish before
     /// they are stopped and their messages left for redelivery.
     #[serde(with = "humantime_serde")]
@@ -144,6 +149,7 @@ impl Default for WorkerConfig {
     fn default() -> Self {
         WorkerConfig {
             concurrency: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            prefetch: 64,
             drain_timeout: Duration::from_secs(300),
             visibility_timeout: None,
             retry_delay: Duration::from_secs(10),
@@ -154,6 +160,12 @@ impl Default for WorkerConfig {
 }
 
 impl WorkerConfig {
+    /// Deliveries held at once by a worker running `concurrency` playbooks:
+    /// never fewer than it can run.
+    pub fn prefetch_for(&self, concurrency: usize) -> usize {
+        self.prefetch.max(concurrency).max(1)
+    }
+
     /// Every distinct retry delay a rule allowing `max_retries` can ask for.
     pub fn retry_delays(&self, max_retries: u32) -> Vec<Duration> {
         let mut delays: Vec<Duration> = (1..=max_retries.min(64)).map(|a| self.backoff(a)).collect();
@@ -404,6 +416,9 @@ impl Config {
         config.max_message_bytes = raw.max_message_bytes.unwrap_or(DEFAULT_MAX_MESSAGE_BYTES);
         if config.worker.concurrency == 0 {
             return Err(invalid("worker.concurrency must be at least 1".into()));
+        }
+        if config.worker.prefetch == 0 {
+            return Err(invalid("worker.prefetch must be at least 1".into()));
         }
         let mut names = HashSet::new();
         for r in raw.rules {

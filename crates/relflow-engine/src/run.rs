@@ -32,7 +32,11 @@ impl Worker {
             Ok(guard) => guard,
             Err(e) => return RuleOutcome::Failed(format!("cannot take the concurrency-group lock: {e}")),
         };
-        let _slot = self.run_slots.acquire().await;
+        let _slot = tokio::select! {
+            slot = self.run_slots.acquire() => slot,
+            // Shutting down before it started: give the message back untouched.
+            _ = self.stopping.cancelled() => return RuleOutcome::Interrupted,
+        };
         let _busy = self.metrics.busy();
         let run_id = uuid::Uuid::new_v4().to_string();
         let started = match self.record_start(rule, msg, self.new_run(&run_id, rule, msg, attempt, &playbook)).await {
