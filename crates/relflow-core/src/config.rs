@@ -89,9 +89,10 @@ pub struct AnsibleConfig {
     /// Between SIGTERM and SIGKILL when a run times out.
     #[serde(with = "humantime_serde")]
     pub kill_grace: Duration,
-    /// `cold` (default): a fresh ansible-playbook per run. `warm`: runs are
-    /// forked from a pre-started Python with ansible imported (same results,
-    /// about half the start-up time; see crates/relflow-ansible).
+    /// `warm` (default): runs are forked from a pre-started Python with
+    /// ansible imported (same results, about half the start-up time; see
+    /// crates/relflow-ansible), cold if it cannot start. `cold`: a fresh
+    /// ansible-playbook per run.
     pub mode: AnsibleMode,
 }
 
@@ -99,8 +100,10 @@ pub struct AnsibleConfig {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AnsibleMode {
-    #[default]
     Cold,
+    /// The default: runs fork from a helper that imported ansible once;
+    /// cold for good (logged once) if the helper cannot start.
+    #[default]
     Warm,
 }
 
@@ -112,7 +115,7 @@ impl Default for AnsibleConfig {
             inventory: None,
             env: Vec::new(),
             kill_grace: Duration::from_secs(10),
-            mode: AnsibleMode::Cold,
+            mode: AnsibleMode::Warm,
         }
     }
 }
