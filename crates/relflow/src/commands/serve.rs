@@ -20,6 +20,7 @@ pub async fn run(mut config: Config, args: ServeArgs) -> Result<ExitCode> {
     let listen = args.listen.unwrap_or(config.http.listen);
     let concurrency = args.concurrency.unwrap_or(config.worker.concurrency).max(1);
     config.worker.concurrency = concurrency;
+    config.worker.prefetch = args.prefetch.unwrap_or(config.worker.prefetch);
     let backends = Backends::open(&config, config.worker.prefetch_for(concurrency)).await?;
     let metrics = Arc::new(Metrics::new());
     // One intake for everything this process queues: every source dedupes
