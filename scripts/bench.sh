@@ -27,4 +27,7 @@ done
 echo
 cat target/bench-results/*.md
 echo
-echo "signature verification: cargo bench -p relflow-fedmsg; cargo bench -p relflow-ingest"
+# Signature verification (relflow, then Python fedmsg on the same messages)
+# and the bridge end to end into the embedded queue.
+cargo bench -p relflow-fedmsg
+cargo bench -p relflow-ingest

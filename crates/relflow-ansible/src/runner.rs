@@ -123,6 +123,9 @@ pub struct Runner {
     /// Where each run gets its private dir (`rundir.rs`).
     runs_dir: PathBuf,
     warm: Option<WarmPool>,
+    /// Set when the warm pool failed to start: every later run goes cold
+    /// without trying again, and the reason is logged once.
+    warm_failed: std::sync::atomic::AtomicBool,
 }
 
 /// A started run, cold (the supervisor is our child) or warm (the pool's).
@@ -169,16 +172,31 @@ impl Runner {
                 Some(WarmPool::new(cfg.work_dir.clone()))
             }
         };
-        Ok(Runner { cfg, plugin_dir, runs_dir, warm })
+        Ok(Runner { cfg, plugin_dir, runs_dir, warm, warm_failed: Default::default() })
     }
 
     /// Warm mode: starts the pool now for playbooks run from `cwd`, so the
     /// first run does not pay for it. Cold mode: nothing to do.
     pub async fn warm_up(&self, cwd: &Path) {
-        if let Some(pool) = &self.warm {
+        if let Some(pool) = self.warm_pool() {
             if let Err(e) = pool.ensure(&self.warm_key(cwd)).await {
-                tracing::warn!("warm ansible pool: {e}; runs will start ansible-playbook cold");
+                self.warm_cannot_start(&e);
             }
+        }
+    }
+
+    /// The warm pool, unless cold mode or the pool failed to start.
+    fn warm_pool(&self) -> Option<&WarmPool> {
+        self.warm.as_ref().filter(|_| !self.warm_failed.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// Falls back to cold for good, saying why once.
+    fn warm_cannot_start(&self, why: &str) {
+        if !self.warm_failed.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            tracing::warn!(
+                "warm ansible pool cannot start: {why}; running every playbook cold from now on \
+                 (set [ansible] mode = \"cold\" to skip the attempt)"
+            );
         }
     }
 
@@ -263,7 +281,12 @@ impl Runner {
     /// Starts the run: in the warm pool if configured and it is up, else
     /// cold under a freshly spawned supervisor.
     async fn launch(&self, run: &PlaybookRun, dir: &RunDir, vars: &Path) -> Result<(Proc, Stream, Stream), String> {
-        if let Some(pool) = &self.warm {
+        if let Some(pool) = self.warm_pool() {
+            if let Err(e) = pool.ensure(&self.warm_key(&run.cwd)).await {
+                self.warm_cannot_start(&e);
+            }
+        }
+        if let Some(pool) = self.warm_pool() {
             let mut supervisor = self.supervisor_argv(dir);
             supervisor.push(crate::supervise::ADOPT_ARG.into());
             let key = self.warm_key(&run.cwd);

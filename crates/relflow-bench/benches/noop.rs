@@ -157,7 +157,7 @@ async fn main() -> Result<()> {
             bare.push(drained);
         }
         fill_sqlite(&db, n)?;
-        let mut child = setup.relflow(&bin, &["worker"]).spawn()?;
+        let mut child = setup.relflow(&bin, &["worker", "--concurrency", "2", "--prefetch", "2"]).spawn()?;
         let pid = child.id();
         let mut samples = (0, 0);
         let rel = watch_sqlite(&db, n, |left| {
@@ -198,7 +198,8 @@ fn row(queue: &str, who: &str, prefetch: u16, d: Drained, bare: Option<Drained>)
 
 /// Starts the worker on an empty queue and reads its RSS once it is idle.
 fn idle_rss(setup: &Setup, bin: &Path, concurrency: u16) -> Result<(u64, ())> {
-    let mut child = setup.relflow(bin, &["worker", "--concurrency", &concurrency.to_string()]).spawn()?;
+    let n = concurrency.to_string();
+    let mut child = setup.relflow(bin, &["worker", "--concurrency", &n, "--prefetch", &n]).spawn()?;
     std::thread::sleep(Duration::from_secs(2));
     let rss = rss_kib(child.id()).context("worker exited at start; run it by hand to see why")?;
     stop(&mut child);
@@ -282,7 +283,8 @@ async fn drain_amqp_sampled(
     samples: &mut (u64, u64),
 ) -> Result<Drained> {
     let (_conn, ch) = connect(url).await?;
-    let mut child = setup.relflow(bin, &["worker", "--concurrency", &prefetch.to_string()]).spawn()?;
+    let n_held = prefetch.to_string();
+    let mut child = setup.relflow(bin, &["worker", "--concurrency", &n_held, "--prefetch", &n_held]).spawn()?;
     let pid = child.id();
     let d = watch_amqp(&ch, queue, n, |left| {
         if left <= n / 2 && samples.0 == 0 {

@@ -95,9 +95,10 @@ pub struct AnsibleConfig {
     /// Between SIGTERM and SIGKILL when a run times out.
     #[serde(with = "humantime_serde")]
     pub kill_grace: Duration,
-    /// `cold` (default): a fresh ansible-playbook per run. `warm`: runs are
-    /// forked from a pre-started Python with ansible imported (same results,
-    /// about half the start-up time; see crates/relflow-ansible).
+    /// `warm` (default): runs are forked from a pre-started Python with
+    /// ansible imported (same results, about half the start-up time; see
+    /// crates/relflow-ansible), cold if it cannot start. `cold`: a fresh
+    /// ansible-playbook per run.
     pub mode: AnsibleMode,
 }
 
@@ -105,8 +106,10 @@ pub struct AnsibleConfig {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AnsibleMode {
-    #[default]
     Cold,
+    /// The default: runs fork from a helper that imported ansible once;
+    /// cold for good (logged once) if the helper cannot start.
+    #[default]
     Warm,
 }
 
@@ -118,7 +121,7 @@ impl Default for AnsibleConfig {
             inventory: None,
             env: Vec::new(),
             kill_grace: Duration::from_secs(10),
-            mode: AnsibleMode::Cold,
+            mode: AnsibleMode::Warm,
         }
     }
 }
@@ -128,6 +131,11 @@ impl Default for AnsibleConfig {
 pub struct WorkerConfig {
     /// Playbook runs at once per worker process. Default: number of cores.
     pub concurrency: usize,
+    /// Deliveries a worker holds at once (RabbitMQ prefetch; embedded queue
+    /// leases). No-ops and cheap decisions are settled without waiting for
+    /// a playbook slot, so this is sized for their throughput; raised to
+    /// `concurrency` when smaller. Default 64.
+    pub prefetch: usize,
     /// On SIGTERM, how long running playbooks may take to finish before
     /// they are stopped and their messages left for redelivery.
     #[serde(with = "humantime_serde")]
@@ -150,6 +158,7 @@ impl Default for WorkerConfig {
     fn default() -> Self {
         WorkerConfig {
             concurrency: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            prefetch: 64,
             drain_timeout: Duration::from_secs(300),
             visibility_timeout: None,
             retry_delay: Duration::from_secs(10),
@@ -160,6 +169,12 @@ impl Default for WorkerConfig {
 }
 
 impl WorkerConfig {
+    /// Deliveries held at once by a worker running `concurrency` playbooks:
+    /// never fewer than it can run.
+    pub fn prefetch_for(&self, concurrency: usize) -> usize {
+        self.prefetch.max(concurrency).max(1)
+    }
+
     /// Every distinct retry delay a rule allowing `max_retries` can ask for.
     pub fn retry_delays(&self, max_retries: u32) -> Vec<Duration> {
         let mut delays: Vec<Duration> = (1..=max_retries.min(64)).map(|a| self.backoff(a)).collect();
@@ -415,6 +430,9 @@ impl Config {
         config.max_message_bytes = raw.max_message_bytes.unwrap_or(DEFAULT_MAX_MESSAGE_BYTES);
         if config.worker.concurrency == 0 {
             return Err(invalid("worker.concurrency must be at least 1".into()));
+        }
+        if config.worker.prefetch == 0 {
+            return Err(invalid("worker.prefetch must be at least 1".into()));
         }
         let mut names = HashSet::new();
         for r in raw.rules {

@@ -27,12 +27,23 @@ pub fn amqp_queue(config: &Config, url: &str, prefetch: usize) -> AmqpQueueOptio
         prefetch: u16::try_from(prefetch).unwrap_or(u16::MAX).max(1),
         retry_delays: config.worker.retry_delays(max_retries),
         // Ask the broker (>= 3.12 honours it) not to reclaim a delivery while
-        // its longest playbook may still be running, plus the drain time.
-        consumer_timeout: Some(longest_run + config.worker.drain_timeout + Duration::from_secs(60)),
+        // it may wait behind the other held deliveries' longest playbooks and
+        // then run its own, plus the drain time.
+        consumer_timeout: Some(
+            longest_run.saturating_mul(waits(prefetch, config.worker.concurrency))
+                + config.worker.drain_timeout
+                + Duration::from_secs(60),
+        ),
         connection_name: format!("relflow pid {}", std::process::id()),
         tls: config.queue.tls.as_ref().map(TlsOptions::from),
         ..Default::default()
     }
+}
+
+/// How many playbooks, one after another, a held delivery may wait for
+/// and run when `prefetch` deliveries share `concurrency` slots.
+fn waits(prefetch: usize, concurrency: usize) -> u32 {
+    u32::try_from(prefetch.div_ceil(concurrency.max(1))).unwrap_or(u32::MAX).max(1)
 }
 
 /// How the worker runs `ansible-playbook`.

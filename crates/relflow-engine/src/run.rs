@@ -41,7 +41,11 @@ impl Worker {
             Ok(guard) => guard,
             Err(e) => return RuleOutcome::Failed(format!("cannot take the concurrency-group lock: {e}")),
         };
-        let _slot = self.run_slots.acquire().await;
+        let _slot = tokio::select! {
+            slot = self.run_slots.acquire() => slot,
+            // Shutting down before it started: give the message back untouched.
+            _ = self.stopping.cancelled() => return RuleOutcome::Interrupted,
+        };
         let _busy = self.metrics.busy();
         let run_id = rerun.map_or_else(|| uuid::Uuid::new_v4().to_string(), |(_, id)| id.clone());
         let attempt = self.attempt_number(rule, msg, attempt).await;

@@ -44,6 +44,12 @@ pub struct Worker {
     /// Bounds playbook runs at once; shared by all messages in flight.
     pub(crate) run_slots: Arc<Semaphore>,
     concurrency: usize,
+    /// Deliveries held at once (`[worker] prefetch`); only `run_slots`
+    /// waits for a playbook, so no-ops keep flowing while every slot runs.
+    prefetch: usize,
+    /// Fired when the worker stops taking work: deliveries still waiting for
+    /// a run slot are released instead of starting a playbook.
+    pub(crate) stopping: CancellationToken,
     /// Rules in one concurrency group run one at a time.
     pub(crate) groups: KeyedLocks,
     /// Copies of one message are handled one at a time, so the second sees
@@ -66,6 +72,7 @@ impl Worker {
         }
         let host = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
         let id = format!("{host}:{}", std::process::id());
+        let prefetch = config.worker.prefetch_for(concurrency);
         Ok(Worker {
             announce: Announce::open(&config, &backends, &id)?,
             runner: Arc::new(Runner::new(crate::options::runner(&config))?),
@@ -76,6 +83,8 @@ impl Worker {
             store: backends.store,
             run_slots: Arc::new(Semaphore::new(concurrency)),
             concurrency,
+            prefetch,
+            stopping: CancellationToken::new(),
             groups: KeyedLocks::default(),
             messages: KeyedLocks::default(),
             metrics: Arc::new(Metrics::new()),
@@ -96,9 +105,9 @@ impl Worker {
     /// finish; then they are stopped and their messages released.
     pub async fn run(self: Arc<Self>, drain: bool, shutdown: CancellationToken) {
         let kill = CancellationToken::new();
-        let in_flight = Arc::new(Semaphore::new(self.concurrency));
+        let in_flight = Arc::new(Semaphore::new(self.prefetch));
         let mut tasks = JoinSet::new();
-        info!(worker = %self.id, concurrency = self.concurrency, rules = self.config.rules.len(), "worker started");
+        info!(worker = %self.id, concurrency = self.concurrency, prefetch = self.prefetch, rules = self.config.rules.len(), "worker started");
         // Warm mode: pay for importing ansible now, not on the first message.
         self.runner.warm_up(&self.config.playbook_cwd()).await;
         let stop_noops = CancellationToken::new();
@@ -135,6 +144,7 @@ impl Worker {
                 }
             }
         }
+        self.stopping.cancel();
         self.stop_running(tasks, kill).await;
         stop_noops.cancel();
         let _ = noops.await;
@@ -200,7 +210,7 @@ impl Worker {
     /// dead_letter or release. Never panics on bad input, never returns an
     /// error: a queue error here is logged and the delivery comes back.
     ///
-    /// `slot` is this delivery's place among the worker's `concurrency`
+    /// `slot` is this delivery's place among the worker's `prefetch`
     /// deliveries in flight. It is given back once the work is decided,
     /// before the settle call: the next claim then goes to the queue while
     /// this settle is still in the air, and the embedded queue commits both

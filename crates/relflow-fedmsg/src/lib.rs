@@ -22,6 +22,7 @@
 //! ```
 
 pub mod canonical;
+mod chains;
 pub mod config;
 pub mod policy;
 pub mod sign;

@@ -20,6 +20,7 @@
 //! time, because whoever holds a revoked key can write any timestamp.
 
 use std::path::Path;
+use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rsa::{Pkcs1v15Sign, RsaPublicKey};
@@ -27,6 +28,7 @@ use sha1::{Digest, Sha1};
 use x509_cert::Certificate;
 
 use crate::canonical::{self, PyJson};
+use crate::chains::{self, ChainCache, SigningCert};
 use crate::config::FedmsgConfig;
 use crate::policy::{PolicyError, RoutingDecision, RoutingPolicy};
 use crate::x509::{self, fmt_time};
@@ -133,11 +135,17 @@ struct Crl {
 
 /// Verifies fedmsg envelopes against one CA, an optional CRL and a routing
 /// policy. Cheap to share (`&self` only); build it once at start-up.
+///
+/// Signing certificates that chained to the CA are remembered by
+/// fingerprint (chains.rs), so a message from a known signer costs one
+/// signature check; validity and revocation are still checked every time.
 pub struct Verifier {
     ca: Certificate,
     ca_key: RsaPublicKey,
     ca_name: String,
-    crl: Option<Crl>,
+    /// Replaced whole by [`Verifier::reload_crl`].
+    crl: RwLock<Option<Arc<Crl>>>,
+    chains: ChainCache,
     policy: RoutingPolicy,
     at_message_time: bool,
 }
@@ -152,23 +160,28 @@ impl Verifier {
             return Err(LoadError::Ca("the certificate is not a CA (basicConstraints cA=false)".into()));
         }
         let ca_name = ca.tbs_certificate.subject.to_string();
-        let crl = match crl_pem {
-            None => None,
-            Some(pem) => {
-                let crl = x509::crl_from_file_pem(pem).map_err(LoadError::Crl)?;
-                if crl.issuer != ca.tbs_certificate.subject {
-                    return Err(LoadError::Crl(format!("issued by '{}', not by the CA '{ca_name}'", crl.issuer)));
-                }
-                x509::check_signed(&crl.tbs_der, &crl.signature_algorithm, &crl.signature, &ca_key)
-                    .map_err(|e| LoadError::Crl(format!("CRL signature: {e}")))?;
-                Some(Crl {
-                    this_update: x509::unix(&crl.this_update),
-                    next_update: crl.next_update.as_ref().map(x509::unix),
-                    revoked: crl.revoked.iter().map(|(s, t)| (s.clone(), x509::unix(t))).collect(),
-                })
-            }
-        };
-        Ok(Verifier { ca, ca_key, ca_name, crl, policy, at_message_time: false })
+        let crl = crl_pem.map(|pem| load_crl(pem, &ca, &ca_key)).transpose()?.map(Arc::new);
+        let (crl, chains) = (RwLock::new(crl), ChainCache::new());
+        Ok(Verifier { ca, ca_key, ca_name, crl, chains, policy, at_message_time: false })
+    }
+
+    /// Replaces the CRL (`None`: no CRL) for every later verification; on
+    /// error the old one stays. Remembered chains are dropped too, so
+    /// nothing checked under the old CRL outlives it.
+    pub fn reload_crl(&self, crl_pem: Option<&[u8]>) -> Result<(), LoadError> {
+        let crl = crl_pem.map(|pem| load_crl(pem, &self.ca, &self.ca_key)).transpose()?.map(Arc::new);
+        *self.crl.write().unwrap_or_else(|p| p.into_inner()) = crl;
+        self.chains.clear();
+        Ok(())
+    }
+
+    /// How many signing certificates are remembered as chained to the CA.
+    pub fn cached_chains(&self) -> usize {
+        self.chains.len()
+    }
+
+    fn current_crl(&self) -> Option<Arc<Crl>> {
+        self.crl.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Check the signing certificate at the message's timestamp (see the
@@ -224,15 +237,12 @@ impl Verifier {
         }
         let signature =
             x509::b64decode(&sig_b64).map_err(|detail| VerifyError::BadEncoding { field: "signature", detail })?;
-        let cert_pem =
-            x509::b64decode(&cert_b64).map_err(|detail| VerifyError::BadEncoding { field: "certificate", detail })?;
-        let parsed = x509::cert_from_strict_pem(&cert_pem)
-            .map_err(|detail| VerifyError::BadEncoding { field: "certificate", detail })?;
-        let cert = &parsed.cert;
-
-        let subject = cert.tbs_certificate.subject.to_string();
-        let cn = x509::common_name(&cert.tbs_certificate.subject);
-        let serial = x509::serial_hex(cert.tbs_certificate.serial_number.as_bytes());
+        let fingerprint = chains::fingerprint(&cert_b64);
+        let known = match self.chains.get(&fingerprint) {
+            Some(cert) => Known::Chained(cert),
+            None => Known::New(Box::new(parse_cert(&cert_b64)?)),
+        };
+        let (subject, cn, serial) = known.names();
         let cn_or_subject = || cn.clone().unwrap_or_else(|| subject.clone());
 
         // Which time the signing certificate must be valid at.
@@ -246,11 +256,19 @@ impl Verifier {
         };
 
         // 2. Chain to the CA. The configured CA and CRL must be current first.
-        self.check_ca_and_crl_validity(now)?;
-        x509::check_issued_by(&parsed, &self.ca, &self.ca_key)
-            .map_err(|detail| VerifyError::NotSignedByCa { subject: subject.clone(), detail })?;
-        let validity = &cert.tbs_certificate.validity;
-        let (nb, na) = (x509::unix(&validity.not_before), x509::unix(&validity.not_after));
+        let crl = self.current_crl();
+        self.check_ca_and_crl_validity(crl.as_deref(), now)?;
+        let cert = match known {
+            Known::Chained(cert) => cert,
+            Known::New(parsed) => {
+                x509::check_issued_by(&parsed, &self.ca, &self.ca_key)
+                    .map_err(|detail| VerifyError::NotSignedByCa { subject: subject.clone(), detail })?;
+                let cert = Arc::new(SigningCert::new(&parsed));
+                self.chains.put(fingerprint, Arc::clone(&cert));
+                cert
+            }
+        };
+        let (nb, na) = (cert.not_before, cert.not_after);
         if checked_at < nb {
             return Err(VerifyError::CertNotYetValid {
                 cn: cn_or_subject(),
@@ -272,10 +290,10 @@ impl Verifier {
         }
 
         // 3. Revocation.
-        if let Some(crl) = &self.crl {
+        if let Some(crl) = &crl {
             let ca_serial = self.ca.tbs_certificate.serial_number.as_bytes();
             for (s, when) in &crl.revoked {
-                if s.as_slice() == cert.tbs_certificate.serial_number.as_bytes() {
+                if *s == cert.serial {
                     return Err(VerifyError::Revoked { cn: cn_or_subject(), serial, revoked_at: fmt_time(*when) });
                 }
                 if s.as_slice() == ca_serial {
@@ -289,7 +307,10 @@ impl Verifier {
         }
 
         // 4. The message signature.
-        let key = x509::rsa_key(cert).map_err(|detail| VerifyError::BadEncoding { field: "certificate", detail })?;
+        let key = cert
+            .key
+            .as_ref()
+            .map_err(|detail| VerifyError::BadEncoding { field: "certificate", detail: detail.clone() })?;
         let digest = Sha1::digest(signed_bytes(envelope).as_bytes());
         key.verify(Pkcs1v15Sign::new::<Sha1>(), &digest, &signature).map_err(|_| VerifyError::BadSignature)?;
 
@@ -300,8 +321,8 @@ impl Verifier {
         Ok(SignerInfo { common_name: cn, subject, serial, topic, checked_at, routing })
     }
 
-    fn check_ca_and_crl_validity(&self, now: i64) -> Result<(), VerifyError> {
-        if let Some(crl) = &self.crl {
+    fn check_ca_and_crl_validity(&self, crl: Option<&Crl>, now: i64) -> Result<(), VerifyError> {
+        if let Some(crl) = crl {
             if now < crl.this_update {
                 return Err(VerifyError::CrlNotYetValid { this_update: fmt_time(crl.this_update), at: fmt_time(now) });
             }
@@ -327,6 +348,52 @@ impl Verifier {
         }
         Ok(())
     }
+}
+
+/// The signing certificate of one message: remembered, or parsed just now
+/// and not yet checked against the CA.
+enum Known {
+    Chained(Arc<SigningCert>),
+    New(Box<x509::Cert>),
+}
+
+impl Known {
+    /// Subject, first CN and serial (hex), for results and errors.
+    fn names(&self) -> (String, Option<String>, String) {
+        match self {
+            Known::Chained(c) => (c.subject.clone(), c.cn.clone(), x509::serial_hex(&c.serial)),
+            Known::New(p) => {
+                let tbs = &p.cert.tbs_certificate;
+                (
+                    tbs.subject.to_string(),
+                    x509::common_name(&tbs.subject),
+                    x509::serial_hex(tbs.serial_number.as_bytes()),
+                )
+            }
+        }
+    }
+}
+
+fn parse_cert(cert_b64: &str) -> Result<x509::Cert, VerifyError> {
+    let bad = |detail| VerifyError::BadEncoding { field: "certificate", detail };
+    let pem = x509::b64decode(cert_b64).map_err(bad)?;
+    x509::cert_from_strict_pem(&pem).map_err(bad)
+}
+
+/// A CRL the CA issued and signed.
+fn load_crl(pem: &[u8], ca: &Certificate, ca_key: &RsaPublicKey) -> Result<Crl, LoadError> {
+    let crl = x509::crl_from_file_pem(pem).map_err(LoadError::Crl)?;
+    if crl.issuer != ca.tbs_certificate.subject {
+        let ca_name = ca.tbs_certificate.subject.to_string();
+        return Err(LoadError::Crl(format!("issued by '{}', not by the CA '{ca_name}'", crl.issuer)));
+    }
+    x509::check_signed(&crl.tbs_der, &crl.signature_algorithm, &crl.signature, ca_key)
+        .map_err(|e| LoadError::Crl(format!("CRL signature: {e}")))?;
+    Ok(Crl {
+        this_update: x509::unix(&crl.this_update),
+        next_update: crl.next_update.as_ref().map(x509::unix),
+        revoked: crl.revoked.iter().map(|(s, t)| (s.clone(), x509::unix(t))).collect(),
+    })
 }
 
 /// The exact text fedmsg signs: the canonical JSON of the envelope without

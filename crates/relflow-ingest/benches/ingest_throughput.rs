@@ -71,11 +71,40 @@ fn bench_verify(secs: u64) {
         }
     }
     let s = start.elapsed().as_secs_f64();
+    let rate = n as f64 / s;
     println!(
-        "fedmsg signature verification: {:.0} verifications/s on one core ({:.1} us each; RSA-1024 + CA + CRL + routing policy, {n} in {s:.2} s)",
-        n as f64 / s,
+        "fedmsg signature verification: {rate:.0} verifications/s on one core ({:.1} us each; RSA-1024 + CA + CRL + routing policy, {n} in {s:.2} s)",
         s * 1e6 / n as f64
     );
+    match python_fedmsg_rate(&messages, secs) {
+        Ok(py) => println!(
+            "Python fedmsg 1.1.7 on the same {} messages: {py:.0} verifications/s; relflow = {:.1}x",
+            messages.len(),
+            rate / py
+        ),
+        Err(e) => println!("Python fedmsg side skipped: {e}"),
+    }
+}
+
+/// The same messages through `fedmsg.crypto.validate` in the project venv
+/// (benches/fedmsg_verify.py), for the side-by-side ratio.
+fn python_fedmsg_rate(messages: &[(String, Vec<u8>)], secs: u64) -> Result<f64, String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let file = dir.path().join("messages.jsonl");
+    let lines: Vec<u8> = messages.iter().flat_map(|(_, m)| m.iter().copied().chain([b'\n'])).collect();
+    std::fs::write(&file, lines).map_err(|e| e.to_string())?;
+    let python = relflow_testkit::repo_root().join(".venv/bin/python");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/fedmsg_verify.py");
+    let out = std::process::Command::new(&python)
+        .arg(script)
+        .args([keys().join("ca.crt"), keys().join("crl.pem"), file])
+        .arg(secs.to_string())
+        .output()
+        .map_err(|e| format!("{}: {e}", python.display()))?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    String::from_utf8_lossy(&out.stdout).trim().parse().map_err(|e| format!("{e}"))
 }
 
 async fn bench_bridge(count: usize) {

@@ -191,6 +191,9 @@ pub struct ServeArgs {
     /// Playbook runs at once (overrides worker.concurrency).
     #[arg(long)]
     pub concurrency: Option<usize>,
+    /// Messages held at once, at least --concurrency (overrides worker.prefetch).
+    #[arg(long)]
+    pub prefetch: Option<usize>,
 }
 
 #[derive(Debug, Args)]
@@ -202,6 +205,9 @@ pub struct WorkerArgs {
     /// Playbook runs at once (overrides worker.concurrency).
     #[arg(long)]
     pub concurrency: Option<usize>,
+    /// Messages held at once, at least --concurrency (overrides worker.prefetch).
+    #[arg(long)]
+    pub prefetch: Option<usize>,
 }
 
 #[derive(Debug, Subcommand)]

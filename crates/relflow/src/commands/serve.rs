@@ -12,14 +12,16 @@ use tracing::{info, warn};
 use crate::cli::ServeArgs;
 use relflow_console::{Parts, Server, Shared, Token};
 
-pub async fn run(config: Config, args: ServeArgs) -> Result<ExitCode> {
+pub async fn run(mut config: Config, args: ServeArgs) -> Result<ExitCode> {
     let token = load_token(&config)?;
     let http = !args.no_http;
     let run_worker = config.http.worker && !args.no_worker;
     let ingest = config.http.ingest && !args.no_ingest && http;
     let listen = args.listen.unwrap_or(config.http.listen);
     let concurrency = args.concurrency.unwrap_or(config.worker.concurrency).max(1);
-    let backends = Backends::open(&config, concurrency).await?;
+    config.worker.concurrency = concurrency;
+    config.worker.prefetch = args.prefetch.unwrap_or(config.worker.prefetch);
+    let backends = Backends::open(&config, config.worker.prefetch_for(concurrency)).await?;
     let metrics = Arc::new(Metrics::new());
     // One intake for everything this process queues: every source dedupes
     // against the others, and /metrics counts them all.
