@@ -6,6 +6,7 @@
 //! between the two makes the queue redeliver a message whose work is already
 //! done, and this check is what keeps it from running twice.
 
+pub mod audit;
 pub mod outbox;
 mod postgres;
 mod sqlite;
@@ -14,6 +15,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 
+pub use audit::{AuditEntry, AuditLog, NewAudit};
 pub use outbox::{Backlog, NewEvent, Outbox, PendingEvent};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -207,10 +209,10 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// Where runs are recorded, and the events that report them wait
-/// ([`Outbox`]).
+/// Where runs are recorded, the events that report them wait
+/// ([`Outbox`]) and the audit log is kept ([`AuditLog`]).
 #[async_trait]
-pub trait RunStore: Outbox + Send + Sync {
+pub trait RunStore: Outbox + AuditLog + Send + Sync {
     /// Records a run as started. Earlier runs of the same (message, rule)
     /// still marked running are marked abandoned: their worker died, which
     /// is why the message came back.

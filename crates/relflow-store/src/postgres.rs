@@ -117,6 +117,7 @@ impl PgStore {
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK]).await.map_err(pg)?;
         tx.batch_execute(SCHEMA).await.map_err(pg)?;
         tx.batch_execute(crate::outbox::postgres::SCHEMA).await.map_err(pg)?;
+        tx.batch_execute(crate::audit::PG_SCHEMA).await.map_err(pg)?;
         tx.commit().await.map_err(pg)?;
         Ok(PgStore { url: url.to_owned(), client: Mutex::new(Some(client)) })
     }

@@ -107,6 +107,7 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "FULL").map_err(open_err)?;
         conn.execute_batch(SCHEMA).map_err(open_err)?;
         conn.execute_batch(crate::outbox::sqlite::SCHEMA).map_err(open_err)?;
+        conn.execute_batch(crate::audit::SQLITE_SCHEMA).map_err(open_err)?;
         let lock_dir = path.parent().unwrap_or(Path::new(".")).join("locks");
         Ok(SqliteStore { conn: Arc::new(Mutex::new(conn)), lock_dir })
     }
