@@ -1,13 +1,11 @@
 //! The JSON API (described in docs/openapi.json, which is tested against it).
 
-use std::sync::Arc;
-
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use relflow_core::config::PlaybookSpec;
+use relflow_core::config::{Permission, PlaybookSpec};
 use relflow_engine::DeadLetterView;
 use relflow_store::{RunFilter, RunStatus};
 use serde::Deserialize;
@@ -27,18 +25,24 @@ pub fn routes(state: AppState) -> Router {
         .route("/api/rules", get(rules))
         .route("/api/batches", get(batches))
         .route("/api/info", get(info))
+        .route("/api/audit", get(super::audit::list))
         .route("/metrics", get(metrics))
-        .route_layer(axum::middleware::from_fn_with_state(Arc::clone(&state), auth::read_access));
-    let mut writes = control::writes()
-        .route("/api/dead-letters/{id}/replay", post(replay))
-        .route("/api/dead-letters", delete(purge));
+        .route_layer(auth::needs(&state, Permission::Read, "read"));
+    // Each mutation names the permission it needs and its audit action
+    // (the README's roles table says the same).
+    let need = |permission, action| auth::needs(&state, permission, action);
+    let mut writes = Router::new()
+        .route("/api/dead-letters/{id}/replay", post(replay).route_layer(need(Permission::Operate, "replay")))
+        .route("/api/dead-letters", delete(purge).route_layer(need(Permission::Admin, "purge")))
+        .route("/api/runs/{id}/rerun", post(control::rerun).route_layer(need(Permission::Operate, "rerun")))
+        .route("/api/runs/{id}/cancel", post(control::cancel).route_layer(need(Permission::Operate, "cancel")));
     if state.ingest {
         // Room for the largest allowed message plus JSON framing; the handler
         // answers 413 with the limit in words.
         let limit = state.config.max_message_bytes.saturating_add(64 << 10);
-        writes = writes.route("/api/publish", post(ingest::publish).layer(DefaultBodyLimit::max(limit)));
+        let publish = post(ingest::publish).layer(DefaultBodyLimit::max(limit));
+        writes = writes.route("/api/publish", publish.route_layer(need(Permission::Operate, "publish")));
     }
-    let writes = writes.route_layer(axum::middleware::from_fn_with_state(Arc::clone(&state), auth::require_token));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -130,7 +134,7 @@ async fn info(State(state): State<AppState>) -> Json<Value> {
         "version": env!("CARGO_PKG_VERSION"),
         "worker": state.worker,
         "ingest": state.ingest,
-        "token_configured": state.token.is_some(),
+        "token_configured": !state.tokens.is_empty(),
         "protect_reads": state.protect_reads,
         "queue": if state.config.queue.url.is_some() { "rabbitmq" } else { "embedded" },
     }))

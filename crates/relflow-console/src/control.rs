@@ -4,7 +4,7 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Json, Router};
 use relflow_engine::control::{self, ControlError};
 use serde_json::{json, Value};
@@ -15,11 +15,6 @@ use super::AppState;
 /// Who made a request, as the history records it. One shared token names
 /// nobody in particular.
 const CALLER: &str = "http (token)";
-
-/// The mutating routes; the caller puts them behind the token.
-pub fn writes() -> Router<AppState> {
-    Router::new().route("/api/runs/{id}/rerun", post(rerun)).route("/api/runs/{id}/cancel", post(cancel))
-}
 
 /// The read-only routes.
 pub fn reads() -> Router<AppState> {
@@ -41,7 +36,7 @@ fn api_error(e: ControlError) -> ApiError {
     }
 }
 
-async fn rerun(State(state): State<AppState>, Path(id): Path<String>) -> Result<(StatusCode, Json<Value>), ApiError> {
+pub(crate) async fn rerun(State(state): State<AppState>, Path(id): Path<String>) -> Result<(StatusCode, Json<Value>), ApiError> {
     let req = control::rerun(state.store.as_ref(), &state.sink, &id, CALLER).await.map_err(api_error)?;
     let body = json!({
         "rerun_of": req.run_id, "message_id": req.message_id, "rule": req.rule, "request": req.id,
@@ -50,7 +45,7 @@ async fn rerun(State(state): State<AppState>, Path(id): Path<String>) -> Result<
     Ok((StatusCode::ACCEPTED, Json(body)))
 }
 
-async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Result<(StatusCode, Json<Value>), ApiError> {
+pub(crate) async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Result<(StatusCode, Json<Value>), ApiError> {
     let (req, new) = control::cancel(state.store.as_ref(), &id, CALLER).await.map_err(api_error)?;
     let body = json!({"run_id": req.run_id, "cancel_requested": true, "already_requested": !new});
     Ok((StatusCode::ACCEPTED, Json(body)))

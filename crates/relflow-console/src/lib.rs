@@ -9,6 +9,7 @@
 //! (SIGTERM), tasks stop, the worker drains and the HTTP server closes.
 
 mod api;
+mod audit;
 mod auth;
 mod control;
 mod error;
@@ -36,7 +37,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-pub use auth::Token;
+pub use auth::{Caller, Tokens};
 
 /// How often the queue depth is sampled for the page's chart, and how many
 /// samples are kept (24 hours' worth).
@@ -53,8 +54,8 @@ pub struct Shared {
     /// Live logs of runs in progress on this host.
     pub logs: RunLogs,
     pub metrics: Arc<Metrics>,
-    /// `None`: no token configured, so mutating endpoints refuse everyone.
-    pub token: Option<Token>,
+    /// Every configured token; none: mutating endpoints refuse everyone.
+    pub tokens: Tokens,
     /// Read-only endpoints need the token too.
     pub protect_reads: bool,
     /// `POST /api/publish` is served.
@@ -77,7 +78,7 @@ pub struct DepthSample {
 
 /// What `relflow serve` runs, besides the API.
 pub struct Parts {
-    pub token: Option<Token>,
+    pub tokens: Tokens,
     /// `POST /api/publish` is served.
     pub ingest: bool,
     /// A worker runs in this process.
@@ -101,7 +102,7 @@ impl Shared {
             store: Arc::clone(&backends.store),
             sink,
             metrics,
-            token: parts.token,
+            tokens: parts.tokens,
             ingest: parts.ingest,
             worker: parts.worker,
             shutdown,
@@ -169,7 +170,8 @@ impl Server {
             })?;
             let bound = listener.local_addr()?;
             on_listening(bound);
-            let app = self.router;
+            // With the peer address, for the audit log.
+            let app = self.router.into_make_service_with_connect_info::<SocketAddr>();
             let stop = shutdown.clone();
             self.tasks.spawn(async move {
                 relflow_ingest::http::serve(listener, app, relflow_ingest::http::HttpLimits::default(), stop).await;

@@ -25,7 +25,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// Reads `2h`/`3d` (that long ago) or an RFC 3339 time.
-fn parse_time(name: &str, value: &str) -> Result<DateTime<Utc>, ApiError> {
+pub(crate) fn parse_time(name: &str, value: &str) -> Result<DateTime<Utc>, ApiError> {
     if let Ok(t) = DateTime::parse_from_rfc3339(value) {
         return Ok(t.with_timezone(&Utc));
     }

@@ -40,6 +40,8 @@ pub(crate) mod loopabull_keys;
 pub use announce::AnnounceConfig;
 pub mod http;
 pub use http::HttpConfig;
+pub mod tokens;
+pub use tokens::{NamedToken, Permission, Role};
 pub mod ingest;
 pub use ingest::{AmqpTls, FedmsgConfig, IngestConfig, SourceConfig};
 pub mod stateful;
@@ -413,6 +415,7 @@ impl Config {
         config.queue.validate(&config_dir(path)).map_err(invalid)?;
         config.store = raw.store;
         config.http = raw.http;
+        config.http.validate().map_err(invalid)?;
         config.ingest = raw.ingest;
         config.fedmsg = raw.fedmsg;
         config.sources = raw.sources;

@@ -6,6 +6,7 @@
 //! between the two makes the queue redeliver a message whose work is already
 //! done, and this check is what keeps it from running twice.
 
+pub mod audit;
 pub mod control;
 pub mod outbox;
 mod page;
@@ -18,6 +19,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 
+pub use audit::{AuditEntry, AuditLog, NewAudit};
 pub use control::{Control, HistoryEvent, Request, RequestKind};
 pub use outbox::{Backlog, NewEvent, Outbox, PendingEvent};
 pub use page::{Cursor, RuleCount, COUNT_CAP, MAX_OFFSET};
@@ -224,10 +226,10 @@ pub enum StoreError {
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Where runs are recorded, the events that report them wait
-/// ([`Outbox`]), and operators' requests and messages' histories are kept
-/// ([`Control`]).
+/// ([`Outbox`]), operators' requests and messages' histories are kept
+/// ([`Control`]), and the audit log ([`AuditLog`]).
 #[async_trait]
-pub trait RunStore: Outbox + StateStore + Control + Send + Sync {
+pub trait RunStore: Outbox + StateStore + Control + AuditLog + Send + Sync {
     /// Records a run as started. Earlier runs of the same (message, rule)
     /// still marked running are marked abandoned: their worker died, which
     /// is why the message came back.

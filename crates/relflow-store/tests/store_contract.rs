@@ -84,6 +84,7 @@ both!(outbox_claims, events_are_claimed_in_order_by_one_drainer_and_sent_once);
 both!(outbox_backoff, a_failed_publish_holds_the_destination_until_its_retry_time);
 both!(outbox_lease, an_expired_claim_is_claimed_again);
 both!(outbox_bounded, the_outbox_is_bounded_and_its_backlog_visible);
+both!(audit_in_order, the_audit_log_keeps_every_entry_in_write_order);
 
 async fn a_run_is_recorded_from_start_to_finish(s: &dyn RunStore) {
     s.start(&new_run("aaaa-1", "m1", "r")).await.unwrap();
@@ -362,6 +363,32 @@ async fn the_outbox_is_bounded_and_its_backlog_visible(s: &dyn RunStore) {
     // Sent rows stay until their time is up, so a late copy of an id stays a no-op.
     s.announce(&events[..1]).await.unwrap();
     assert!(s.claim_events("queue", "b", 10, LEASE).await.unwrap().iter().all(|e| e.id != "e0"));
+}
+
+async fn the_audit_log_keeps_every_entry_in_write_order(s: &dyn RunStore) {
+    use relflow_store::NewAudit;
+    let entry = |who: &str, action: &str, outcome: &str| NewAudit {
+        who: who.into(),
+        role: "operator".into(),
+        action: action.into(),
+        target: "12".into(),
+        peer: "127.0.0.1:5000".into(),
+        outcome: outcome.into(),
+    };
+    assert!(s.audit_log(None, 0).await.unwrap().is_empty());
+    s.audit(&entry("viewer", "replay", "denied")).await.unwrap();
+    s.audit(&entry("ops", "replay", "ok")).await.unwrap();
+    s.audit(&entry("ops", "purge", "denied")).await.unwrap();
+    let all = s.audit_log(None, 0).await.unwrap();
+    let seen: Vec<_> = all.iter().map(|e| (e.who.as_str(), e.action.as_str(), e.outcome.as_str())).collect();
+    assert_eq!(seen, [("viewer", "replay", "denied"), ("ops", "replay", "ok"), ("ops", "purge", "denied")]);
+    assert!(all.windows(2).all(|w| w[0].seq < w[1].seq && w[0].at <= w[1].at));
+    assert_eq!(all[0].peer, "127.0.0.1:5000");
+    let newest: Vec<_> = s.audit_log(None, 2).await.unwrap().iter().map(|e| e.seq).collect();
+    assert_eq!(newest, [all[1].seq, all[2].seq], "a limit keeps the newest, still oldest first");
+    let later = all[2].at + chrono::Duration::milliseconds(1);
+    assert!(s.audit_log(Some(later), 0).await.unwrap().is_empty(), "since");
+    assert_eq!(s.audit_log(Some(all[0].at), 0).await.unwrap().len(), 3);
 }
 
 /// Stateful-rule batches (coalesce, join).

@@ -100,6 +100,12 @@ pub enum Command {
     /// Queue depth and run counts at a glance.
     Status(JsonFlag),
 
+    /// The audit log: who replayed, purged, published, approved or denied
+    /// what, when and from where (HTTP token name and peer address, or the
+    /// local user for CLI commands), oldest first.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+
     /// Take messages from the configured [[source]]s (fedmsg over ZeroMQ,
     /// fedora-messaging over AMQP, webhooks) and put them on the work queue.
     ///
@@ -126,8 +132,10 @@ pub enum Command {
     /// off here or in the config's [http] table.
     ///
     /// Listens on [http] listen (default 127.0.0.1:8088). Replay, purge and
-    /// publish need `Authorization: Bearer <token>` ([http] token_file, token,
-    /// or RELFLOW_HTTP_TOKEN). SIGTERM drains like `relflow worker`.
+    /// publish need `Authorization: Bearer <token>`: the admin token ([http]
+    /// token_file, token, or RELFLOW_HTTP_TOKEN) or a [[http.token]] whose
+    /// role allows it (viewer, operator, approver, admin); every mutation is
+    /// audited (`relflow audit export`). SIGTERM drains like `relflow worker`.
     Serve(ServeArgs),
 
     /// Internal: the per-run process supervisor (see relflow-ansible).
@@ -303,4 +311,22 @@ pub enum DeadLettersCommand {
         #[arg(long)]
         yes: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Print audit entries, oldest first, one JSON object per line.
+    Export {
+        /// Output format (one JSON object per line).
+        #[arg(long, value_enum, default_value_t = AuditFormat::Jsonl)]
+        format: AuditFormat,
+        /// Only entries from this long ago on (`2h`, `7d`).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        since: Option<std::time::Duration>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum AuditFormat {
+    Jsonl,
 }

@@ -426,6 +426,7 @@ fn the_openapi_description_matches_the_live_server() {
         ("get", "/api/rules"),
         ("get", "/api/batches"),
         ("get", "/api/dead-letters"),
+        ("get", "/api/audit"),
         ("post", "/api/dead-letters/{id}/replay"),
         ("delete", "/api/dead-letters"),
         ("post", "/api/publish"),
@@ -541,4 +542,102 @@ fn conforms(doc: &Value, schema: &Value, v: &Value, at: &str) -> Result<(), Stri
         }
     }
     Ok(())
+}
+
+/// `[[http.token]]` tables, one per role, each secret in its own file.
+fn env_with_roles() -> Env {
+    let roles = [("vera", "viewer"), ("otto", "operator"), ("april", "approver")];
+    let mut tables = String::new();
+    for (name, role) in roles {
+        tables.push_str(&format!(
+            "[[http.token]]\nname = \"{name}\"\nrole = \"{role}\"\ngroups = [\"releng\"]\n\
+             token_file = \"{name}.token\"\n"
+        ));
+    }
+    let env = Env::with_tables("", &tables, RULES);
+    for (name, _) in roles {
+        std::fs::write(env.path(&format!("{name}.token")), format!("{name}-secret-0123456789\n")).unwrap();
+    }
+    env.playbook("hello.yml", &play("    - debug:\n        msg: hello\n"));
+    env
+}
+
+fn secret(name: &str) -> String {
+    format!("{name}-secret-0123456789")
+}
+
+#[test]
+fn each_role_may_do_only_its_own_actions_and_every_attempt_is_audited() {
+    let s = Serve::start(env_with_roles(), &[]);
+    // A dead letter to replay (its playbook is missing).
+    s.publish("relflow.test.missing", &json!({"n": 1}));
+    s.settle();
+    let dead = s.get_json("/api/dead-letters")["dead_letters"][0]["id"].to_string();
+    let replay = format!("/api/dead-letters/{dead}/replay");
+    let publish = "/api/publish?topic=relflow.test.hello";
+    let (vera, otto, april) = (secret("vera"), secret("otto"), secret("april"));
+
+    // Reads are open to every token (and to none, without protect_reads).
+    for t in [&vera, &otto, &april] {
+        assert_eq!(s.call("GET", "/api/runs", Some(t), None).status, 200);
+    }
+    // A viewer may change nothing; the 403 says which role it would take.
+    for (method, path, needs) in [("POST", replay.as_str(), "operator"), ("DELETE", "/api/dead-letters", "admin")] {
+        let a = s.call(method, path, Some(&vera), None);
+        assert_eq!(a.status, 403, "viewer {method} {path}: {}", a.body);
+        assert!(a.json()["error"].as_str().unwrap().contains(needs), "{}", a.body);
+    }
+    let a = s.call("POST", publish, Some(&vera), Some("{\"text\": \"v\"}"));
+    let doc: Value = serde_json::from_str(include_str!("../../../docs/openapi.json")).unwrap();
+    check_response(&doc, &doc["paths"]["/api/publish"]["post"], &a, "viewer publish");
+    assert_eq!(a.status, 403);
+    // An approver approves; it does not operate.
+    assert_eq!(s.call("POST", publish, Some(&april), Some("{\"text\": \"a\"}")).status, 403);
+    // An operator replays and publishes, but may not purge (admin only).
+    assert_eq!(s.call("POST", &replay, Some(&otto), None).status, 200);
+    assert_eq!(s.call("POST", publish, Some(&otto), Some("{\"text\": \"o\"}")).status, 202);
+    assert_eq!(s.call("DELETE", "/api/dead-letters", Some(&otto), None).status, 403);
+    // The shared [http] token is the admin.
+    assert_eq!(s.call("DELETE", "/api/dead-letters", Some(TOKEN), None).status, 200);
+    // A wrong token is no one: 401, and no audit entry (no name to write).
+    assert_eq!(s.call("POST", &replay, Some("nobody-0123456789"), None).status, 401);
+    s.settle();
+
+    let expected = [
+        ("[http] token", "publish", "ok"),
+        ("vera", "replay", "denied"),
+        ("vera", "purge", "denied"),
+        ("vera", "publish", "denied"),
+        ("april", "publish", "denied"),
+        ("otto", "replay", "ok"),
+        ("otto", "publish", "ok"),
+        ("otto", "purge", "denied"),
+        ("[http] token", "purge", "ok"),
+    ];
+    let export = s.env.ok(&["audit", "export", "--format", "jsonl"]);
+    let lines: Vec<Value> = export.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let seen: Vec<(&str, &str, &str)> = lines
+        .iter()
+        .map(|e| (e["who"].as_str().unwrap(), e["action"].as_str().unwrap(), e["outcome"].as_str().unwrap()))
+        .collect();
+    assert_eq!(seen, expected, "{export}");
+    assert_eq!(lines[5]["target"], dead.as_str(), "the target is the dead letter's id");
+    assert_eq!(lines[1]["role"], "viewer");
+    assert!(lines.iter().all(|e| e["peer"].as_str().unwrap().starts_with("127.0.0.1:")), "{export}");
+    // The API shows the same entries, and so does a later --since.
+    let api = s.get_json("/api/audit")["entries"].as_array().unwrap().clone();
+    assert_eq!(api, lines);
+    assert!(s.env.ok(&["audit", "export", "--since", "1h"]).lines().count() == expected.len());
+}
+
+#[test]
+fn a_token_config_mistake_is_refused_when_serve_starts() {
+    let env = Env::with_tables("", "[[http.token]]\nname = \"x\"\nrole = \"viewer\"\ntoken_file = \"x.token\"\n", "");
+    let out = env.run(&["serve", "--listen", "127.0.0.1:0"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("\"x\" token_file") && err.contains("x.token"), "{err}");
+    let env = Env::with_tables("", "[[http.token]]\nname = \"x\"\nrole = \"root\"\ntoken_file = \"x.token\"\n", "");
+    let err = String::from_utf8_lossy(&env.run(&["check"]).stderr).into_owned();
+    assert!(err.contains("viewer") && err.contains("admin"), "{err}");
 }

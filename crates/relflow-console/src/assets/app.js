@@ -378,6 +378,22 @@ async function batchesView() {
   refreshTimer = setTimeout(() => route(true), 5000);
 }
 
+// Who changed what, when and from where; newest at the top.
+async function auditView() {
+  navActive("nav-audit");
+  const { entries } = await api("/api/audit?limit=500");
+  const rows = entries.slice().reverse().map(e => el("tr", { "data-seq": e.seq },
+    el("td", {}, when(e.at)), el("td", {}, e.who), el("td", {}, e.role), el("td", {}, e.action),
+    el("td", { class: "mono" }, e.target), el("td", { class: "mono" }, e.peer),
+    el("td", { class: e.outcome === "ok" ? "" : "reason" }, e.outcome)));
+  setMain(el("h2", {}, "Audit"),
+    el("p", { class: "muted" }, "Every publish, replay, purge, approval and denial, refused or not (`relflow audit export`)."),
+    el("table", { id: "audit" },
+      el("thead", {}, el("tr", {}, ["when", "who", "role", "action", "target", "from", "outcome"].map(h => el("th", {}, h)))),
+      el("tbody", {}, rows.length ? rows : el("tr", {}, el("td", { colspan: 7, class: "muted" }, "nothing audited yet")))));
+  refreshTimer = setTimeout(() => route(true), 5000);
+}
+
 // ---- routing ---------------------------------------------------------------
 
 async function route(isRefresh) {
@@ -399,6 +415,7 @@ async function route(isRefresh) {
     else if (path === "/dead-letters") await deadLettersView();
     else if (path === "/rules") await rulesView();
     else if (path === "/batches") await batchesView();
+    else if (path === "/audit") await auditView();
     else setMain(el("p", {}, "No such page. ", el("a", { href: "#/runs" }, "Runs")));
   } catch (e) {
     showError(e);

@@ -29,13 +29,16 @@ pub async fn run(config: &Config, cmd: DeadLettersCommand) -> Result<ExitCode> {
             if !super::open_sink(config).await?.replay(id).await? {
                 bail!("no dead letter with id {id} (see `relflow dead-letters list`)");
             }
+            super::audit::record(config, "replay", &id.to_string()).await;
             println!("dead letter {id} is back on the queue; a worker will run it");
         }
         DeadLettersCommand::Purge { yes } => {
             if !yes {
                 bail!("purging deletes every dead letter for good; run again with --yes");
             }
-            println!("purged {} dead letter(s)", open_queue(config, 1).await?.purge_dead_letters().await?);
+            let purged = open_queue(config, 1).await?.purge_dead_letters().await?;
+            super::audit::record(config, "purge", "").await;
+            println!("purged {purged} dead letter(s)");
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -43,6 +43,7 @@ pub async fn run(config: &Config, args: PublishArgs) -> Result<ExitCode> {
             }
         }
     }
+    super::audit::record(config, "publish", &format!("{} of {total} message(s)", total - refused)).await;
     Ok(if refused == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 

@@ -4,16 +4,16 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use relflow_core::Config;
 use relflow_engine::{Backends, Metrics, Worker};
 use tracing::{info, warn};
 
 use crate::cli::ServeArgs;
-use relflow_console::{Parts, Server, Shared, Token};
+use relflow_console::{Parts, Server, Shared, Tokens};
 
 pub async fn run(mut config: Config, args: ServeArgs) -> Result<ExitCode> {
-    let token = load_token(&config)?;
+    let tokens = Tokens::load(&config)?;
     let http = !args.no_http;
     let run_worker = config.http.worker && !args.no_worker;
     let ingest = config.http.ingest && !args.no_ingest && http;
@@ -29,10 +29,10 @@ pub async fn run(mut config: Config, args: ServeArgs) -> Result<ExitCode> {
     sink.observe(Arc::clone(&metrics) as Arc<dyn relflow_ingest::Observer>);
     let config = Arc::new(config);
     let shutdown = super::shutdown_on_signal("shutting down; running playbooks get worker.drain_timeout to finish")?;
-    if http && token.is_none() {
+    if http && tokens.is_empty() {
         warn!("no [http] token configured: replay, purge and publish over HTTP are refused until one is set");
     }
-    let parts = Parts { token, ingest, worker: run_worker };
+    let parts = Parts { tokens, ingest, worker: run_worker };
     let state =
         Shared::new(Arc::clone(&config), &backends, sink.clone(), Arc::clone(&metrics), parts, shutdown.clone());
     let mut server = Server::new(state);
@@ -69,23 +69,4 @@ pub async fn run(mut config: Config, args: ServeArgs) -> Result<ExitCode> {
         })
         .await?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// The bearer token: RELFLOW_HTTP_TOKEN, else [http] token_file, else [http] token.
-fn load_token(config: &Config) -> Result<Option<Token>> {
-    if let Ok(t) = std::env::var("RELFLOW_HTTP_TOKEN") {
-        return Ok(Token::new(&t));
-    }
-    if let Some(file) = &config.http.token_file {
-        let path = config.path.parent().unwrap_or(std::path::Path::new(".")).join(file);
-        let text = std::fs::read_to_string(&path).with_context(|| {
-            format!("cannot read [http] token_file {} (create it with a long random secret, mode 0600)", path.display())
-        })?;
-        let token = Token::new(&text);
-        if token.is_none() {
-            anyhow::bail!("[http] token_file {} is empty; put a long random secret in it", path.display());
-        }
-        return Ok(token);
-    }
-    Ok(config.http.token.as_deref().and_then(Token::new))
 }

@@ -194,6 +194,13 @@ try {
   assert.equal(await page.locator('#runs tbody tr[data-rule="flaky"]').count(), 2, "the failed run and the replayed one");
   pass("replaying a dead letter makes a new run that appears on the runs page");
 
+  // 5. The Audit tab names who replayed it, and from where.
+  await page.click("#nav-audit");
+  const replayed = page.locator("#audit tbody tr", { hasText: "replay" });
+  await replayed.waitFor();
+  assert.match(await replayed.textContent(), /\[http\] token.*admin.*replay.*127\.0\.0\.1.*ok/);
+  pass("the Audit tab shows who replayed the dead letter");
+
   assert.deepEqual(pageErrors, [], "no script errors or CSP violations on the page");
 } catch (e) {
   failed = true;
