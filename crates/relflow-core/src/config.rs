@@ -35,6 +35,8 @@ use crate::{PatternError, TopicPattern, DEFAULT_MAX_MESSAGE_BYTES};
 pub mod announce;
 mod errors;
 pub use announce::AnnounceConfig;
+pub mod backfill;
+pub use backfill::BackfillConfig;
 pub mod http;
 pub use http::HttpConfig;
 pub mod ingest;
@@ -66,6 +68,8 @@ pub struct Config {
     pub check: CheckConfig,
     /// `[announce]`: run events back onto the bus; `None`: none are sent.
     pub announce: Option<AnnounceConfig>,
+    /// `[backfill]`: Datagrepper, and when the bridge fetches by itself.
+    pub backfill: Option<BackfillConfig>,
     pub rules: Vec<Rule>,
     /// Things that load but deserve the operator's eye (`relflow check` prints them).
     pub warnings: Vec<String>,
@@ -289,6 +293,7 @@ struct RawConfig {
     #[serde(default)]
     check: CheckConfig,
     announce: Option<AnnounceConfig>,
+    backfill: Option<BackfillConfig>,
     #[serde(default, rename = "rule")]
     rules: Vec<RawRule>,
 }
@@ -401,6 +406,10 @@ impl Config {
         if let Some(a) = &mut config.announce {
             a.validate(&config_dir(path), config.fedmsg.as_ref()).map_err(invalid)?;
         }
+        if let Some(b) = &raw.backfill {
+            b.validate().map_err(invalid)?;
+        }
+        config.backfill = raw.backfill;
         config.max_message_bytes = raw.max_message_bytes.unwrap_or(DEFAULT_MAX_MESSAGE_BYTES);
         if config.worker.concurrency == 0 {
             return Err(invalid("worker.concurrency must be at least 1".into()));
@@ -482,6 +491,7 @@ impl Config {
             sources: Vec::new(),
             check: CheckConfig::default(),
             announce: None,
+            backfill: None,
             rules: Vec::new(),
             warnings: Vec::new(),
         }

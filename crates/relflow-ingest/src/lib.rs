@@ -35,7 +35,9 @@
 //! the other.
 
 pub mod amqp;
+pub mod backfill;
 pub mod dedupe;
+pub mod gaps;
 pub mod sink;
 pub mod webhook;
 pub mod zmq;
@@ -47,6 +49,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use dedupe::Dedupe;
+pub use gaps::Gaps;
 pub use sink::{Envelope, Event, Observer, Outcome, Sink, SinkError, SinkOptions, Stats, REPLAY_SOURCE};
 
 /// Something messages come from.

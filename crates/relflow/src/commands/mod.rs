@@ -1,5 +1,6 @@
 //! One module per subcommand; each returns the process exit code.
 
+mod backfill;
 mod bridge;
 mod check;
 mod dead_letters;
@@ -31,6 +32,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Runs(cmd) => runs::run(&config()?, cmd).await,
         Command::DeadLetters(cmd) => dead_letters::run(&config()?, cmd).await,
         Command::Status(json) => status::run(&config()?, json.json).await,
+        Command::Backfill(args) => backfill::run(&config()?, &args).await,
         Command::Bridge => bridge::run(config()?).await,
         Command::Verify { files, json } => verify::run(&config()?, &files, json.json),
         Command::Serve(args) => serve::run(config()?, args).await,
