@@ -59,7 +59,14 @@ async fn readyz(State(state): State<AppState>) -> Response {
         state.store.count(&RunFilter::default()).await.map(|_| "ok".to_owned()).unwrap_or_else(|e| e.to_string());
     let ready = queue == "ok" && store == "ok";
     let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (code, Json(json!({"ready": ready, "queue": queue, "store": store}))).into_response()
+    // Lost bus messages are worth seeing here but do not make relflow unready.
+    let fedmsg = state.sink.gaps().map(|g| g.totals().map_err(|e| e.to_string()));
+    let fedmsg = match fedmsg {
+        Some(Ok(t)) => json!(t),
+        Some(Err(e)) => json!({"error": e}),
+        None => Value::Null,
+    };
+    (code, Json(json!({"ready": ready, "queue": queue, "store": store, "fedmsg_sequence": fedmsg}))).into_response()
 }
 
 async fn queue(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {

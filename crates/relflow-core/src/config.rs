@@ -38,6 +38,8 @@ pub use compat::CompatConfig;
 mod errors;
 pub(crate) mod loopabull_keys;
 pub use announce::AnnounceConfig;
+pub mod backfill;
+pub use backfill::BackfillConfig;
 pub mod http;
 pub use http::HttpConfig;
 pub mod tokens;
@@ -74,6 +76,8 @@ pub struct Config {
     pub announce: Option<AnnounceConfig>,
     /// `[compat]`: loopabull compatibility (on for a loopabull YAML config).
     pub compat: CompatConfig,
+    /// `[backfill]`: Datagrepper, and when the bridge fetches by itself.
+    pub backfill: Option<BackfillConfig>,
     pub rules: Vec<Rule>,
     /// Things that load but deserve the operator's eye (`relflow check` prints them).
     pub warnings: Vec<String>,
@@ -314,6 +318,7 @@ struct RawConfig {
     announce: Option<AnnounceConfig>,
     #[serde(default)]
     compat: CompatConfig,
+    backfill: Option<BackfillConfig>,
     #[serde(default, rename = "rule")]
     rules: Vec<RawRule>,
 }
@@ -430,6 +435,10 @@ impl Config {
         if let Some(a) = &mut config.announce {
             a.validate(&config_dir(path), config.fedmsg.as_ref()).map_err(invalid)?;
         }
+        if let Some(b) = &raw.backfill {
+            b.validate().map_err(invalid)?;
+        }
+        config.backfill = raw.backfill;
         config.max_message_bytes = raw.max_message_bytes.unwrap_or(DEFAULT_MAX_MESSAGE_BYTES);
         if config.worker.concurrency == 0 {
             return Err(invalid("worker.concurrency must be at least 1".into()));
@@ -522,6 +531,7 @@ impl Config {
             check: CheckConfig::default(),
             announce: None,
             compat: CompatConfig::default(),
+            backfill: None,
             rules: Vec::new(),
             warnings: Vec::new(),
         }

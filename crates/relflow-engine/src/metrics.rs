@@ -76,6 +76,9 @@ pub struct Metrics {
     slots: Gauge,
     announcements: Family<AnnounceLabels, Counter>,
     announce_pending: Family<DestinationLabels, Gauge>,
+    fedmsg_gaps: Family<SourceLabels, Counter>,
+    fedmsg_missing: Family<SourceLabels, Counter>,
+    fedmsg_restarts: Family<SourceLabels, Counter>,
 }
 
 fn duration_histogram() -> Histogram {
@@ -109,6 +112,9 @@ impl Metrics {
             slots: Gauge::default(),
             announcements: Family::default(),
             announce_pending: Family::default(),
+            fedmsg_gaps: Family::default(),
+            fedmsg_missing: Family::default(),
+            fedmsg_restarts: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -159,6 +165,21 @@ impl Metrics {
             "announcements_pending",
             "Run events waiting in the outbox, by destination (read every 30 s by a worker's drainer)",
             m.announce_pending.clone(),
+        );
+        registry.register(
+            "fedmsg_gaps",
+            "Jumps in a fedmsg producer's `i` seen by this process (messages lost on the bus), by source",
+            m.fedmsg_gaps.clone(),
+        );
+        registry.register(
+            "fedmsg_missing_messages",
+            "fedmsg messages lost in those gaps (`relflow backfill` fetches them), by source",
+            m.fedmsg_missing.clone(),
+        );
+        registry.register(
+            "fedmsg_producer_restarts",
+            "fedmsg producers whose `i` began again (a publisher restart, not a loss), by source",
+            m.fedmsg_restarts.clone(),
         );
         Metrics { registry, ..m }
     }
@@ -240,6 +261,24 @@ impl relflow_ingest::Observer for Metrics {
             Outcome::Rejected { check, .. } => self.rejected(&e.source, check),
         }
     }
+
+    fn sequenced(&self, source: &str, seen: &relflow_ingest::gaps::Seen) {
+        use relflow_ingest::gaps::Seen;
+        let source = SourceLabels { source: source.into() };
+        match seen {
+            Seen::Gap(g) => {
+                self.fedmsg_gaps.get_or_create(&source).inc();
+                self.fedmsg_missing.get_or_create(&source).inc_by(g.missing);
+                if g.after == 0 {
+                    self.fedmsg_restarts.get_or_create(&source).inc();
+                }
+            }
+            Seen::Restart { .. } => {
+                self.fedmsg_restarts.get_or_create(&source).inc();
+            }
+            Seen::First | Seen::InOrder => {}
+        }
+    }
 }
 
 impl relflow_announce::DrainObserver for Metrics {
@@ -301,6 +340,34 @@ mod tests {
             "relflow_announcements_total{destination=\"amqp\",outcome=\"failed\"} 1",
             "relflow_announcements_total{destination=\"any\",outcome=\"dropped\"} 2",
             "relflow_announcements_pending{destination=\"fedmsg\"} 7",
+        ] {
+            assert!(text.contains(line), "{line} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn fedmsg_gaps_and_restarts_are_counted_by_source() {
+        use relflow_ingest::gaps::{Gap, Seen};
+        use relflow_ingest::Observer;
+        let m = Metrics::new();
+        let gap = |after, missing| Gap {
+            producer: "p".into(),
+            after,
+            before: after + missing + 1,
+            missing,
+            after_ts: None,
+            before_ts: None,
+            detected_at: 0,
+        };
+        m.sequenced("fedmsg:bus", &Seen::Gap(gap(10, 4)));
+        m.sequenced("fedmsg:bus", &Seen::Gap(gap(0, 2)));
+        m.sequenced("fedmsg:bus", &Seen::Restart { previous: 9, now: 1 });
+        m.sequenced("fedmsg:bus", &Seen::InOrder);
+        let text = m.render(None);
+        for line in [
+            "relflow_fedmsg_gaps_total{source=\"fedmsg:bus\"} 2",
+            "relflow_fedmsg_missing_messages_total{source=\"fedmsg:bus\"} 6",
+            "relflow_fedmsg_producer_restarts_total{source=\"fedmsg:bus\"} 2",
         ] {
             assert!(text.contains(line), "{line} in\n{text}");
         }

@@ -35,8 +35,10 @@
 //! the other.
 
 pub mod amqp;
+pub mod backfill;
 pub mod dedupe;
 pub mod http;
+pub mod gaps;
 pub mod sink;
 pub mod webhook;
 pub mod zmq;
@@ -48,6 +50,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use dedupe::Dedupe;
+pub use gaps::Gaps;
 pub use sink::{Envelope, Event, Observer, Outcome, Sink, SinkError, SinkOptions, Stats, REPLAY_SOURCE};
 
 /// Something messages come from.

@@ -36,6 +36,7 @@ use serde::Serialize;
 use tokio::sync::broadcast;
 
 use crate::dedupe::{Claim, Dedupe, DedupeError};
+use crate::gaps::{Gaps, Seen};
 
 /// What became of one incoming message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -107,6 +108,9 @@ pub struct SinkOptions {
 /// [`Sink::events`], which drops events for slow receivers).
 pub trait Observer: Send + Sync {
     fn decided(&self, event: &Event);
+
+    /// A fedmsg message's sequence number was checked (see [`crate::gaps`]).
+    fn sequenced(&self, _source: &str, _seen: &Seen) {}
 }
 
 /// The `source` of events about dead letters put back on the queue.
@@ -142,6 +146,7 @@ struct Inner {
     by_check: Mutex<BTreeMap<String, u64>>,
     events: broadcast::Sender<Event>,
     observer: OnceLock<Arc<dyn Observer>>,
+    gaps: OnceLock<Gaps>,
 }
 
 impl Sink {
@@ -159,6 +164,7 @@ impl Sink {
                 by_check: Mutex::new(BTreeMap::new()),
                 events: broadcast::channel(4096).0,
                 observer: OnceLock::new(),
+                gaps: OnceLock::new(),
             }),
         }
     }
@@ -173,7 +179,50 @@ impl Sink {
             None => None,
             Some(f) => Some(Verifier::from_config(f).context("[fedmsg]: cannot load the CA or CRL")?),
         };
-        Ok(Sink::new(queue, dedupe, verifier, options.max_message_bytes))
+        let sink = Sink::new(queue, dedupe, verifier, options.max_message_bytes);
+        sink.track_gaps(Gaps::open(&options.data_dir.join("ingest.sqlite3"))?);
+        Ok(sink)
+    }
+
+    /// Keeps fedmsg sequence numbers in `gaps` from now on (see
+    /// [`crate::gaps`]). One store per sink; a second call is ignored.
+    pub fn track_gaps(&self, gaps: Gaps) {
+        let _ = self.inner.gaps.set(gaps);
+    }
+
+    /// The sequence store, when [`track_gaps`](Sink::track_gaps) gave one.
+    pub fn gaps(&self) -> Option<&Gaps> {
+        self.inner.gaps.get()
+    }
+
+    /// Records `i` from `producer` (a fedmsg source calls this for each
+    /// message it queued), logs gaps and restarts and tells the observer.
+    /// Without a sequence store this is a no-op.
+    pub fn sequence(&self, source: &str, producer: &str, i: u64, ts: Option<f64>) {
+        let Some(gaps) = self.gaps() else { return };
+        let seen = match gaps.observe(producer, i, ts) {
+            Ok(seen) => seen,
+            // Losing track of a sequence number must not lose the message.
+            Err(e) => return tracing::error!(source, "{e}"),
+        };
+        match &seen {
+            Seen::Gap(g) => tracing::warn!(
+                source,
+                producer,
+                missing = g.missing,
+                after = g.after,
+                before = g.before,
+                "fedmsg gap: {} message(s) lost before this one (`relflow backfill` can fetch them)",
+                g.missing
+            ),
+            Seen::Restart { previous, now } => {
+                tracing::info!(source, producer, previous, now, "fedmsg producer restarted (its `i` began again)")
+            }
+            Seen::First | Seen::InOrder => {}
+        }
+        if let Some(observer) = self.inner.observer.get() {
+            observer.sequenced(source, &seen);
+        }
     }
 
     /// Tells `observer` of every decision from now on. One observer per
@@ -320,6 +369,12 @@ impl Sink {
             rejected_by_check: i.by_check.lock().unwrap_or_else(|e| e.into_inner()).clone(),
             errors: i.errors.load(Ordering::Relaxed),
         }
+    }
+
+    /// Whether `id` was queued within the dedupe window (what `submit`
+    /// would call a duplicate), without queueing anything.
+    pub fn already_queued(&self, id: &str) -> Result<bool, SinkError> {
+        Ok(self.inner.dedupe.seen(id)?)
     }
 
     /// The configured fedmsg verifier, if any.

@@ -24,7 +24,7 @@ use relflow_core::config::ingest::FedmsgSource;
 use tokio_util::sync::CancellationToken;
 use zeromq::{Socket, SocketRecv, SubSocket, ZmqMessage};
 
-use crate::sink::{Envelope, Sink};
+use crate::sink::{Envelope, Outcome, Sink};
 use crate::Source;
 
 /// Messages of one subscriber being verified and enqueued at once. Enough
@@ -174,6 +174,7 @@ impl Subscriber {
                 frame_topic: Some(&topic),
             };
             match sink.submit_envelope(envelope).await {
+                Ok(Outcome::Queued) => return self.sequence(sink, &body),
                 Ok(_) => return,
                 Err(e) => {
                     tracing::error!(source = %self.label, "{e}; retrying in {delay:?}");
@@ -185,5 +186,23 @@ impl Subscriber {
                 }
             }
         }
+    }
+
+    /// Checks the queued envelope's `i` against its producer's last one
+    /// (see [`crate::gaps`]).
+    fn sequence(&self, sink: &Sink, body: &[u8]) {
+        let Ok(envelope) = serde_json::from_slice::<serde_json::Value>(body) else { return };
+        // The signer names the producer; the sink verified the signature
+        // already but keeps no result, and one more check of a message it
+        // queued is cheap next to the enqueue.
+        let signer = match (self.require_signature, sink.verifier()) {
+            (true, Some(v)) => v.verify(body).ok().map(|s| s.common_name),
+            _ => None,
+        };
+        let Some((producer, i)) = crate::gaps::sequence_of(&self.endpoint, signer.as_deref(), &envelope) else {
+            return;
+        };
+        let ts = envelope.get("timestamp").and_then(serde_json::Value::as_f64);
+        sink.sequence(&self.label, &producer, i, ts);
     }
 }

@@ -138,6 +138,15 @@ pub enum Command {
     /// audited (`relflow audit export`). SIGTERM drains like `relflow worker`.
     Serve(ServeArgs),
 
+    /// Fetch messages the bus lost from Datagrepper and queue the missing ones.
+    ///
+    /// Reads Datagrepper's /v2/search for the window (all pages) and feeds
+    /// every message through the same intake as the bus: fedmsg signatures
+    /// are checked where a [[source]] requires them, ids already queued are
+    /// dropped, and the worker skips (message, rule) pairs that already ran.
+    /// Safe to repeat. Prints `fetched N, queued M new, K already seen`.
+    Backfill(BackfillArgs),
+
     /// Internal: the per-run process supervisor (see relflow-ansible).
     #[command(name = "__supervise", hide = true)]
     Supervise,
@@ -155,6 +164,27 @@ pub struct JsonFlag {
     /// Machine-readable JSON on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BackfillArgs {
+    /// Start of the window: a time ago (`2h`, `30m`) or an RFC 3339 time.
+    #[arg(long)]
+    pub since: String,
+    /// End of the window, like --since (default: now).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Only this topic (exact, as Datagrepper matches it); repeatable.
+    #[arg(long = "topic")]
+    pub topics: Vec<String>,
+    /// Datagrepper's base URL (default: [backfill] url, else Fedora's).
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Fetch and count, queue nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub json: JsonFlag,
 }
 
 #[derive(Debug, Args, Clone, Copy)]

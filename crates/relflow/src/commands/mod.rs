@@ -1,6 +1,7 @@
 //! One module per subcommand; each returns the process exit code.
 
 mod audit;
+mod backfill;
 mod bridge;
 mod check;
 mod control;
@@ -34,6 +35,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::DeadLetters(cmd) => dead_letters::run(&config()?, cmd).await,
         Command::Status(json) => status::run(&config()?, json.json).await,
         Command::Audit(cmd) => audit::run(&config()?, cmd).await,
+        Command::Backfill(args) => backfill::run(&config()?, &args).await,
         Command::Bridge => bridge::run(config()?).await,
         Command::Verify { files, json } => verify::run(&config()?, &files, json.json),
         Command::Serve(args) => serve::run(config()?, args).await,

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use relflow_core::Config;
+use relflow_ingest::gaps::{Gap, Gaps, Producer, Totals};
 use relflow_store::RunStatus;
 use serde_json::json;
 
@@ -21,10 +22,15 @@ pub async fn run(config: &Config, as_json: bool) -> Result<ExitCode> {
     let noop = b.store.noop_count().await?;
     let outbox = b.store.outbox_backlog().await?;
     let batches = relflow_engine::batch_views(config, b.store.open_batches().await?);
+    let sequence = fedmsg_sequence(config)?;
     if as_json {
-        let all = json!({"queue": depth, "runs": runs, "noop_messages": noop, "announcements": outbox,
-                         "open_batches": batches});
-        super::print_json(&all)?;
+        let (totals, producers, gaps) = match &sequence {
+            Some((t, p, g)) => (json!(t), json!(p), json!(g)),
+            None => (json!(null), json!([]), json!([])),
+        };
+        let fedmsg = json!({"totals": totals, "producers": producers, "recent_gaps": gaps});
+        super::print_json(&json!({"queue": depth, "runs": runs, "noop_messages": noop, "announcements": outbox,
+            "open_batches": batches, "fedmsg_sequence": fedmsg}))?;
     } else {
         println!(
             "queue: {} ready, {} in flight, {} delayed, {} dead",
@@ -39,6 +45,28 @@ pub async fn run(config: &Config, as_json: bool) -> Result<ExitCode> {
         if config.announce.is_some() || !outbox.is_empty() {
             print!("{}", relflow_announce::Pending(&outbox));
         }
+        if let Some((t, _, gaps)) = &sequence {
+            println!(
+                "fedmsg: {} producer(s), {} gap(s) ({} message(s) lost), {} producer restart(s)",
+                t.producers, t.gaps, t.missing, t.restarts
+            );
+            for g in gaps {
+                println!("  gap: {} lost from {} (i {}..{})", g.missing, g.producer, g.after, g.before);
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+type Sequence = (Totals, Vec<Producer>, Vec<Gap>);
+
+/// The fedmsg sequence state the bridge keeps in `data_dir/ingest.sqlite3`
+/// (see relflow_ingest::gaps), if a bridge ever wrote one.
+fn fedmsg_sequence(config: &Config) -> Result<Option<Sequence>> {
+    let path = config.data_dir.join("ingest.sqlite3");
+    if !path.exists() {
+        return Ok(None);
+    }
+    let gaps = Gaps::open(&path)?;
+    Ok(Some((gaps.totals()?, gaps.producers()?, gaps.recent(10)?)))
 }
