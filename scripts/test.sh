@@ -20,10 +20,13 @@ wait_port() {
 # System packages some tests drive for real (flr calls ostree and rsync;
 # visudo checks the sudoers snippets flr prints; socat terminates TLS in front
 # of RabbitMQ for relflow-amqp's amqps:// tests; the remote-host tests run
-# sshd in a network namespace made with ip, log in with ssh, and add users).
+# sshd in a network namespace made with ip, log in with ssh, and add users;
+# the packaging tests build the RPM with rpmbuild and check the units with
+# systemd-analyze).
 missing=()
 for tool in ostree:ostree rsync:rsync visudo:sudo openssl:openssl socat:socat \
-    /usr/sbin/sshd:openssh-server ssh:openssh-client ip:iproute2 useradd:passwd; do
+    /usr/sbin/sshd:openssh-server ssh:openssh-client ip:iproute2 useradd:passwd \
+    rpmbuild:rpm systemd-analyze:systemd runuser:util-linux; do
     command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool##*:}")
 done
 if ((${#missing[@]})); then

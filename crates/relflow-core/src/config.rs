@@ -83,11 +83,26 @@ pub struct Config {
     pub warnings: Vec<String>,
 }
 
+/// The venv `scripts/install.sh` makes beside the binary
+/// (`PREFIX/bin/relflow` -> `PREFIX/lib/relflow/venv`) when there is one;
+/// otherwise `ansible-playbook` on PATH, which is how a distribution's
+/// ansible-core (Fedora's `/usr/bin/ansible-playbook`) is used.
+pub fn default_playbook_cmd() -> PathBuf {
+    let installed = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.join("lib/relflow/venv/bin/ansible-playbook")));
+    match installed {
+        Some(venv) if venv.is_file() => venv,
+        _ => PathBuf::from("ansible-playbook"),
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AnsibleConfig {
     /// The `ansible-playbook` to run (loopabull's `playbook_cmd`). A bare
     /// name is looked up on PATH; a path is relative to the config file.
+    /// Unset: see [`default_playbook_cmd`].
     pub playbook_cmd: PathBuf,
     /// Passed as ANSIBLE_CONFIG (loopabull's `cfg_file_path`).
     pub config: Option<PathBuf>,
@@ -122,7 +137,7 @@ pub enum AnsibleMode {
 impl Default for AnsibleConfig {
     fn default() -> Self {
         AnsibleConfig {
-            playbook_cmd: PathBuf::from("ansible-playbook"),
+            playbook_cmd: default_playbook_cmd(),
             config: None,
             inventory: None,
             env: Vec::new(),

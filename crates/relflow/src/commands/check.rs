@@ -92,7 +92,7 @@ fn problems(config: &Config) -> Vec<String> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     if relflow_ansible::find_program(&config.ansible.playbook_cmd, &path).is_none() {
         problems.push(format!(
-            "ansible playbook_cmd {} not found (run scripts/setup.sh for a local venv, or set [ansible] playbook_cmd)",
+            "ansible playbook_cmd {} not found (run scripts/setup.sh for a local venv or scripts/install.sh for a system one, or set [ansible] playbook_cmd)",
             config.ansible.playbook_cmd.display()
         ));
     }
