@@ -36,7 +36,10 @@ fn api_error(e: ControlError) -> ApiError {
     }
 }
 
-pub(crate) async fn rerun(State(state): State<AppState>, Path(id): Path<String>) -> Result<(StatusCode, Json<Value>), ApiError> {
+pub(crate) async fn rerun(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     let req = control::rerun(state.store.as_ref(), &state.sink, &id, CALLER).await.map_err(api_error)?;
     let body = json!({
         "rerun_of": req.run_id, "message_id": req.message_id, "rule": req.rule, "request": req.id,
@@ -45,7 +48,10 @@ pub(crate) async fn rerun(State(state): State<AppState>, Path(id): Path<String>)
     Ok((StatusCode::ACCEPTED, Json(body)))
 }
 
-pub(crate) async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Result<(StatusCode, Json<Value>), ApiError> {
+pub(crate) async fn cancel(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     let (req, new) = control::cancel(state.store.as_ref(), &id, CALLER).await.map_err(api_error)?;
     let body = json!({"run_id": req.run_id, "cancel_requested": true, "already_requested": !new});
     Ok((StatusCode::ACCEPTED, Json(body)))

@@ -170,8 +170,8 @@ impl Server {
             })?;
             let bound = listener.local_addr()?;
             on_listening(bound);
-            // With the peer address, for the audit log.
-            let app = self.router.into_make_service_with_connect_info::<SocketAddr>();
+            // http::serve adds the peer address, for the audit log.
+            let app = self.router;
             let stop = shutdown.clone();
             self.tasks.spawn(async move {
                 relflow_ingest::http::serve(listener, app, relflow_ingest::http::HttpLimits::default(), stop).await;

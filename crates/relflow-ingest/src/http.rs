@@ -55,9 +55,9 @@ pub async fn serve(listener: TcpListener, app: Router, limits: HttpLimits, shutd
             p = permits.clone().acquire_owned() => p.expect("the semaphore is never closed"),
             () = shutdown.cancelled() => break,
         };
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // EMFILE and friends: wait for a descriptor instead of spinning.
                     tracing::warn!("cannot accept an HTTP connection: {e}");
@@ -67,7 +67,9 @@ pub async fn serve(listener: TcpListener, app: Router, limits: HttpLimits, shutd
             },
             () = shutdown.cancelled() => break,
         };
-        let service = TowerToHyperService::new(RequestBodyTimeout::new(app.clone(), limits.body_timeout));
+        // What axum's `ConnectInfo` extractor reads (the audit log's "from where").
+        let app = app.clone().layer(axum::Extension(axum::extract::ConnectInfo(peer)));
+        let service = TowerToHyperService::new(RequestBodyTimeout::new(app, limits.body_timeout));
         let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
             let _ = conn.await;

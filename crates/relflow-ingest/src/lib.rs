@@ -37,8 +37,8 @@
 pub mod amqp;
 pub mod backfill;
 pub mod dedupe;
-pub mod http;
 pub mod gaps;
+pub mod http;
 pub mod sink;
 pub mod webhook;
 pub mod zmq;

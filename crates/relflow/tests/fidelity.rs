@@ -77,7 +77,7 @@ fn numbers_reach_the_playbook_exactly_as_sent() {
     while numbers.len() < 3000 {
         let f = f64::from_bits(rng.next());
         if f.is_finite() {
-            numbers.push(if numbers.len() % 2 == 0 { format!("{f:e}") } else { format!("{f:?}") });
+            numbers.push(if numbers.len().is_multiple_of(2) { format!("{f:e}") } else { format!("{f:?}") });
         }
     }
     // Fedora's float timestamps, integers past 64 bits, and the odd ones.

@@ -122,7 +122,10 @@ fn check_host(prefix: &Path, etc: &Path, auto: &str, key: &str, tmp: &Path) {
     let config = std::fs::read_to_string(etc.join("relflow/relflow.toml")).expect("relflow.toml");
     assert!(config.contains("name = \"compose-finished\""), "{config}");
     assert!(config.contains(&format!("token_file = \"{}\"", etc.join("relflow/http-token").display())), "{config}");
-    let out = run(Command::new(prefix.join("bin/relflow")).arg("--config").arg(etc.join("relflow/relflow.toml")).arg("check"));
+    let out = run(Command::new(prefix.join("bin/relflow"))
+        .arg("--config")
+        .arg(etc.join("relflow/relflow.toml"))
+        .arg("check"));
     assert!(out.contains("compose-finished"), "{out}");
     assert!(etc.join("relflow/playbooks/compose_finished.yml").is_file());
 
