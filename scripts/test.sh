@@ -26,7 +26,7 @@ wait_port() {
 missing=()
 for tool in ostree:ostree rsync:rsync visudo:sudo openssl:openssl socat:socat \
     /usr/sbin/sshd:openssh-server ssh:openssh-client ip:iproute2 useradd:passwd \
-    rpmbuild:rpm systemd-analyze:systemd runuser:util-linux; do
+    rpmbuild:rpm systemd-analyze:systemd setpriv:util-linux; do
     command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool##*:}")
 done
 if ((${#missing[@]})); then

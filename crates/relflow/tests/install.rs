@@ -64,8 +64,10 @@ fn read_unit(path: &Path, state_root: &Path, instance: &str) -> Unit {
 /// Runs `args` after the unit's ExecStart program as the unit's user, with
 /// the unit's environment and a PATH that has no ansible-playbook on it.
 fn as_unit(unit: &Unit, args: &[&str]) -> Output {
-    let mut cmd = Command::new("runuser");
-    cmd.args(["-u", &unit.user, "--"]).arg(&unit.exec_start[0]).args(args);
+    // setpriv, not runuser: runuser would reset HOME to the user's passwd
+    // entry, and systemd does not (the unit sets it).
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid", &unit.user, "--regid", &unit.user, "--init-groups", "--"]).arg(&unit.exec_start[0]).args(args);
     cmd.env_clear().env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin").envs(&unit.env).current_dir("/");
     run(&mut cmd)
 }
