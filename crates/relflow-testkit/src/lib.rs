@@ -49,6 +49,12 @@ pub fn unique_suffix() -> String {
 
 /// Runs `cmd`, panicking with its stderr unless it exits 0; returns stdout.
 fn run(cmd: &mut std::process::Command, what: &str) -> String {
+    String::from_utf8_lossy(&run_ok(cmd, what).stdout).into_owned()
+}
+
+/// Runs `cmd` to the end; panics, showing `what`, the exit status and both
+/// streams, unless it exits 0.
+pub fn run_ok(cmd: &mut std::process::Command, what: &str) -> std::process::Output {
     let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
     assert!(
         out.status.success(),
@@ -57,5 +63,5 @@ fn run(cmd: &mut std::process::Command, what: &str) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    out
 }

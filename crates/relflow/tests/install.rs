@@ -14,22 +14,15 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use relflow_testkit::{flr_binary, repo_root};
+use relflow_testkit::{flr_binary, repo_root, run_ok};
 
 /// Exposure levels above this (systemd-analyze's 0-100 scale; "OK" ends at
 /// 49) fail the test: the units must stay hardened.
 const MAX_EXPOSURE: &str = "40";
 
 fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    let what = format!("{cmd:?}");
+    run_ok(cmd, &what)
 }
 
 fn chmod(path: &Path, mode: u32) {

@@ -13,13 +13,13 @@
 use std::path::Path;
 use std::process::Command;
 
-use relflow_testkit::{ansible_playbook, flr_binary, repo_root, RemoteHost};
+use relflow_testkit::{ansible_playbook, flr_binary, repo_root, run_ok, RemoteHost};
 
+/// stdout and stderr of `cmd`, which must succeed.
 fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "{cmd:?} failed: {}\n{text}", out.status);
-    text
+    let what = format!("{cmd:?}");
+    let out = run_ok(cmd, &what);
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
 
 /// Removes what the automation-user role made on this machine.

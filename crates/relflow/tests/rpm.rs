@@ -11,18 +11,11 @@
 use std::path::Path;
 use std::process::Command;
 
-use relflow_testkit::repo_root;
+use relflow_testkit::{repo_root, run_ok};
 
 fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let what = format!("{cmd:?}");
+    String::from_utf8_lossy(&run_ok(cmd, &what).stdout).into_owned()
 }
 
 fn rpmbuild(top: &Path) -> Command {
