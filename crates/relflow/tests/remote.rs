@@ -114,7 +114,9 @@ impl Site {
         // 4. relflow: the inventory names the host and its user; the
         //    playbook calls flr the way the rule allows.
         let shared = Shared::new();
-        let env = Env::with_tables("concurrency = 4\n", &shared.tables(), RULES);
+        // prefetch = concurrency: each worker holds only what it runs, so
+        // both take part (and a killed one's runs are the ones it started).
+        let env = Env::with_tables("concurrency = 4\nprefetch = 4\n", &shared.tables(), RULES);
         let flr_command = json!(["sudo", "-n", flr, "--config", flr_config]).to_string();
         let inventory =
             format!("[compose_hosts]\n{} flr_command='{flr_command}'\n", host.inventory_line("compose01", &user));

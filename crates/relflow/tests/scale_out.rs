@@ -10,8 +10,12 @@ use std::time::Duration;
 use common::{play, processes_with, wait_for, Env, Shared};
 use serde_json::{json, Value};
 
+/// Each worker holds no more deliveries than it has run slots (prefetch =
+/// concurrency), so the work spreads over the workers: these tests are about
+/// several workers sharing one queue, not about one worker's read-ahead.
 fn env(shared: &Shared, worker: &str, rules: &str) -> Env {
-    Env::with_tables(worker, &shared.tables(), rules)
+    let concurrency = worker.lines().find_map(|l| l.strip_prefix("concurrency = ")).unwrap_or("2");
+    Env::with_tables(&format!("{worker}prefetch = {concurrency}\n"), &shared.tables(), rules)
 }
 
 fn wait_all(env: &Env, children: Vec<std::process::Child>) {
