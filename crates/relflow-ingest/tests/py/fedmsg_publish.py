@@ -15,7 +15,6 @@ exact bytes fedmsg sent are re-sent every 50 ms until stdin is closed: the
 receiver sees the same envelope many times, which also exercises its dedupe.
 Prints one line per case: {"msg_id": ..., "topic": ...}, then "ready".
 """
-import copy
 import json
 import sys
 import threading
@@ -24,31 +23,16 @@ import warnings
 
 warnings.simplefilter("ignore")
 
-import fedmsg.config  # noqa: E402
-import fedmsg.core  # noqa: E402
 import fedmsg.encoding  # noqa: E402
+from fedmsg_test_context import CERT, context  # noqa: E402
 
 endpoint, keys, cases = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 
-config = copy.deepcopy(fedmsg.config.defaults)
-config.update(
-    name="relflow-test",
-    endpoints={"relflow-test": [endpoint]},
-    active=False,
-    topic_prefix="org.fedoraproject",
-    environment="test",
-    sign_messages=True,
-    crypto_backend="x509",
-    ssldir=keys,
-    certnames={"relflow-test": "shell-app01.phx2.fedoraproject.org"},
-    post_init_sleep=0,
-    zmq_linger=0,
-)
-ctx = fedmsg.core.FedMsgContext(**config)
+ctx = context(endpoint, keys)
 
 sent = []
 for case in cases:
-    ctx.c["certnames"]["relflow-test"] = case.get("cert", "shell-app01.phx2.fedoraproject.org")
+    ctx.c["certnames"]["relflow-test"] = case.get("cert", CERT)
     captured = {}
 
     def hook(msg, case=case, captured=captured):

@@ -10,34 +10,18 @@ each envelope as fedmsg encoded it (one JSON line), then "sent". Unlike
 fedmsg_publish.py nothing is re-sent: what no subscriber receives is lost,
 as on the real bus. EOF on stdin stops it.
 """
-import copy
 import sys
 import time
 import warnings
 
 warnings.simplefilter("ignore")
 
-import fedmsg.config  # noqa: E402
-import fedmsg.core  # noqa: E402
 import fedmsg.encoding  # noqa: E402
+from fedmsg_test_context import context  # noqa: E402
 
 endpoint, keys = sys.argv[1], sys.argv[2]
 
-config = copy.deepcopy(fedmsg.config.defaults)
-config.update(
-    name="relflow-test",
-    endpoints={"relflow-test": [endpoint]},
-    active=False,
-    topic_prefix="org.fedoraproject",
-    environment="test",
-    sign_messages=True,
-    crypto_backend="x509",
-    ssldir=keys,
-    certnames={"relflow-test": "shell-app01.phx2.fedoraproject.org"},
-    post_init_sleep=0,
-    zmq_linger=0,
-)
-ctx = fedmsg.core.FedMsgContext(**config)
+ctx = context(endpoint, keys)
 print("ready", flush=True)
 
 n = 0
