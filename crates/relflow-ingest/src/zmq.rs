@@ -14,13 +14,15 @@
 //!
 //! Up to [`IN_FLIGHT`] received messages are handed over at once: their
 //! enqueues reach the embedded queue's writer together and share one
-//! transaction and fsync (group commit), instead of one fsync each.
+//! transaction and fsync (group commit), instead of one fsync each. Their
+//! sequence numbers are still checked in the order received.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use relflow_core::config::ingest::FedmsgSource;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use zeromq::{Socket, SocketRecv, SubSocket, ZmqMessage};
 
@@ -83,13 +85,21 @@ impl Subscriber {
             return Ok(());
         };
         let prefixes = Arc::new(prefixes);
-        let mut handling = tokio::task::JoinSet::new();
+        // Handled at once, but sequenced in the order received: the gap
+        // tracker must see each producer's `i` as the publisher sent it.
+        // The channel's bound is the number in flight.
+        let (handed, mut handles) = tokio::sync::mpsc::channel::<JoinHandle<Option<Sequenced>>>(IN_FLIGHT);
+        let sequencer = {
+            let (sink, label) = (sink.clone(), self.label.clone());
+            tokio::spawn(async move {
+                while let Some(handle) = handles.recv().await {
+                    if let Ok(Some(s)) = handle.await {
+                        sink.sequence(&label, &s.producer, s.i, s.ts);
+                    }
+                }
+            })
+        };
         loop {
-            while handling.try_join_next().is_some() {}
-            if handling.len() >= IN_FLIGHT {
-                handling.join_next().await;
-                continue;
-            }
             let received = tokio::select! {
                 r = socket.recv() => r,
                 _ = shutdown.cancelled() => break,
@@ -98,7 +108,10 @@ impl Subscriber {
                 Ok(frames) => {
                     let (me, sink, shutdown, prefixes) =
                         (Arc::clone(&self), sink.clone(), shutdown.clone(), Arc::clone(&prefixes));
-                    handling.spawn(async move { me.handle(&sink, &shutdown, frames, &prefixes).await });
+                    let handle = tokio::spawn(async move { me.handle(&sink, &shutdown, frames, &prefixes).await });
+                    if handed.send(handle).await.is_err() {
+                        break;
+                    }
                 }
                 Err(e) => {
                     // A publisher went away: the socket reconnects by itself.
@@ -111,7 +124,8 @@ impl Subscriber {
             }
         }
         // What was received is still handed over (or retried until shutdown).
-        while handling.join_next().await.is_some() {}
+        drop(handed);
+        sequencer.await?;
         socket.close().await;
         Ok(())
     }
@@ -152,18 +166,26 @@ impl Subscriber {
         }
     }
 
-    async fn handle(&self, sink: &Sink, shutdown: &CancellationToken, frames: ZmqMessage, prefixes: &[String]) {
+    /// Hands one received message to the sink; what to sequence if it was
+    /// queued.
+    async fn handle(
+        &self,
+        sink: &Sink,
+        shutdown: &CancellationToken,
+        frames: ZmqMessage,
+        prefixes: &[String],
+    ) -> Option<Sequenced> {
         let (topic, body) = match (frames.len(), frames.get(0), frames.get(1)) {
             (2, Some(t), Some(b)) => (t.clone(), b.clone()),
             (n, ..) => {
                 let reason = format!("expected two frames [topic, JSON envelope], got {n}");
                 sink.reject(&self.label, None, None, "frames", reason);
-                return;
+                return None;
             }
         };
         // Publishers filter, but a misbehaving one might not.
         if !prefixes.iter().any(|p| topic.starts_with(p.as_bytes())) {
-            return;
+            return None;
         }
         let mut delay = Duration::from_millis(100);
         loop {
@@ -175,12 +197,12 @@ impl Subscriber {
             };
             match sink.submit_envelope(envelope).await {
                 Ok(Outcome::Queued) => return self.sequence(sink, &body),
-                Ok(_) => return,
+                Ok(_) => return None,
                 Err(e) => {
                     tracing::error!(source = %self.label, "{e}; retrying in {delay:?}");
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
-                        _ = shutdown.cancelled() => return,
+                        _ = shutdown.cancelled() => return None,
                     }
                     delay = (delay * 2).min(Duration::from_secs(10));
                 }
@@ -188,10 +210,10 @@ impl Subscriber {
         }
     }
 
-    /// Checks the queued envelope's `i` against its producer's last one
-    /// (see [`crate::gaps`]).
-    fn sequence(&self, sink: &Sink, body: &[u8]) {
-        let Ok(envelope) = serde_json::from_slice::<serde_json::Value>(body) else { return };
+    /// The queued envelope's producer and `i`, to check against the
+    /// producer's last one (see [`crate::gaps`]).
+    fn sequence(&self, sink: &Sink, body: &[u8]) -> Option<Sequenced> {
+        let envelope = serde_json::from_slice::<serde_json::Value>(body).ok()?;
         // The signer names the producer; the sink verified the signature
         // already but keeps no result, and one more check of a message it
         // queued is cheap next to the enqueue.
@@ -199,10 +221,15 @@ impl Subscriber {
             (true, Some(v)) => v.verify(body).ok().map(|s| s.common_name),
             _ => None,
         };
-        let Some((producer, i)) = crate::gaps::sequence_of(&self.endpoint, signer.as_deref(), &envelope) else {
-            return;
-        };
+        let (producer, i) = crate::gaps::sequence_of(&self.endpoint, signer.as_deref(), &envelope)?;
         let ts = envelope.get("timestamp").and_then(serde_json::Value::as_f64);
-        sink.sequence(&self.label, &producer, i, ts);
+        Some(Sequenced { producer, i, ts })
     }
+}
+
+/// A queued message's place in its producer's sequence.
+struct Sequenced {
+    producer: String,
+    i: u64,
+    ts: Option<f64>,
 }
