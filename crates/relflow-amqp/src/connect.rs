@@ -63,6 +63,20 @@ pub enum ConnectError {
     Connect { url: String, error: lapin::Error },
 }
 
+impl ConnectError {
+    /// The broker refused the login or the vhost: the URL is wrong, and
+    /// trying again cannot help.
+    pub fn is_refused(&self) -> bool {
+        use lapin::protocol::{AMQPErrorKind, AMQPHardError, AMQPSoftError};
+        let ConnectError::Connect { error, .. } = self else { return false };
+        let lapin::ErrorKind::ProtocolError(e) = error.kind() else { return false };
+        matches!(
+            e.kind(),
+            AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED) | AMQPErrorKind::Hard(AMQPHardError::NOTALLOWED)
+        )
+    }
+}
+
 /// Connect to `url`, over TLS with `tls` for `amqps://`.
 pub async fn connect(
     url: &str,

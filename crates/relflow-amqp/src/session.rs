@@ -136,6 +136,7 @@ impl AmqpQueue {
             }
             match self.open_session(state.generation + 1).await {
                 Ok(session) => return Ok(state.connected(session, self.opts.reconnect_backoff.0)),
+                Err(err @ QueueError::Refused(_)) => return Err(err),
                 Err(err) => {
                     let pause = state.back_off(self.opts.reconnect_backoff.1);
                     tracing::warn!(error = %err, retry_in = ?pause, "rabbitmq: cannot connect");
@@ -149,9 +150,13 @@ impl AmqpQueue {
 
     async fn open_session(&self, generation: u64) -> Result<Session> {
         let props = ConnectionProperties::default().with_connection_name(self.opts.connection_name.clone().into());
-        let conn = connect(&self.opts.url, self.opts.tls.as_ref(), props)
-            .await
-            .map_err(|e| QueueError::Backend(format!("rabbitmq: {e}")))?;
+        let conn = connect(&self.opts.url, self.opts.tls.as_ref(), props).await.map_err(|e| {
+            if e.is_refused() {
+                QueueError::Refused(format!("rabbitmq: {e} (check the user, password and vhost in [queue] url)"))
+            } else {
+                QueueError::Backend(format!("rabbitmq: {e}"))
+            }
+        })?;
         let publish = self.open_publish_channel(&conn).await?;
         self.declare_topology(&publish).await?;
         Ok(Session { generation, conn: Arc::new(conn), publish })

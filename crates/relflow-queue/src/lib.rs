@@ -96,6 +96,10 @@ pub enum QueueError {
     },
     #[error("queue backend error: {0}")]
     Backend(String),
+    /// The backend said no to who we are (a wrong password, a vhost the
+    /// user may not use): retrying cannot help, so nothing retries it.
+    #[error("queue backend refused us: {0}")]
+    Refused(String),
 }
 
 pub type Result<T, E = QueueError> = std::result::Result<T, E>;

@@ -53,7 +53,10 @@ fn init_logging(cli: &Cli) {
         (Command::Serve(_), _) => "info",
         _ => "warn",
     };
-    let filter = EnvFilter::try_from_env("RELFLOW_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    // lapin logs every connection error it hands back to us, which relflow
+    // reports itself, once and with what to do (RELFLOW_LOG brings them back).
+    let filter =
+        EnvFilter::try_from_env("RELFLOW_LOG").unwrap_or_else(|_| EnvFilter::new(format!("{default},lapin=off")));
     // Colour only for a person at a terminal: never into files, pipes or journald.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi);

@@ -68,3 +68,20 @@ fn control_characters_in_a_message_id_are_escaped_in_output_and_logs() {
     assert!(!stderr.contains('\r') && !stderr.contains('\u{1b}'), "{stderr:?}");
     assert!(!stderr.lines().any(|l| l.starts_with("2026-01-01T00:00:00Z ERROR forged")), "{stderr}");
 }
+
+#[test]
+fn a_wrong_broker_password_is_one_clear_error_not_retries() {
+    let vhost = relflow_testkit::Vhost::new("cli");
+    let url = vhost.url().replacen("guest:guest@", "guest:wrong@", 1);
+    assert_ne!(url, vhost.url(), "the vhost URL logs in as guest:guest");
+    let env = Env::with_tables("", &format!("[queue]\nurl = {url:?}\n"), "");
+    for args in [&["status"][..], &["worker", "--drain"]] {
+        let out = env.run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains("ACCESS_REFUSED") && stderr.contains("check the user, password and vhost"), "{stderr}");
+        assert!(!stderr.contains("wrong@"), "the password is never printed: {stderr}");
+        let lines: Vec<&str> = stderr.lines().filter(|l| l.contains("ACCESS")).collect();
+        assert_eq!(lines.len(), 1, "said once, not once per retry: {stderr}");
+    }
+}
