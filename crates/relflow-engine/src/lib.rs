@@ -40,6 +40,7 @@ mod record;
 mod run;
 pub mod settle;
 mod stateful;
+mod tally;
 mod worker;
 
 pub use announce::WorkerError;
@@ -50,4 +51,5 @@ pub use metrics::Metrics;
 pub use record::extra_vars;
 pub use settle::{settle, Settle};
 pub use stateful::{batch_views, would_buffer, BatchView, BATCH_TOPIC};
+pub use tally::Tally;
 pub use worker::Worker;

@@ -24,6 +24,7 @@ use crate::logs::RunLogs;
 use crate::metrics::Metrics;
 use crate::noops::NoopCounter;
 use crate::settle::{settle, Handled, RuleVerdict, Settle};
+use crate::tally::{Counters, Tally};
 use crate::Backends;
 
 /// How long one `claim` waits before the loop checks for shutdown/drain.
@@ -61,6 +62,8 @@ pub struct Worker {
     pub(crate) announce: Option<Announce>,
     /// Wakes the batch closer when this worker filled a batch (stateful.rs).
     pub(crate) batches_due: tokio::sync::Notify,
+    /// How the messages it handled were settled.
+    settled: Counters,
 }
 
 impl Worker {
@@ -90,6 +93,7 @@ impl Worker {
             metrics: Arc::new(Metrics::new()),
             id,
             batches_due: tokio::sync::Notify::new(),
+            settled: Counters::default(),
         })
     }
 
@@ -98,6 +102,11 @@ impl Worker {
         metrics.set_slots(self.concurrency);
         self.metrics = metrics;
         self
+    }
+
+    /// How the messages this worker handled so far were settled.
+    pub fn tally(&self) -> Tally {
+        self.settled.tally()
     }
 
     /// Runs until `shutdown` fires, or, with `drain`, until the queue has no
@@ -235,6 +244,7 @@ impl Worker {
             }
         };
         drop(slot);
+        self.settled.count(&decision);
         if let Settle::DeadLetter(_) = decision {
             self.metrics.dead_lettered(source.as_deref().unwrap_or("unknown"));
         }

@@ -302,7 +302,7 @@ playbook = "ok.yml"
     let env = Env::with_tables("", "[announce]\n", rule);
     ok_playbook(&env);
     env.publish_body("relflow.test.loop", &json!({"go": true}));
-    env.ok(&["worker", "--drain"]);
+    env.drain();
 
     let runs = runs_by_rule(&env, "loop");
     assert_eq!(runs.len(), 5, "depths 1 to 5, then it stops: {runs:#?}\n{}", env.worker_logs());
@@ -379,7 +379,7 @@ fn runs_go_on_while_the_announce_broker_is_down_and_every_event_arrives_once_it_
     for n in 0..20 {
         env.publish_body("relflow.test.outage", &json!({"n": n}));
     }
-    env.ok(&["worker", "--drain"]);
+    env.drain();
     let runs = env.runs();
     assert_eq!(runs.len(), 20);
     assert!(runs.iter().all(|r| r["status"] == "succeeded"), "a broker that is down fails no run: {runs:#?}");

@@ -29,7 +29,7 @@ fn rerun_runs_a_succeeded_rule_again_linked_to_the_original() {
     let env = compose_env("");
     env.playbook("compose.yml", &play("    - debug: msg=\"{{ msg.compose_id }}\"\n"));
     env.ok(&["publish", fixture(FINISHED).to_str().unwrap()]);
-    env.ok(&["worker", "--drain"]);
+    env.drain();
     let first = env.runs();
     assert_eq!(first.len(), 1);
     assert_eq!(first[0]["status"], "succeeded");
@@ -37,7 +37,7 @@ fn rerun_runs_a_succeeded_rule_again_linked_to_the_original() {
 
     let asked = env.json(&["runs", "rerun", &first_id[..8]]);
     assert_eq!(asked["rerun_of"], first_id);
-    env.ok(&["worker", "--drain"]);
+    env.drain();
 
     let runs = env.runs();
     assert_eq!(runs.len(), 2, "the re-run ran although the rule had succeeded: {runs:?}");
@@ -65,7 +65,7 @@ fn a_rerun_header_from_the_bus_changes_nothing() {
     env.playbook("build.yml", &play("    - debug: msg=\"{{ msg.name }}\"\n"));
     let path = fixture("amqp/org.fedoraproject.prod.buildsys.build.state.change.json");
     env.ok(&["publish", path.to_str().unwrap()]);
-    env.ok(&["worker", "--drain"]);
+    env.drain();
     assert_eq!(env.runs().len(), 1);
 
     // The same message again, claiming to be a re-run: no request backs it.
@@ -74,7 +74,7 @@ fn a_rerun_header_from_the_bus_changes_nothing() {
     let forged_path = env.path("forged.json");
     std::fs::write(&forged_path, forged.to_string()).unwrap();
     env.ok(&["publish", "--force", forged_path.to_str().unwrap()]);
-    env.ok(&["worker", "--drain"]);
+    env.drain();
     assert_eq!(env.runs().len(), 1, "the rule had succeeded and nobody asked for a re-run");
 }
 

@@ -43,7 +43,7 @@ fn the_example_flow_runs_the_playbook_with_the_message_and_records_it() {
     let finished = fixture("org.fedoraproject.prod.pungi.compose.status.change--FINISHED.json");
     let started = fixture("org.fedoraproject.prod.pungi.compose.status.change--STARTED.json");
     env.ok(&["publish", finished.to_str().unwrap(), started.to_str().unwrap()]);
-    env.ok(&["worker", "--drain"]);
+    env.drain();
 
     let runs = env.runs();
     assert_eq!(runs.len(), 1, "STARTED matches no rule: {runs:#?}");
@@ -82,7 +82,7 @@ fn hostile_payloads_stay_data() {
         "nested": {format!("{{{{ lookup('pipe','touch {}') }}}}", key_pwned.display()): [format!("{{% raw %}}{{{{ lookup('pipe','touch {}') }}}}", pwned.display())]},
     });
     env.publish_body("org.fedoraproject.prod.pungi.hostile", &body);
-    env.ok(&["worker", "--drain"]);
+    env.drain();
 
     let runs = env.runs();
     assert_eq!(
@@ -123,7 +123,7 @@ fn a_failing_playbook_is_retried_with_backoff_then_dead_lettered_and_replayable(
         )),
     );
     env.publish_body("a.b", &json!({"n": 1}));
-    env.ok(&["worker", "--drain"]);
+    assert_eq!(env.drain(), "drained: 1 message(s): 0 done, 1 dead-lettered (2 retries)\n");
 
     let mut runs = env.runs();
     runs.reverse();
@@ -144,7 +144,7 @@ fn a_failing_playbook_is_retried_with_backoff_then_dead_lettered_and_replayable(
 
     std::fs::write(&marker, "").unwrap();
     env.ok(&["dead-letters", "replay", &dead[0]["id"].to_string()]);
-    env.ok(&["worker", "--drain"]);
+    assert_eq!(env.drain(), "drained: 1 message(s): 1 done, 0 dead-lettered\n");
     let runs = env.runs();
     assert_eq!(runs.len(), 4);
     // The replay gets a fresh retry budget, but its attempt number keeps counting (issue 15).
@@ -182,7 +182,7 @@ fn a_killed_worker_loses_nothing_and_leaves_no_ansible_behind() {
         processes_with("sleep 4711").is_empty().then_some(())
     });
 
-    env.ok(&["worker", "--drain"]);
+    env.drain();
     let runs = env.runs();
     let statuses: Vec<_> = runs.iter().map(|r| r["status"].as_str().unwrap()).collect();
     assert_eq!(statuses, ["succeeded", "abandoned"], "redelivered and completed once: {runs:#?}");
@@ -199,7 +199,7 @@ fn a_timed_out_run_is_killed_with_its_whole_process_tree() {
     let env = Env::new("[[rule]]\nname = \"slow\"\ntopic = \"slow.job\"\nplaybook = \"slow.yml\"\ntimeout = \"3s\"\n");
     env.playbook("slow.yml", &play("    - shell: \"setsid sleep 4713 & sleep 4712\"\n"));
     env.publish_body("slow.job", &json!({}));
-    env.ok(&["worker", "--drain"]);
+    env.drain();
     let runs = env.runs();
     assert_eq!(runs[0]["status"], "timed_out", "{runs:#?}");
     assert!(processes_with("sleep 4712").is_empty(), "the task's process survived the timeout");
@@ -216,7 +216,7 @@ fn a_redelivered_message_does_not_rerun_a_finished_rule() {
     std::fs::write(&file, json!({"topic": "x.y", "msg": {}, "msg_id": "same-id"}).to_string()).unwrap();
     // Two copies of one event (a relay delivering twice).
     env.ok(&["publish", file.to_str().unwrap(), file.to_str().unwrap()]);
-    env.ok(&["worker", "--drain"]);
+    env.drain();
     let runs = env.runs();
     assert_eq!(runs.len(), 1, "{runs:#?}");
     assert_eq!(env.json(&["status"])["queue"]["ready"], 0, "both copies were acked");
@@ -229,7 +229,9 @@ fn undecodable_and_unrunnable_messages_are_dead_lettered_at_once() {
     // A producer that bypasses `relflow publish` and writes garbage.
     let db = env.path("data/relflow.sqlite3");
     assert!(insert_raw_payload(&db), "inserted a raw payload");
-    env.ok(&["worker", "--drain"]);
+    let out = env.run(&["worker", "--drain"]);
+    assert_eq!(out.status.code(), Some(3), "dead letters make --drain exit 3: {}", common::describe(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "drained: 2 message(s): 0 done, 2 dead-lettered\n");
     let dead = env.json(&["dead-letters", "list"]);
     let reasons: Vec<_> = dead.as_array().unwrap().iter().map(|d| d["reason"].as_str().unwrap().to_owned()).collect();
     assert_eq!(reasons.len(), 2, "{reasons:?}");
@@ -359,7 +361,7 @@ fn past_the_drain_timeout_running_work_is_stopped_and_redelivered() {
     let runs = env.runs();
     assert_eq!(runs[0]["status"], "cancelled", "{runs:#?}");
     assert_eq!(env.json(&["status"])["queue"]["ready"], 1, "released at once, not after a lease timeout");
-    env.ok(&["worker", "--drain"]);
+    env.drain();
     assert_eq!(env.runs()[0]["status"], "succeeded");
     assert!(env.json(&["dead-letters", "list"]).as_array().unwrap().is_empty(), "a shutdown is not a failure");
 }

@@ -104,7 +104,7 @@ fn numbers_reach_the_playbook_exactly_as_sent() {
     let sent = env.path("sent.json");
     std::fs::write(&sent, &body).unwrap();
     env.ok(&["publish", "--topic", "fidelity.numbers", &body]);
-    env.ok(&["worker", "--drain"]);
+    env.drain();
 
     let runs = env.runs();
     assert_eq!(runs.len(), 1, "{runs:#?}\n{}", env.worker_logs());
@@ -347,7 +347,7 @@ fn a_hostile_corpus_stays_data_and_arrives_value_for_value() {
         assert!(stderr.contains("invalid topic") && stderr.len() < 1000, "{}", &stderr[..stderr.len().min(500)]);
     }
 
-    env.ok(&["worker", "--drain"]);
+    env.drain();
     let runs = env.runs();
     let summary = || format!("{runs:#?}\n{}", env.worker_logs());
     assert_eq!(runs.len(), bodies.len(), "0 lost, none repeated: {}", summary());

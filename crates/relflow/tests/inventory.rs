@@ -66,7 +66,7 @@ fn a_limit_that_matches_no_host_dead_letters_unless_the_rule_allows_it() {
     for name in ["strict", "lenient", "fine"] {
         env.publish_body(&format!("inv.{name}"), &json!({}));
     }
-    env.ok(&["worker", "--drain"]);
+    env.drain();
 
     let runs = env.runs();
     let status = |rule: &str| runs.iter().find(|r| r["rule"] == rule).map(|r| r["status"].as_str().unwrap().to_owned());

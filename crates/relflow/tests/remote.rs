@@ -304,7 +304,7 @@ fn a_killed_worker_s_remote_runs_complete_once_and_the_other_worker_s_are_unaffe
     assert!(!site.env.worker_logs().contains("Shared connection"), "{}", site.env.worker_logs());
 
     // The next start leaves no run dir (vars file, sockets) of the killed runs.
-    site.env.ok(&["worker", "--drain"]);
+    site.env.drain();
     let left: Vec<_> =
         std::fs::read_dir(site.env.path("data/ansible/runs")).unwrap().flatten().map(|e| e.path()).collect();
     assert!(left.iter().all(|p| p.ends_with(".lock")), "left behind: {left:?}");
@@ -339,7 +339,7 @@ fn the_automation_user_can_do_only_what_its_rule_and_roots_allow() {
     // A rule whose limit matches no host, strict and lenient.
     site.publish("compose.nowhere", &json!({"n": 2, "hold": 0, "location": "/nowhere"}));
     site.publish("compose.nowhere-ok", &json!({"n": 3, "hold": 0, "location": "/nowhere"}));
-    site.env.ok(&["worker", "--drain"]);
+    site.env.drain();
 
     let runs = site.env.runs();
     let of = |msg: &str| -> Vec<(String, String)> {

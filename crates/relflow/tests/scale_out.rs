@@ -131,7 +131,7 @@ fn a_failing_run_goes_through_the_retry_queues_to_relflow_dead_and_replays() {
         )),
     );
     env.publish_body("a.b", &json!({}));
-    env.ok(&["worker", "--drain"]);
+    env.drain();
 
     let mut runs = env.runs();
     runs.reverse();
@@ -153,7 +153,7 @@ fn a_failing_run_goes_through_the_retry_queues_to_relflow_dead_and_replays() {
     assert_eq!(dead[0]["attempt"], 3);
     std::fs::write(&marker, "").unwrap();
     env.ok(&["dead-letters", "replay", &dead[0]["id"].to_string()]);
-    env.ok(&["worker", "--drain"]);
+    env.drain();
     let runs = env.runs();
     // Attempts count across the replay: the fourth run of that rule for the message.
     assert_eq!((runs.len(), runs[0]["status"].as_str(), runs[0]["attempt"].as_u64()), (4, Some("succeeded"), Some(4)));

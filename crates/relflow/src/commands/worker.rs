@@ -18,6 +18,19 @@ pub async fn run(mut config: Config, args: WorkerArgs) -> Result<ExitCode> {
     let shutdown = super::shutdown_on_signal("finishing running playbooks, taking no new messages")?;
     crate::systemd::ready(&format!("taking work, {concurrency} run slot(s)"));
     crate::systemd::spawn_watchdog();
-    worker.run(args.drain, shutdown).await;
+    Arc::clone(&worker).run(args.drain, shutdown).await;
+    if !args.drain {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let tally = worker.tally();
+    println!("drained: {tally}");
+    if tally.dead_lettered > 0 {
+        eprintln!("error: {} message(s) dead-lettered; see `relflow dead-letters list`", tally.dead_lettered);
+        return Ok(ExitCode::from(DEAD_LETTERED));
+    }
     Ok(ExitCode::SUCCESS)
 }
+
+/// `worker --drain`'s exit status when it gave up on a message: not 1 (an
+/// error), so a script can tell "ran, some failed" from "could not run".
+pub const DEAD_LETTERED: u8 = 3;

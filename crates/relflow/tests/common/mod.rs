@@ -93,6 +93,18 @@ impl Env {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// `relflow worker --drain`: its summary line. Exit status 3 (some
+    /// messages dead-lettered) is a drain that worked; the test checks the
+    /// runs and dead letters it expects.
+    pub fn drain(&self) -> String {
+        let out = self.run(&["worker", "--drain"]);
+        assert!(matches!(out.status.code(), Some(0 | 3)), "relflow worker --drain failed:\n{}", describe(&out));
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let dead_lettered = !stdout.contains(" 0 dead-lettered");
+        assert_eq!(out.status.code() == Some(3), dead_lettered, "exit status and summary agree: {stdout}");
+        stdout
+    }
+
     pub fn run(&self, args: &[&str]) -> Output {
         self.command(args).stdin(Stdio::null()).output().unwrap()
     }
