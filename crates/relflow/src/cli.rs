@@ -192,6 +192,10 @@ pub struct CheckArgs {
     /// Also run `ansible-playbook --syntax-check` on every rule's playbook.
     #[arg(long)]
     pub playbooks: bool,
+    /// Also connect to the work queue and the run store (one line each:
+    /// reachable, or why not).
+    #[arg(long)]
+    pub connect: bool,
     #[command(flatten)]
     pub json: JsonFlag,
 }

@@ -85,3 +85,32 @@ fn a_wrong_broker_password_is_one_clear_error_not_retries() {
         assert_eq!(lines.len(), 1, "said once, not once per retry: {stderr}");
     }
 }
+
+#[test]
+fn check_connect_tries_the_queue_and_the_store_and_says_which_failed() {
+    let fine = Env::new("");
+    let out = fine.ok(&["check", "--connect"]);
+    assert!(out.contains("queue connect: connected (0 ready, 0 dead)"), "{out}");
+    assert!(out.contains("store connect: connected (0 run(s) recorded)"), "{out}");
+
+    let vhost = relflow_testkit::Vhost::new("check");
+    let wrong = vhost.url().replacen("guest:guest@", "guest:wrong@", 1);
+    let db = relflow_testkit::PgDatabase::new();
+    let no_db = db.url().replace(db.name(), &format!("nosuch_{}", relflow_testkit::unique_suffix()));
+    let env = Env::with_tables("", &format!("[queue]\nurl = {wrong:?}\n\n[store]\nurl = {no_db:?}\n"), "");
+    let out = env.run(&["check", "--connect"]);
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stdout.contains("queue connect: cannot connect") && stdout.contains("store connect: cannot connect"));
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(errors.len(), 2, "{stderr}");
+    assert!(errors[0].starts_with("error: queue: ") && errors[0].contains("ACCESS_REFUSED"), "{stderr}");
+    assert!(errors[1].starts_with("error: store: ") && errors[1].contains("does not exist"), "{stderr}");
+
+    let good =
+        Env::with_tables("", &format!("[queue]\nurl = {:?}\n\n[store]\nurl = {:?}\n", vhost.url(), db.url()), "");
+    let json = good.json(&["check", "--connect"]);
+    assert_eq!(json["ok"], true, "{json:#}");
+    assert_eq!(json["connections"]["queue"], serde_json::json!({"ok": true, "detail": "0 ready, 0 dead"}), "{json:#}");
+    assert_eq!(json["connections"]["store"]["ok"], true, "{json:#}");
+}

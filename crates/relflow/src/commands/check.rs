@@ -2,6 +2,7 @@
 
 use std::path::Path;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Result;
 use relflow_core::config::PlaybookSpec;
@@ -9,7 +10,14 @@ use relflow_core::redact::redact_url;
 use relflow_core::Config;
 use serde_json::json;
 
-pub async fn run(path: &Path, json: bool, playbooks: bool) -> Result<ExitCode> {
+use crate::cli::CheckArgs;
+
+/// How long `--connect` waits for each backend: a broker that is down
+/// would otherwise be retried for the queue's whole reconnect timeout.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub async fn run(path: &Path, args: CheckArgs) -> Result<ExitCode> {
+    let json = args.json.json;
     let mut config = match Config::load(path) {
         Ok(c) => c,
         Err(e) => {
@@ -23,7 +31,7 @@ pub async fn run(path: &Path, json: bool, playbooks: bool) -> Result<ExitCode> {
     };
     let mut problems = problems(&config);
     // Conditions on sample messages, and playbook syntax: relflow-check.
-    let rule_checks = relflow_check::check(&config, playbooks);
+    let rule_checks = relflow_check::check(&config, args.playbooks);
     problems.extend(rule_checks.errors());
     let inventories = relflow_engine::options::inventory_check(&config).run();
     problems.extend(inventories.problems);
@@ -31,6 +39,10 @@ pub async fn run(path: &Path, json: bool, playbooks: bool) -> Result<ExitCode> {
     // Addresses may carry a password: show them redacted, in text and JSON alike.
     let queue = config.queue.url.as_deref().map_or_else(|| "embedded (SQLite)".to_owned(), redact_url);
     let store = config.store.url.as_deref().map_or_else(|| "embedded (SQLite)".to_owned(), redact_url);
+    let connections = if args.connect { Some(connect(&config).await) } else { None };
+    if let Some(c) = &connections {
+        problems.extend(c.problems());
+    }
     if json {
         super::print_json(&json!({
             "ok": problems.is_empty(),
@@ -43,6 +55,7 @@ pub async fn run(path: &Path, json: bool, playbooks: bool) -> Result<ExitCode> {
             "warnings": config.warnings,
             "problems": problems,
             "rule_checks": rule_checks,
+            "connections": connections,
         }))?;
     } else {
         println!("config:        {}", config.path.display());
@@ -50,6 +63,9 @@ pub async fn run(path: &Path, json: bool, playbooks: bool) -> Result<ExitCode> {
         println!("data_dir:      {}", config.data_dir.display());
         println!("queue:         {queue}");
         println!("store:         {store}");
+        if let Some(c) = &connections {
+            println!("{c}");
+        }
         println!("{} rule(s):", config.rules.len());
         for rule in &config.rules {
             let playbook = match &rule.playbook {
@@ -73,6 +89,58 @@ pub async fn run(path: &Path, json: bool, playbooks: bool) -> Result<ExitCode> {
         }
     }
     Ok(if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// `check --connect`: whether the queue and the store answered.
+#[derive(Debug, serde::Serialize)]
+struct Connections {
+    queue: Probe,
+    store: Probe,
+}
+
+/// One backend's answer, in one line: what it said, or why it did not.
+#[derive(Debug, serde::Serialize)]
+struct Probe {
+    ok: bool,
+    detail: String,
+}
+
+impl Connections {
+    fn problems(&self) -> Vec<String> {
+        let failed = |what: &str, p: &Probe| (!p.ok).then(|| format!("{what}: {}", p.detail));
+        [failed("queue", &self.queue), failed("store", &self.store)].into_iter().flatten().collect()
+    }
+}
+
+impl std::fmt::Display for Connections {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let line = |p: &Probe| if p.ok { format!("connected ({})", p.detail) } else { "cannot connect (below)".into() };
+        write!(f, "queue connect: {}\nstore connect: {}", line(&self.queue), line(&self.store))
+    }
+}
+
+async fn connect(config: &Config) -> Connections {
+    let queue = probe(async {
+        let queue = relflow_engine::open_queue(config, 1).await?;
+        let depth = queue.depth().await?;
+        Ok(format!("{} ready, {} dead", depth.ready, depth.dead))
+    });
+    let store = probe(async {
+        let store = relflow_engine::open_store(config).await?;
+        let runs = store.count(&relflow_store::RunFilter::default()).await?;
+        Ok(format!("{runs} run(s) recorded"))
+    });
+    let (queue, store) = tokio::join!(queue, store);
+    Connections { queue, store }
+}
+
+/// Runs one backend's probe, for at most [`CONNECT_TIMEOUT`].
+async fn probe(check: impl std::future::Future<Output = Result<String>>) -> Probe {
+    match tokio::time::timeout(CONNECT_TIMEOUT, check).await {
+        Ok(Ok(detail)) => Probe { ok: true, detail },
+        Ok(Err(e)) => Probe { ok: false, detail: format!("{e:#}") },
+        Err(_) => Probe { ok: false, detail: format!("no answer within {CONNECT_TIMEOUT:?}") },
+    }
 }
 
 /// What would make runs fail even though the config parsed.

@@ -26,7 +26,7 @@ use crate::cli::{Cli, Command};
 pub async fn run(cli: Cli) -> Result<ExitCode> {
     let config = || load_config(&cli.config);
     match cli.command {
-        Command::Check(args) => check::run(&cli.config, args.json.json, args.playbooks).await,
+        Command::Check(args) => check::run(&cli.config, args).await,
         Command::Test(json) => test::run(&config()?, json.json),
         Command::Publish(args) => publish::run(&config()?, args).await,
         Command::DryRun { files, json, rules_only } => dry_run::run(&config()?, &files, json.json, rules_only),
