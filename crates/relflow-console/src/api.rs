@@ -93,6 +93,14 @@ async fn dead_letters(State(state): State<AppState>, Query(q): Query<LimitQuery>
 }
 
 async fn replay(State(state): State<AppState>, Path(id): Path<u64>) -> Result<Json<Value>, ApiError> {
+    let dead = state.queue.find_dead_letter(id).await.map_err(|e| ApiError::backend("queue", e))?;
+    let Some(dead) = dead else {
+        return Err(ApiError::not_found(format!("no dead letter with id {id}; list them with GET /api/dead-letters")));
+    };
+    let done = relflow_engine::already_succeeded(&state.config, state.store.as_ref(), &dead).await;
+    if let Some(done) = done.map_err(|e| ApiError::backend("run store", e))? {
+        return Err(ApiError::new(StatusCode::CONFLICT, format!("dead letter {id} stays: {done}")));
+    }
     // Through the intake, like every other way onto the queue (it counts it).
     let found = state.sink.replay(id).await.map_err(|e| ApiError::backend("queue", e))?;
     if !found {

@@ -1,9 +1,11 @@
 //! A dead letter as operators see it (CLI and HTTP API alike): the queue's
-//! record plus what could be decoded of the message.
+//! record plus what could be decoded of the message, and whether replaying
+//! it would run anything.
 
 use chrono::{DateTime, Utc};
-use relflow_core::Message;
+use relflow_core::{match_rules, Config, Message};
 use relflow_queue::DeadLetter;
+use relflow_store::{RunFilter, RunStatus, RunStore, StoreError};
 use serde::Serialize;
 
 /// One dead letter, decoded where possible: a payload that is not a
@@ -53,4 +55,57 @@ impl std::fmt::Display for DeadLetterView {
             self.reason
         )
     }
+}
+
+/// Replaying this dead letter would run nothing: every rule its message
+/// matches already succeeded for it, and a worker skips a rule that did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlreadySucceeded {
+    /// The message's id.
+    pub message_id: String,
+    /// Each matching rule and the id of a run of it that succeeded.
+    pub runs: Vec<(String, String)>,
+}
+
+impl std::fmt::Display for AlreadySucceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let runs: Vec<String> = self.runs.iter().map(|(rule, run)| format!("rule {rule}: run {run}")).collect();
+        write!(
+            f,
+            "message {} already succeeded for every rule it matches ({}), so replaying it would run nothing; \
+             to run one again: relflow runs rerun RUN",
+            self.message_id,
+            runs.join(", ")
+        )
+    }
+}
+
+/// Whether replaying `dead` would run nothing (see [`AlreadySucceeded`]).
+/// `None` when it would run something, or when that cannot be told
+/// (undecodable, no rule matches now, or a stateful or gated rule).
+pub async fn already_succeeded(
+    config: &Config,
+    store: &dyn RunStore,
+    dead: &DeadLetter,
+) -> Result<Option<AlreadySucceeded>, StoreError> {
+    let Ok(msg) = Message::from_queue_payload(&dead.payload, usize::MAX) else { return Ok(None) };
+    let rules = match_rules(&config.rules, &msg).rules;
+    if rules.is_empty() || rules.iter().any(|r| r.coalesce.is_some() || r.join.is_some()) {
+        return Ok(None);
+    }
+    let mut runs = Vec::new();
+    for rule in rules {
+        let filter = RunFilter {
+            message_id: Some(msg.id.clone()),
+            rule: Some(rule.name.clone()),
+            status: Some(RunStatus::Succeeded),
+            limit: 1,
+            ..RunFilter::default()
+        };
+        match store.list(&filter).await?.into_iter().next() {
+            Some(run) => runs.push((rule.name.clone(), run.id)),
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(AlreadySucceeded { message_id: msg.id, runs }))
 }

@@ -45,7 +45,7 @@ mod worker;
 
 pub use announce::WorkerError;
 pub use backends::{open_queue, open_store, BackendError, Backends};
-pub use dead_letters::DeadLetterView;
+pub use dead_letters::{already_succeeded, AlreadySucceeded, DeadLetterView};
 pub use logs::RunLogs;
 pub use metrics::Metrics;
 pub use record::extra_vars;

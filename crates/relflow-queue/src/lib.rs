@@ -147,6 +147,12 @@ pub trait WorkQueue: Send + Sync {
     /// Dead letters, oldest first, at most `limit`.
     async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>>;
 
+    /// Dead letter `id`, if there is one. The default scans the list: an
+    /// operator's action on one dead letter, not a hot path.
+    async fn find_dead_letter(&self, id: u64) -> Result<Option<DeadLetter>> {
+        Ok(self.dead_letters(usize::MAX).await?.into_iter().find(|d| d.id == id))
+    }
+
     /// Put dead letter `id` back on the queue as a fresh first attempt.
     /// Returns `false` if there is no such dead letter.
     async fn replay(&self, id: u64) -> Result<bool>;

@@ -318,18 +318,17 @@ impl WorkQueue for SqliteQueue {
     async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.with_conn(move |c| {
-            let mut stmt =
-                c.prepare("SELECT id, payload, reason, attempt, dead_at FROM dead_letters ORDER BY id LIMIT ?1")?;
-            let rows = stmt.query_map(params![limit], |r| {
-                Ok(DeadLetter {
-                    id: r.get::<_, i64>(0)? as u64,
-                    payload: r.get(1)?,
-                    reason: r.get(2)?,
-                    attempt: r.get(3)?,
-                    dead_at: Utc.timestamp_millis_opt(r.get(4)?).single().unwrap_or_default(),
-                })
-            })?;
+            let mut stmt = c.prepare(&format!("{DEAD_LETTER_ROW} ORDER BY id LIMIT ?1"))?;
+            let rows = stmt.query_map(params![limit], dead_letter_row)?;
             rows.collect()
+        })
+        .await
+    }
+
+    async fn find_dead_letter(&self, id: u64) -> Result<Option<DeadLetter>> {
+        let id = id as i64;
+        self.with_conn(move |c| {
+            c.query_row(&format!("{DEAD_LETTER_ROW} WHERE id = ?1"), params![id], dead_letter_row).optional()
         })
         .await
     }
@@ -353,4 +352,17 @@ impl WorkQueue for SqliteQueue {
     async fn purge_dead_letters(&self) -> Result<u64> {
         self.with_conn(|c| c.execute("DELETE FROM dead_letters", []).map(|n| n as u64)).await
     }
+}
+
+/// The columns [`dead_letter_row`] reads.
+const DEAD_LETTER_ROW: &str = "SELECT id, payload, reason, attempt, dead_at FROM dead_letters";
+
+fn dead_letter_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeadLetter> {
+    Ok(DeadLetter {
+        id: r.get::<_, i64>(0)? as u64,
+        payload: r.get(1)?,
+        reason: r.get(2)?,
+        attempt: r.get(3)?,
+        dead_at: Utc.timestamp_millis_opt(r.get(4)?).single().unwrap_or_default(),
+    })
 }

@@ -118,3 +118,35 @@ fn cancel_stops_a_run_held_by_another_worker_process() {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(worker.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
     assert!(worker.wait().unwrap().success(), "{}", env.worker_logs());
 }
+
+#[test]
+fn replaying_a_dead_letter_whose_rule_since_succeeded_says_so_and_keeps_it() {
+    let env = Env::new("[[rule]]\nname = \"flaky\"\ntopic = \"a.b\"\nplaybook = \"flaky.yml\"\n");
+    let fixed = env.path("fixed");
+    let task = format!(
+        "    - stat: path={}\n      register: fixed\n    - fail: msg=broken\n      when: not fixed.stat.exists\n",
+        fixed.display()
+    );
+    env.playbook("flaky.yml", &play(&task));
+    let file = env.path("m.json");
+    std::fs::write(&file, r#"{"topic": "a.b", "msg_id": "m-1", "msg": {"n": 1}}"#).unwrap();
+    env.ok(&["publish", file.to_str().unwrap()]);
+    env.drain();
+    // Fixed, and the same message sent again: it succeeds this time.
+    std::fs::write(&fixed, "").unwrap();
+    env.ok(&["publish", "--force", file.to_str().unwrap()]);
+    env.drain();
+    let succeeded = env.runs().into_iter().find(|r| r["status"] == "succeeded").expect("the second copy succeeded");
+
+    let dead = env.json(&["dead-letters", "list"]);
+    let id = dead[0]["id"].to_string();
+    let out = env.run(&["dead-letters", "replay", &id]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let run = succeeded["id"].as_str().unwrap();
+    assert!(
+        stderr.contains(&format!("message m-1 already succeeded for every rule it matches (rule flaky: run {run})"))
+    );
+    assert!(stderr.contains("relflow runs rerun"), "{stderr}");
+    assert_eq!(env.json(&["dead-letters", "list"]).as_array().unwrap().len(), 1, "the dead letter stays");
+}

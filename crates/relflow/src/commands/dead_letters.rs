@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Result};
 use relflow_core::Config;
-use relflow_engine::{open_queue, DeadLetterView};
+use relflow_engine::{already_succeeded, open_queue, open_store, DeadLetterView};
 
 use crate::cli::DeadLettersCommand;
 
@@ -25,6 +25,13 @@ pub async fn run(config: &Config, cmd: DeadLettersCommand) -> Result<ExitCode> {
             }
         }
         DeadLettersCommand::Replay { id } => {
+            let queue = open_queue(config, 1).await?;
+            let Some(dead) = queue.find_dead_letter(id).await? else {
+                bail!("no dead letter with id {id} (see `relflow dead-letters list`)");
+            };
+            if let Some(done) = already_succeeded(config, open_store(config).await?.as_ref(), &dead).await? {
+                bail!("dead letter {id} stays: {done}");
+            }
             // Through the intake, like every other way onto the queue.
             if !super::open_sink(config).await?.replay(id).await? {
                 bail!("no dead letter with id {id} (see `relflow dead-letters list`)");
