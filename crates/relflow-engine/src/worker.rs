@@ -64,6 +64,8 @@ pub struct Worker {
     pub(crate) batches_due: tokio::sync::Notify,
     /// How the messages it handled were settled.
     settled: Counters,
+    /// Why it stopped by itself, if it did (the queue became unusable).
+    fatal: std::sync::OnceLock<String>,
 }
 
 impl Worker {
@@ -94,6 +96,7 @@ impl Worker {
             id,
             batches_due: tokio::sync::Notify::new(),
             settled: Counters::default(),
+            fatal: std::sync::OnceLock::new(),
         })
     }
 
@@ -102,6 +105,12 @@ impl Worker {
         metrics.set_slots(self.concurrency);
         self.metrics = metrics;
         self
+    }
+
+    /// Why the worker stopped by itself (the process should exit non-zero),
+    /// or `None` if it stopped because it was asked to or drained.
+    pub fn fatal(&self) -> Option<&str> {
+        self.fatal.get().map(String::as_str)
     }
 
     /// How the messages this worker handled so far were settled.
@@ -144,6 +153,11 @@ impl Worker {
                     }
                 }
                 Ok(None) => {}
+                Err(e) if e.is_fatal() => {
+                    tracing::error!("stopping: {e}");
+                    let _ = self.fatal.set(e.to_string());
+                    break;
+                }
                 Err(e) => {
                     // The queue is down (broker restart, disk full...). Keep
                     // the worker alive and try again: nothing is lost, the

@@ -100,6 +100,18 @@ pub enum QueueError {
     /// user may not use): retrying cannot help, so nothing retries it.
     #[error("queue backend refused us: {0}")]
     Refused(String),
+    /// The embedded queue's file was deleted or replaced: this process can
+    /// no longer reach the queue the others use, so it must stop.
+    #[error("queue file gone: {0}")]
+    Gone(String),
+}
+
+impl QueueError {
+    /// Whether a process using the queue has to stop (systemd restarts it)
+    /// instead of trying again.
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, QueueError::Gone(_))
+    }
 }
 
 pub type Result<T, E = QueueError> = std::result::Result<T, E>;

@@ -67,6 +67,10 @@ pub struct SqliteQueue {
     /// inotify is unavailable: then claims rely on `poll_interval`).
     wal: Option<Arc<WalWatch>>,
     path: PathBuf,
+    /// The file opened, as (device, inode): a file deleted or replaced
+    /// under us would otherwise go on being used unlinked, unseen by every
+    /// other process.
+    file: (u64, u64),
 }
 
 const SCHEMA: &str = "
@@ -126,7 +130,26 @@ impl SqliteQueue {
         let wal = WalWatch::new(&path).map(Arc::new);
         let writer = Writer::start(conn)
             .map_err(|e| QueueError::Backend(format!("cannot start the queue's writer thread: {e}")))?;
-        Ok(SqliteQueue { writer, options, notify: Arc::new(Notify::new()), wal, path })
+        let file = file_id(&path).map_err(|e| QueueError::Backend(format!("cannot stat {}: {e}", path.display())))?;
+        Ok(SqliteQueue { writer, options, notify: Arc::new(Notify::new()), wal, path, file })
+    }
+
+    /// Whether `path` is still the file this queue opened.
+    fn check_file(&self) -> Result<()> {
+        let gone = |what: &str| {
+            Err(QueueError::Gone(format!(
+                "{} was {what} while this process had it open; what it writes now nobody would see \
+                 (restart it to open the file that is there now)",
+                self.path.display()
+            )))
+        };
+        match file_id(&self.path) {
+            Ok(id) if id == self.file => Ok(()),
+            Ok(_) => gone("replaced by another file"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => gone("deleted"),
+            // Unreadable directory and the like: the open file still works.
+            Err(_) => Ok(()),
+        }
     }
 
     /// The file this queue lives in.
@@ -190,6 +213,7 @@ impl WorkQueue for SqliteQueue {
     }
 
     async fn claim(&self, wait: Duration) -> Result<Option<Delivery>> {
+        self.check_file()?;
         let deadline = tokio::time::Instant::now() + wait;
         let visibility = ms(self.options.visibility_timeout);
         loop {
@@ -352,6 +376,12 @@ impl WorkQueue for SqliteQueue {
     async fn purge_dead_letters(&self) -> Result<u64> {
         self.with_conn(|c| c.execute("DELETE FROM dead_letters", []).map(|n| n as u64)).await
     }
+}
+
+fn file_id(path: &Path) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path)?;
+    Ok((meta.dev(), meta.ino()))
 }
 
 /// The columns [`dead_letter_row`] reads.

@@ -53,8 +53,12 @@ pub async fn run(mut config: Config, args: ServeArgs) -> Result<ExitCode> {
         let worker = Worker::new(Arc::clone(&config), backends, concurrency)?.with_metrics(metrics);
         let stop = shutdown.clone();
         server.spawn("worker", async move {
-            Arc::new(worker).run(false, stop).await;
-            Ok(())
+            let worker = Arc::new(worker);
+            Arc::clone(&worker).run(false, stop).await;
+            match worker.fatal() {
+                Some(why) => Err(anyhow::anyhow!("the worker stopped: {why}")),
+                None => Ok(()),
+            }
         });
     }
 

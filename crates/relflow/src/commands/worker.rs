@@ -19,6 +19,9 @@ pub async fn run(mut config: Config, args: WorkerArgs) -> Result<ExitCode> {
     crate::systemd::ready(&format!("taking work, {concurrency} run slot(s)"));
     crate::systemd::spawn_watchdog();
     Arc::clone(&worker).run(args.drain, shutdown).await;
+    if let Some(why) = worker.fatal() {
+        anyhow::bail!("the worker stopped: {why}");
+    }
     if !args.drain {
         return Ok(ExitCode::SUCCESS);
     }
