@@ -9,6 +9,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use relflow_announce::{AnnounceOptions, Drainer, RunEvent, RunStart, QUEUE};
@@ -20,6 +21,10 @@ use tracing::warn;
 use crate::settle::{Handled, RuleOutcome};
 use crate::worker::Worker;
 use crate::Backends;
+
+/// How long a finished run's record is retried before the message is
+/// released instead (the run then stays `running` in the store).
+const RECORD_RETRY_FOR: Duration = Duration::from_secs(60);
 
 /// Why a worker cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -92,16 +97,35 @@ impl Worker {
         Ok(started)
     }
 
-    /// Records how the run ended, with its end event. A store error is
-    /// logged (the run stays `running` and the message is retried).
-    pub(crate) async fn record_finish(&self, rule: &Rule, msg: &Message, started: &Started, outcome: &RunOutcome) {
+    /// Records how the run ended, with its end event. The playbook already
+    /// ran, so a store error (disk full, database restarting) is retried
+    /// for up to [`RECORD_RETRY_FOR`] before giving up; the caller then
+    /// releases the message rather than call the run failed or done.
+    pub(crate) async fn record_finish(
+        &self,
+        rule: &Rule,
+        msg: &Message,
+        started: &Started,
+        outcome: &RunOutcome,
+    ) -> relflow_store::Result<()> {
         let events = self.events(rule, || RunEvent::finished(&started.facts(rule, msg), outcome, Utc::now()));
-        if let Err(e) = self.store.finish_announced(&started.run.id, outcome, &events).await {
-            warn!(run = %started.run.id, "cannot record how the run ended: {e}");
-            return;
+        let give_up = tokio::time::Instant::now() + RECORD_RETRY_FOR;
+        let mut pause = Duration::from_millis(250);
+        loop {
+            match self.store.finish_announced(&started.run.id, outcome, &events).await {
+                Ok(()) => break,
+                Err(e) if tokio::time::Instant::now() + pause > give_up => {
+                    warn!(run = %started.run.id, "cannot record how the run ended, giving up: {e}");
+                    return Err(e);
+                }
+                Err(e) => warn!(run = %started.run.id, "cannot record how the run ended, retrying in {pause:?}: {e}"),
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(5));
         }
         crate::failpoint::hit("after-record");
         self.woke(&events);
+        Ok(())
     }
 
     /// Writes a `run.dead_lettered` event for each rule of `msg` that gave

@@ -56,7 +56,8 @@ impl Worker {
         match playbook {
             Ok(playbook) => self.execute(rule, msg, &started, playbook, batch, kill).await,
             Err(e) => {
-                self.record_finish(rule, msg, &started, &record::error_outcome(e.to_string())).await;
+                // Dead-lettered whether or not the record sticks: it can never run.
+                let _ = self.record_finish(rule, msg, &started, &record::error_outcome(e.to_string())).await;
                 RuleOutcome::Permanent(e.to_string())
             }
         }
@@ -123,8 +124,14 @@ impl Worker {
         self.metrics.run_finished(&rule.name, outcome.status.as_str(), clock.elapsed());
         info!(rule = %rule.name, run = %run_id, status = %outcome.status, exit_code = result.exit_code,
               ok = result.stats.ok, changed = result.stats.changed, failed = result.stats.failed, "run finished");
-        self.record_finish(rule, msg, started, &outcome).await;
+        let recorded = self.record_finish(rule, msg, started, &outcome).await;
         self.logs.finished(run_id);
+        if recorded.is_err() {
+            // Not the playbook's failure, and not done either while nothing
+            // says so: the message goes back for a later attempt.
+            warn!(rule = %rule.name, run = %run_id, "the run ended but is not recorded; releasing its message");
+            return RuleOutcome::Interrupted;
+        }
         match cancelled_by {
             Some(by) => RuleOutcome::Cancelled(by),
             None => record::rule_outcome(&result),

@@ -53,7 +53,8 @@ pub enum RuleOutcome {
     /// Cannot succeed by retrying (missing playbook, no host matched, a
     /// failure the playbook marked permanent, ...).
     Permanent(String),
-    /// Stopped because the worker is shutting down.
+    /// Stopped because the worker is shutting down, or ran but its end
+    /// could not be recorded: back on the queue, no attempt counted.
     Interrupted,
     /// Stopped because an operator cancelled it (who, in words): done, not retried.
     Cancelled(String),

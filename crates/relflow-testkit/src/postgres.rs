@@ -12,10 +12,14 @@ pub struct PgDatabase {
     name: String,
 }
 
-fn psql(sql: &str) -> Command {
+fn psql_in(db: &str, sql: &str) -> Command {
     let mut cmd = Command::new("psql");
-    cmd.args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-qc", sql]);
+    cmd.args(["-h", "127.0.0.1", "-U", "postgres", "-d", db, "-v", "ON_ERROR_STOP=1", "-qc", sql]);
     cmd
+}
+
+fn psql(sql: &str) -> Command {
+    psql_in("postgres", sql)
 }
 
 impl PgDatabase {
@@ -32,6 +36,11 @@ impl PgDatabase {
     /// The database's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Runs `sql` in it (as the superuser), e.g. to inject a fault.
+    pub fn sql(&self, sql: &str) {
+        crate::run(&mut psql_in(&self.name, sql), "psql in the test database");
     }
 
     /// Its libpq connection string, as relflow's `[store] url` takes it.

@@ -39,3 +39,47 @@ fn a_replaced_queue_file_stops_the_worker_with_a_clear_error() {
         std::fs::rename(&copy, &db).unwrap();
     });
 }
+
+/// The store refuses the run's final write for a while (as a full disk or
+/// a database restart would): the worker keeps the result and retries the
+/// write, so the run is recorded once and the playbook does not run again.
+#[test]
+fn a_finished_run_the_store_cannot_record_for_a_while_is_recorded_not_rerun() {
+    let db = relflow_testkit::PgDatabase::new();
+    let env = Env::with_tables(
+        "",
+        &format!("[store]\nurl = {:?}\n", db.url()),
+        "[[rule]]\nname = \"sync\"\ntopic = \"a.b\"\nplaybook = \"sync.yml\"\nretries = 3\n",
+    );
+    let (go, ran) = (env.path("go"), env.path("ran"));
+    let task = format!(
+        "    - shell: echo once >> {ran}\n    - wait_for: path={go} timeout=120\n",
+        ran = ran.display(),
+        go = go.display()
+    );
+    env.playbook("sync.yml", &common::play(&task));
+    env.publish_body("a.b", &serde_json::json!({"n": 1}));
+    let mut worker = env.spawn_worker(&[]);
+    wait_until(Duration::from_secs(120), "the playbook to start", || ran.exists());
+
+    db.sql(
+        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN RAISE EXCEPTION 'could not extend file: No space left on device (test)'; END $$; \
+         CREATE TRIGGER refuse BEFORE UPDATE ON relflow_runs FOR EACH ROW EXECUTE FUNCTION refuse();",
+    );
+    std::fs::write(&go, "").unwrap();
+    wait_until(Duration::from_secs(120), "the worker to retry the write", || {
+        env.worker_logs().contains("cannot record how the run ended, retrying")
+    });
+    db.sql("DROP TRIGGER refuse ON relflow_runs;");
+    wait_until(Duration::from_secs(120), "the run to be recorded", || {
+        env.runs().first().is_some_and(|r| r["status"] == "succeeded")
+    });
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(worker.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    worker.wait().unwrap();
+
+    assert_eq!(std::fs::read_to_string(&ran).unwrap(), "once\n", "the playbook ran once");
+    let runs = env.runs();
+    assert_eq!(runs.len(), 1, "{runs:#?}");
+    assert!(env.json(&["dead-letters", "list"]).as_array().unwrap().is_empty());
+}
