@@ -6,7 +6,8 @@
 //! * [`Outcome::Queued`]: the message is durable on the work queue;
 //! * [`Outcome::Duplicate`]: its id was queued within the dedupe window;
 //! * [`Outcome::Rejected`]: it can never be accepted (undecodable, bad
-//!   signature, ...), with the check that failed and a reason.
+//!   signature, its id already queued with other content, ...), with the
+//!   check that failed and a reason.
 //!
 //! In all three cases the source may let go of it (ack upstream). An `Err`
 //! means the queue or the dedupe store failed: nothing was decided, and the
@@ -268,8 +269,11 @@ impl Sink {
                 format!("message is {} bytes, over max_message_bytes ({})", payload.len(), self.inner.max_bytes);
             return Ok(self.reject(&msg.source, Some(&msg.id), Some(&msg.topic), "too_large", reason));
         }
-        let ticket = match self.inner.dedupe.claim(&msg.id).await.inspect_err(|_| self.count_error())? {
+        let digest = digest(&msg);
+        let claim = self.inner.dedupe.claim(&msg.id, Some(&digest)).await.inspect_err(|_| self.count_error())?;
+        let ticket = match claim {
             Claim::Seen => return Ok(self.duplicate(&msg)),
+            Claim::Conflict => return Ok(self.conflict(&msg)),
             Claim::Fresh(ticket) => ticket,
         };
         self.inner.queue.enqueue(&payload).await.inspect_err(|_| self.count_error())?;
@@ -282,8 +286,9 @@ impl Sink {
     /// any id: a captured webhook resent with a fresh delivery id does not
     /// run again.
     pub async fn submit_once(&self, msg: Message, content_key: &str) -> Result<Outcome, SinkError> {
-        let ticket = match self.inner.dedupe.claim(content_key).await.inspect_err(|_| self.count_error())? {
-            Claim::Seen => return Ok(self.duplicate(&msg)),
+        let ticket = match self.inner.dedupe.claim(content_key, None).await.inspect_err(|_| self.count_error())? {
+            // No digest given, so never a conflict.
+            Claim::Seen | Claim::Conflict => return Ok(self.duplicate(&msg)),
             Claim::Fresh(ticket) => ticket,
         };
         let outcome = self.submit(msg).await?;
@@ -300,6 +305,18 @@ impl Sink {
         Outcome::Duplicate
     }
 
+    /// A copy whose id was queued within the window with other content: a
+    /// producer reused an id. Not queued (the first copy owns the id), and
+    /// said out loud instead of dropped as a duplicate.
+    fn conflict(&self, msg: &Message) -> Outcome {
+        let reason = format!(
+            "message id {:?} was queued within the dedupe window with a different topic or body; this copy is not \
+             queued (a producer reusing ids? `relflow publish --force` queues it anyway)",
+            msg.id
+        );
+        self.reject(&msg.source, Some(&msg.id), Some(&msg.topic), "id_conflict", reason)
+    }
+
     /// Enqueues `msg` even if its id was queued within the window: an
     /// operator asked for it (`relflow publish --force`). Later copies
     /// dedupe against this one.
@@ -309,7 +326,7 @@ impl Sink {
             Err(rejected) => return Ok(rejected),
         };
         self.inner.queue.enqueue(&payload).await.inspect_err(|_| self.count_error())?;
-        self.inner.dedupe.remember(&msg.id).inspect_err(|_| self.count_error())?;
+        self.inner.dedupe.remember(&msg.id, Some(&digest(&msg))).inspect_err(|_| self.count_error())?;
         Ok(self.queued(&msg))
     }
 
@@ -399,4 +416,16 @@ impl Sink {
         // No receiver is fine: nobody is watching.
         let _ = self.inner.events.send(event);
     }
+}
+
+/// What a message carries, for telling a true copy from an id reused for
+/// other content: its topic and body (headers and times differ between
+/// relays of one event).
+fn digest(msg: &Message) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    hash.update(msg.topic.as_bytes());
+    hash.update([0]);
+    hash.update(serde_json::to_vec(&msg.body).unwrap_or_default());
+    hex::encode(hash.finalize())
 }

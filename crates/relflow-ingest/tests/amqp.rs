@@ -121,9 +121,12 @@ async fn fedora_messaging_publish_arrives_with_headers_and_id_once() {
     let mut events = h.sink.events();
     let queue = "relflow-bridge.fm";
     vhost.declare(queue, "org.fedoraproject.#").await;
-    // The same message twice (two publishers, a retry): queued once.
+    // The same message twice (two publishers, a retry): queued once. Then
+    // the id reused for another build: a conflict, said out loud.
     let id = "4f3c8d2e-0000-4000-8000-relflowtest1";
-    vhost.publish(h.dir.path(), &[fixture_line(id), fixture_line(id)]);
+    let mut reused: Value = serde_json::from_str(&fixture_line(id)).unwrap();
+    reused["body"]["build"]["name"] = "not-glibc".into();
+    vhost.publish(h.dir.path(), &[fixture_line(id), fixture_line(id), reused.to_string()]);
 
     let shutdown = CancellationToken::new();
     let source = Box::new(AmqpSource::new(source_config(vhost.url(), queue)));
@@ -132,7 +135,11 @@ async fn fedora_messaging_publish_arrives_with_headers_and_id_once() {
     assert_eq!(first.outcome, Outcome::Queued);
     let second = wait_event(&mut events, "the second copy", |e| e.id.as_deref() == Some(id)).await;
     assert_eq!(second.outcome, Outcome::Duplicate);
-    // Both were acked upstream.
+    let third = wait_event(&mut events, "the reused id", |e| e.id.as_deref() == Some(id)).await;
+    let Outcome::Rejected { check, reason } = &third.outcome else { panic!("a conflict: {:?}", third.outcome) };
+    assert_eq!(check, "id_conflict");
+    assert!(reason.contains("with a different topic or body"), "{reason}");
+    // All three left the upstream queue (the conflict rejected, not requeued).
     for _ in 0..300 {
         if vhost.depth(queue) == Some(0) {
             break;
