@@ -63,34 +63,8 @@ impl Vhost {
         conn.close(200, "done".into()).await.unwrap();
     }
 
-    /// Publishes `lines` (fedora-messaging JSON, one message per line) with
-    /// the real `fedora-messaging publish` CLI.
     fn publish(&self, dir: &std::path::Path, lines: &[String]) {
-        let conf = dir.join("fedora-messaging.toml");
-        std::fs::write(
-            &conf,
-            format!(
-                "amqp_url = \"{}\"\npublish_exchange = \"amq.topic\"\n[client_properties]\napp = \"relflow tests\"\n",
-                self.url()
-            ),
-        )
-        .unwrap();
-        let file = dir.join("messages.jsonl");
-        std::fs::write(&file, lines.join("\n") + "\n").unwrap();
-        let out = Command::new(venv_bin("fedora-messaging"))
-            .arg("--conf")
-            .arg(&conf)
-            .arg("publish")
-            .arg(&file)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run fedora-messaging (RELFLOW_TEST_PY=1 scripts/setup.sh installs it)");
-        assert!(
-            out.status.success(),
-            "fedora-messaging publish failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        self.vhost.fedora_messaging_publish(dir, lines);
     }
 }
 

@@ -52,6 +52,25 @@ impl Vhost {
         format!("amqp://guest:guest@127.0.0.1:5672/{}", self.name)
     }
 
+    /// Publishes `lines` (fedora-messaging JSON, one message per line) to
+    /// `amq.topic` with the real `fedora-messaging publish` CLI from the
+    /// project venv (`RELFLOW_TEST_PY=1 scripts/setup.sh` installs it),
+    /// writing its config and the messages file into `dir`.
+    pub fn fedora_messaging_publish(&self, dir: &std::path::Path, lines: &[String]) {
+        let conf = dir.join("fedora-messaging.toml");
+        let toml = format!(
+            "amqp_url = \"{}\"\npublish_exchange = \"amq.topic\"\n[client_properties]\napp = \"relflow tests\"\n",
+            self.url()
+        );
+        std::fs::write(&conf, toml).unwrap();
+        let file = dir.join("messages.jsonl");
+        std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+        let cli = crate::repo_root().join(".venv/bin/fedora-messaging");
+        let mut cmd = Command::new(cli);
+        cmd.arg("--conf").arg(&conf).arg("publish").arg(&file).stdin(std::process::Stdio::null());
+        crate::run(&mut cmd, "fedora-messaging publish (RELFLOW_TEST_PY=1 scripts/setup.sh installs it)");
+    }
+
     /// Closes every client connection of this vhost, as a broker restart or
     /// a network cut would, without touching anyone else's.
     pub fn close_connections(&self) {

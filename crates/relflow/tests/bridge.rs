@@ -1,8 +1,13 @@
 //! `relflow bridge` as a process: config -> sources -> embedded work queue,
-//! and a clean stop on SIGTERM.
+//! and a clean stop on SIGTERM; a fedora-messaging source's durable queue
+//! keeps what is published while the bridge is down.
+
+mod common;
 
 use std::process::Command;
 use std::time::Duration;
+
+use common::{fixture, play, Env};
 
 use relflow_queue::{SqliteQueue, SqliteQueueOptions, WorkQueue};
 
@@ -54,4 +59,51 @@ async fn bridge_serves_configured_webhooks_into_the_queue_and_stops_on_sigterm()
     let m = relflow_core::Message::from_queue_payload(&d.payload, usize::MAX).unwrap();
     assert_eq!((m.topic.as_str(), m.source.as_str()), ("org.example.ci.done", "webhook:ci"));
     assert_eq!(m.body["pipeline"], 7);
+}
+
+/// fedora-messaging #208: a consumer on an auto-delete queue silently loses
+/// what is published while it is down. relflow's AMQP source declares a
+/// durable, named queue, so 50 messages published with the real
+/// `fedora-messaging publish` while no bridge runs all become runs.
+#[test]
+fn messages_published_while_the_bridge_is_down_all_run_once_it_is_back() {
+    let vhost = relflow_testkit::Vhost::new("bridge-down");
+    let topic = "org.fedoraproject.prod.buildsys.rpm.sign";
+    let env = Env::new(&format!(
+        "[[source]]\ntype = \"amqp\"\nname = \"fm\"\nurl = {url:?}\nbindings = [\"org.fedoraproject.#\"]\n\n\
+         [[rule]]\nname = \"signed\"\ntopic = {topic:?}\nplaybook = \"signed.yml\"\n",
+        url = vhost.url()
+    ));
+    env.playbook("signed.yml", &play("    - debug: msg=\"{{ msg.build.name }}\"\n"));
+    let upstream = "relflow-bridge.fm";
+    let bridge = |until: &dyn Fn() -> bool, what: &str| {
+        let mut child = env.command(&["bridge"]).stdin(std::process::Stdio::null()).spawn().unwrap();
+        relflow_testkit::wait_until(Duration::from_secs(120), what, until);
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM)
+            .unwrap();
+        assert!(child.wait().unwrap().success(), "SIGTERM is a clean stop");
+    };
+    let depth = || vhost.queues().into_iter().find(|q| q.name == upstream).map(|q| q.ready + q.unacked);
+    // The first start declares the durable queue and its bindings.
+    bridge(&|| depth().is_some(), "the bridge to declare its queue");
+
+    let sample: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixture(&format!("amqp/{topic}.json"))).unwrap()).unwrap();
+    let lines: Vec<String> = (0..50)
+        .map(|n| {
+            let mut m = sample.clone();
+            m["id"] = format!("relflow-down-{n}").into();
+            m.to_string()
+        })
+        .collect();
+    vhost.fedora_messaging_publish(env.path("").as_path(), &lines);
+    // The broker holds them while no bridge runs.
+    relflow_testkit::wait_until(Duration::from_secs(60), "50 messages upstream", || depth() == Some(50));
+
+    bridge(&|| depth() == Some(0), "the bridge to take all 50");
+    assert_eq!(env.drain(), "drained: 50 message(s): 50 done, 0 dead-lettered\n");
+    let runs = env.runs();
+    let ids: std::collections::BTreeSet<&str> = runs.iter().map(|r| r["message_id"].as_str().unwrap()).collect();
+    assert_eq!((runs.len(), ids.len()), (50, 50), "one run per message");
+    assert!(runs.iter().all(|r| r["status"] == "succeeded"));
 }
