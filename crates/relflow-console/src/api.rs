@@ -66,7 +66,10 @@ async fn readyz(State(state): State<AppState>) -> Response {
         Some(Err(e)) => json!({"error": e}),
         None => Value::Null,
     };
-    (code, Json(json!({"ready": ready, "queue": queue, "store": store, "fedmsg_sequence": fedmsg}))).into_response()
+    // Likewise a source that is down: it is retried, and others go on.
+    let sources = state.sink.links();
+    let body = json!({"ready": ready, "queue": queue, "store": store, "fedmsg_sequence": fedmsg, "sources": sources});
+    (code, Json(body)).into_response()
 }
 
 async fn queue(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {

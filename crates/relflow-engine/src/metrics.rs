@@ -54,6 +54,12 @@ struct DestinationLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LinkLabels {
+    source: String,
+    endpoint: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
     state: String,
 }
@@ -78,6 +84,7 @@ pub struct Metrics {
     announce_pending: Family<DestinationLabels, Gauge>,
     fedmsg_gaps: Family<SourceLabels, Counter>,
     fedmsg_missing: Family<SourceLabels, Counter>,
+    source_up: Family<LinkLabels, Gauge>,
     fedmsg_restarts: Family<SourceLabels, Counter>,
 }
 
@@ -115,6 +122,7 @@ impl Metrics {
             fedmsg_gaps: Family::default(),
             fedmsg_missing: Family::default(),
             fedmsg_restarts: Family::default(),
+            source_up: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -180,6 +188,11 @@ impl Metrics {
             "fedmsg_producer_restarts",
             "fedmsg producers whose `i` began again (a publisher restart, not a loss), by source",
             m.fedmsg_restarts.clone(),
+        );
+        registry.register(
+            "source_up",
+            "1 while a source endpoint is connected, 0 while it is down and being retried, by source and endpoint",
+            m.source_up.clone(),
         );
         Metrics { registry, ..m }
     }
@@ -260,6 +273,11 @@ impl relflow_ingest::Observer for Metrics {
             }
             Outcome::Rejected { check, .. } => self.rejected(&e.source, check),
         }
+    }
+
+    fn linked(&self, link: &relflow_ingest::Link) {
+        let labels = LinkLabels { source: link.source.clone(), endpoint: link.endpoint.clone() };
+        self.source_up.get_or_create(&labels).set(i64::from(link.up));
     }
 
     fn sequenced(&self, source: &str, seen: &relflow_ingest::gaps::Seen) {
@@ -371,5 +389,17 @@ mod tests {
         ] {
             assert!(text.contains(line), "{line} in\n{text}");
         }
+    }
+
+    #[test]
+    fn a_source_endpoint_is_up_or_down_by_the_last_report() {
+        use relflow_ingest::{Links, Observer};
+        let (m, links) = (Metrics::new(), Links::default());
+        links.set("fedmsg:bus", "tcp://hub:9940", Err("cannot connect".into()));
+        m.linked(&links.all()[0]);
+        assert!(m.render(None).contains("relflow_source_up{source=\"fedmsg:bus\",endpoint=\"tcp://hub:9940\"} 0"));
+        links.set("fedmsg:bus", "tcp://hub:9940", Ok(()));
+        m.linked(&links.all()[0]);
+        assert!(m.render(None).contains("relflow_source_up{source=\"fedmsg:bus\",endpoint=\"tcp://hub:9940\"} 1"));
     }
 }

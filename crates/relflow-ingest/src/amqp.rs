@@ -40,6 +40,7 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::ConnectionProperties;
 use relflow_amqp::{connect, TlsOptions};
 use relflow_core::config::ingest::AmqpSource as AmqpSourceConfig;
+use relflow_core::redact::redact_url;
 use relflow_core::Message;
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
@@ -75,6 +76,7 @@ impl Source for AmqpSource {
                 Ok(()) => return Ok(()),
                 Err(e) => {
                     tracing::warn!(source = %self.label(), "{e:#}; reconnecting in {delay:?}");
+                    sink.link(&self.label(), &redact_url(&self.config.url), Err(format!("{e:#}")));
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
                         _ = shutdown.cancelled() => return Ok(()),
@@ -136,6 +138,7 @@ impl AmqpSource {
             .await
             .with_context(|| format!("cannot consume {queue:?}"))?;
         tracing::info!(source = %label, queue = %queue, exchange = %c.exchange, bindings = ?c.bindings, "consuming");
+        sink.link(&label, &redact_url(&c.url), Ok(()));
         *delay = Duration::from_millis(500);
         loop {
             // Only waiting for the next delivery races shutdown: a delivery

@@ -39,6 +39,7 @@ pub mod backfill;
 pub mod dedupe;
 pub mod gaps;
 pub mod http;
+pub mod links;
 pub mod sink;
 pub mod webhook;
 pub mod zmq;
@@ -51,6 +52,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use dedupe::Dedupe;
 pub use gaps::Gaps;
+pub use links::{Link, Links};
 pub use sink::{Envelope, Event, Observer, Outcome, Sink, SinkError, SinkOptions, Stats, REPLAY_SOURCE};
 
 /// Something messages come from.

@@ -112,6 +112,9 @@ pub trait Observer: Send + Sync {
 
     /// A fedmsg message's sequence number was checked (see [`crate::gaps`]).
     fn sequenced(&self, _source: &str, _seen: &Seen) {}
+
+    /// A source endpoint connected or lost its connection (see [`crate::links`]).
+    fn linked(&self, _link: &crate::links::Link) {}
 }
 
 /// The `source` of events about dead letters put back on the queue.
@@ -148,6 +151,7 @@ struct Inner {
     events: broadcast::Sender<Event>,
     observer: OnceLock<Arc<dyn Observer>>,
     gaps: OnceLock<Gaps>,
+    links: crate::links::Links,
 }
 
 impl Sink {
@@ -166,6 +170,7 @@ impl Sink {
                 events: broadcast::channel(4096).0,
                 observer: OnceLock::new(),
                 gaps: OnceLock::new(),
+                links: crate::links::Links::default(),
             }),
         }
     }
@@ -224,6 +229,22 @@ impl Sink {
         if let Some(observer) = self.inner.observer.get() {
             observer.sequenced(source, &seen);
         }
+    }
+
+    /// Records that a source's endpoint is connected (`Ok`) or down
+    /// (`Err(why)`), for `/readyz` and `/metrics`.
+    pub fn link(&self, source: &str, endpoint: &str, state: Result<(), String>) {
+        self.inner.links.set(source, endpoint, state);
+        if let Some(observer) = self.inner.observer.get() {
+            if let Some(link) = self.links().into_iter().find(|l| l.source == source && l.endpoint == endpoint) {
+                observer.linked(&link);
+            }
+        }
+    }
+
+    /// Every source endpoint's connection, as last reported.
+    pub fn links(&self) -> Vec<crate::links::Link> {
+        self.inner.links.all()
     }
 
     /// Tells `observer` of every decision from now on. One observer per

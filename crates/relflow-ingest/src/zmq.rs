@@ -81,7 +81,7 @@ struct Subscriber {
 impl Subscriber {
     async fn run(self: Arc<Self>, sink: Sink, shutdown: CancellationToken) -> anyhow::Result<()> {
         let prefixes = if self.topics.is_empty() { vec![String::new()] } else { self.topics.clone() };
-        let Some(mut socket) = self.connect(&prefixes, &shutdown).await? else {
+        let Some(mut socket) = self.connect(&sink, &prefixes, &shutdown).await? else {
             return Ok(());
         };
         let prefixes = Arc::new(prefixes);
@@ -99,11 +99,17 @@ impl Subscriber {
                 }
             })
         };
+        let mut up = true;
         loop {
             let received = tokio::select! {
                 r = socket.recv() => r,
                 _ = shutdown.cancelled() => break,
             };
+            if received.is_ok() != up {
+                up = received.is_ok();
+                let state = received.as_ref().map(|_| ()).map_err(|e| format!("publisher went away: {e}"));
+                sink.link(&self.label, &self.endpoint, state);
+            }
             match received {
                 Ok(frames) => {
                     let (me, sink, shutdown, prefixes) =
@@ -134,7 +140,12 @@ impl Subscriber {
     /// long as it takes: a publisher down at start-up must not stop the
     /// process (nor the other sources and the HTTP API with it). `None`:
     /// shut down first.
-    async fn connect(&self, prefixes: &[String], shutdown: &CancellationToken) -> anyhow::Result<Option<SubSocket>> {
+    async fn connect(
+        &self,
+        sink: &Sink,
+        prefixes: &[String],
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<Option<SubSocket>> {
         let mut delay = Duration::from_secs(1);
         loop {
             let mut socket = SubSocket::new();
@@ -151,12 +162,16 @@ impl Subscriber {
             match result {
                 Ok(()) => {
                     tracing::info!(source = %self.label, endpoint = %self.endpoint, "connected");
+                    sink.link(&self.label, &self.endpoint, Ok(()));
                     return Ok(Some(socket));
                 }
-                Err(e) => tracing::warn!(
-                    source = %self.label, endpoint = %self.endpoint,
-                    "cannot connect: {e}; retrying in {delay:?} (check the endpoint is tcp://host:port)"
-                ),
+                Err(e) => {
+                    tracing::warn!(
+                        source = %self.label, endpoint = %self.endpoint,
+                        "cannot connect: {e}; retrying in {delay:?} (check the endpoint is tcp://host:port)"
+                    );
+                    sink.link(&self.label, &self.endpoint, Err(format!("cannot connect: {e}")));
+                }
             }
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}

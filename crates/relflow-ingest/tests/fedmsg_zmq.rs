@@ -170,11 +170,19 @@ async fn a_publisher_down_past_the_connect_timeout_is_retried_not_fatal() {
     // zeromq's own connect gives up after 30 s; the source must outlive that.
     tokio::time::sleep(std::time::Duration::from_secs(35)).await;
     assert!(!bridge.is_finished(), "the source gave up on a publisher that is down");
+    // Reported as down (for /readyz and /metrics), with why.
+    let links = h.sink.links();
+    assert_eq!(links.len(), 1, "{links:?}");
+    let down = &links[0];
+    assert_eq!((down.source.as_str(), down.endpoint.as_str(), down.up), ("fedmsg:test", endpoint.as_str(), false));
+    assert!(down.error.as_deref().is_some_and(|e| e.starts_with("cannot connect")), "{down:?}");
 
     let late = Publisher::start(&endpoint, json!([{"topic": "late", "msg": {"n": 1}}]));
     let id = late.id(0);
     let e = wait_event(&mut events, "the late publisher's message", |e| is(&id, e)).await;
     assert_eq!(e.outcome, Outcome::Queued);
+    let up = &h.sink.links()[0];
+    assert!(up.up && up.error.is_none() && up.since > down.since, "up again: {up:?}");
     drop(late);
     shutdown.cancel();
     bridge.await.unwrap().unwrap();
