@@ -521,6 +521,7 @@ impl Config {
             });
         }
         config.timers = timer::validate_all(raw.timers).map_err(invalid)?;
+        config.warnings.extend(timer::unmatched(&config.timers, &config.rules));
         if config.rules.is_empty() {
             config.warnings.push("no [[rule]] is defined: every message will be acked as a no-op".into());
         }

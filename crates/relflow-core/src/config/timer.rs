@@ -75,6 +75,7 @@ impl RawTimer {
         if !ok_word {
             return Err("a timer name is one topic word: letters, digits, `-` and `_` only".into());
         }
+        crate::validate_topic(&format!("{TIMER_TOPIC_PREFIX}.{}", self.name)).map_err(|e| e.to_string())?;
         let slots = Schedule::parse(&self.schedule, &self.timezone)?;
         if self.max_catch_up == 0 {
             return Err("max_catch_up must be at least 1".into());
@@ -127,6 +128,16 @@ pub(crate) fn validate_all(raw: Vec<RawTimer>) -> Result<Vec<Timer>, String> {
         timers.push(timer);
     }
     Ok(timers)
+}
+
+/// A warning for each timer whose topic no rule's topic pattern matches:
+/// its messages would all be no-ops.
+pub(crate) fn unmatched(timers: &[Timer], rules: &[crate::Rule]) -> Vec<String> {
+    timers
+        .iter()
+        .filter(|t| !rules.iter().any(|r| r.topic.matches(&t.topic())))
+        .map(|t| format!("timer {:?}: no rule's topic matches {}, so its messages will be no-ops", t.name, t.topic()))
+        .collect()
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Result;
+use relflow_core::config::timer::rfc3339;
 use relflow_core::config::PlaybookSpec;
 use relflow_core::redact::redact_url;
 use relflow_core::Config;
@@ -40,6 +41,7 @@ pub async fn run(path: &Path, json: bool, playbooks: bool) -> Result<ExitCode> {
             "queue": queue,
             "store": store,
             "rules": config.rules,
+            "timers": config.timers,
             "warnings": config.warnings,
             "problems": problems,
             "rule_checks": rule_checks,
@@ -60,6 +62,13 @@ pub async fn run(path: &Path, json: bool, playbooks: bool) -> Result<ExitCode> {
             if let Some(when) = &rule.when {
                 println!("  {:<24} when {}", "", when.source());
             }
+        }
+        if !config.timers.is_empty() {
+            println!("{} timer(s):", config.timers.len());
+        }
+        for t in &config.timers {
+            let next = t.slots.next_after(chrono::Utc::now()).map_or_else(|| "never".into(), rfc3339);
+            println!("  {:<24} {:?} {} -> {} (next {next})", t.name, t.schedule, t.timezone, t.topic());
         }
         print!("{rule_checks}");
         for w in &config.warnings {
