@@ -77,13 +77,12 @@ fn one_run_per_slot_with_two_workers_on_sqlite_and_two_hosts_on_postgresql() {
     hosts.iter().for_each(|h| recorder(h, &pg_out));
     let workers =
         vec![lite.spawn_worker(&[]), lite.spawn_worker(&[]), hosts[0].spawn_worker(&[]), hosts[1].spawn_worker(&[])];
-    let logs = || lite.worker_logs() + &hosts[0].worker_logs() + &hosts[1].worker_logs();
     wait_until(LONG, "two slots run on each store", || {
         runs_per_slot(&lite_out).len() >= 2 && runs_per_slot(&pg_out).len() >= 2
     });
     workers.into_iter().for_each(stop);
-    let logs = logs();
-    for (out, env) in [(&lite_out, &lite), (&pg_out, &hosts[0])] {
+    let pg_logs = hosts[0].worker_logs() + &hosts[1].worker_logs();
+    for (out, env, logs) in [(&lite_out, &lite, lite.worker_logs()), (&pg_out, &hosts[0], pg_logs)] {
         let per = runs_per_slot(out);
         assert!(per.values().all(|n| *n == 1), "exactly one run per slot: {per:?}\n{logs}");
         for (_, slot) in per.keys() {
