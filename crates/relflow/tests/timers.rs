@@ -186,6 +186,21 @@ fn catch_up_after_downtime(env: Env, out: &Path, last: DateTime<Utc>) {
     assert!(audit.contains("\"action\":\"timer.fire\"") && audit.contains("t-skip fire-"), "{audit}");
     let status = env.json(&["status"]);
     assert_eq!(status["timers"]["count"], 3, "{status:#}");
+    let list = env.json(&["timers", "list"]);
+    assert_eq!(list[0]["last_fire"]["manual"], true, "{list:#}");
+    assert_fits_the_api_description(&list);
+}
+
+/// `relflow timers list --json` is what `GET /api/timers` serves: it fits
+/// docs/openapi.json.
+fn assert_fits_the_api_description(list: &Value) {
+    let doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(common::repo_root().join("docs/openapi.json")).unwrap()).unwrap();
+    let schema = &doc["paths"]["/api/timers"]["get"]["responses"]["200"]["content"]["application/json"]["schema"];
+    let validator = jsonschema::options().should_validate_formats(true).build(schema).unwrap();
+    let body = serde_json::json!({ "timers": list });
+    let errors: Vec<String> = validator.iter_errors(&body).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{errors:?}\n{body:#}");
 }
 
 #[test]
