@@ -37,6 +37,17 @@ pub enum CatchUp {
     All,
 }
 
+impl CatchUp {
+    /// As written in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CatchUp::Skip => "skip",
+            CatchUp::Latest => "latest",
+            CatchUp::All => "all",
+        }
+    }
+}
+
 /// The slots after the last one handled, up to now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Due {

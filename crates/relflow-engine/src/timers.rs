@@ -144,7 +144,7 @@ impl Timers {
             Err(e) => return warn!(timer = %timer.name, "cannot claim the timer's due slots: {e}"),
         };
         if skipped > 0 {
-            info!(timer = %timer.name, skipped, catch_up = ?timer.catch_up, "missed slot(s) after downtime not fired");
+            info!(timer = %timer.name, skipped, catch_up = timer.catch_up.as_str(), "missed slot(s) after downtime not fired");
         }
         for slot in &claimed {
             self.queue(timer, slot).await;
@@ -256,7 +256,7 @@ pub fn timer_views(config: &Config, states: &[relflow_store::TimerState], now: D
         .iter()
         .map(|t| {
             let state = states.iter().find(|s| s.name == t.name);
-            let last_slot = state.map(|s| s.last_slot);
+            let last_slot = state.and_then(|s| s.last_slot);
             TimerView {
                 name: t.name.clone(),
                 topic: t.topic(),
@@ -277,8 +277,12 @@ impl std::fmt::Display for TimerView {
         let when = |t: Option<DateTime<Utc>>| t.map_or_else(|| "-".to_owned(), rfc3339);
         writeln!(
             f,
-            "{}  {:?} {}  catch_up {:?}  -> {}",
-            self.name, self.schedule, self.timezone, self.catch_up, self.topic
+            "{}  {:?} {}  catch_up {}  -> {}",
+            self.name,
+            self.schedule,
+            self.timezone,
+            self.catch_up.as_str(),
+            self.topic
         )?;
         let last = match &self.last_fire {
             None => "never".to_owned(),

@@ -55,8 +55,8 @@ pub struct TimerAdvance {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TimerState {
     pub name: String,
-    /// The newest scheduled slot handled.
-    pub last_slot: DateTime<Utc>,
+    /// The newest scheduled slot handled; `None`: only operators fired it.
+    pub last_slot: Option<DateTime<Utc>>,
     /// The slot fired last (scheduled or manual), if any.
     pub last_fire: Option<TimerSlot>,
 }
@@ -137,7 +137,10 @@ pub(crate) fn reclaim_sql() -> String {
 
 /// ?1 timer, ?2 slot, ?3 now.
 pub(crate) const SENT: &str = "UPDATE relflow_timer_slots SET sent_at = ?3 WHERE timer = ?1 AND slot = ?2";
-pub(crate) const STATES: &str = "SELECT name, last_slot FROM relflow_timers ORDER BY name";
+/// Timers a worker handled, and timers only an operator fired.
+pub(crate) const STATES: &str = "SELECT name, MAX(last_slot) FROM
+     (SELECT name, last_slot FROM relflow_timers UNION ALL SELECT DISTINCT timer, CAST(NULL AS BIGINT) FROM relflow_timer_slots) seen
+     GROUP BY name ORDER BY name";
 /// ?1 timer.
 pub(crate) const LAST_FIRE: &str = "SELECT timer, slot, scheduled_at, fired_at, manual FROM relflow_timer_slots
      WHERE timer = ?1 ORDER BY fired_at DESC, scheduled_at DESC LIMIT 1";

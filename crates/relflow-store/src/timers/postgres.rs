@@ -95,7 +95,8 @@ impl TimerStore for PgStore {
         for row in client.query(super::STATES, &[]).await.map_err(pg)? {
             let name: String = row.get(0);
             let last_fire = client.query_opt(&dialect(super::LAST_FIRE), &[&name]).await.map_err(pg)?;
-            out.push(TimerState { last_slot: time(row.get(1)), last_fire: last_fire.as_ref().map(slot), name });
+            let last_slot = row.get::<_, Option<i64>>(1).map(time);
+            out.push(TimerState { last_slot, last_fire: last_fire.as_ref().map(slot), name });
         }
         Ok(out)
     }

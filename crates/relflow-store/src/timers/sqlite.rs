@@ -48,12 +48,12 @@ fn advance(c: &mut rusqlite::Connection, a: &TimerAdvance) -> rusqlite::Result<O
 }
 
 fn states(c: &mut rusqlite::Connection) -> rusqlite::Result<Vec<TimerState>> {
-    let timers: Vec<(String, i64)> =
+    let timers: Vec<(String, Option<i64>)> =
         c.prepare(super::STATES)?.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
     let mut out = Vec::new();
     for (name, last) in timers {
         let last_fire = c.query_row(super::LAST_FIRE, [&name], slot).optional()?;
-        out.push(TimerState { name, last_slot: time(last), last_fire });
+        out.push(TimerState { name, last_slot: last.map(time), last_fire });
     }
     Ok(out)
 }

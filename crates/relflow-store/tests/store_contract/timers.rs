@@ -45,14 +45,18 @@ async fn advancing(s: &dyn RunStore) {
     assert_eq!(s.advance_timer(&next).await.unwrap(), None, "the worker that read the old last slot loses");
     let states = s.timer_states().await.unwrap();
     assert_eq!(states.len(), 1);
-    assert_eq!(states[0].last_slot, at("2026-12-02T05:00:00Z"));
+    assert_eq!(states[0].last_slot, Some(at("2026-12-02T05:00:00Z")));
     assert_eq!(states[0].last_fire.as_ref().map(|f| f.slot.as_str()), Some("2026-12-02T05:00:00Z"));
     // An operator's fire is a slot of its own and does not move the schedule.
     let fire = TimerSlot { slot: "fire-1".into(), manual: true, ..slot("nightly", "2026-12-02T09:30:00Z") };
     s.claim_fire(&fire, "cli", HOUR).await.unwrap();
     let states = s.timer_states().await.unwrap();
-    assert_eq!(states[0].last_slot, at("2026-12-02T05:00:00Z"));
+    assert_eq!(states[0].last_slot, Some(at("2026-12-02T05:00:00Z")));
     assert_eq!(states[0].last_fire.as_ref().map(|f| (f.slot.as_str(), f.manual)), Some(("fire-1", true)));
+    // A timer only an operator fired: known, with no scheduled slot yet.
+    s.claim_fire(&TimerSlot { timer: "weekly".into(), ..fire }, "cli", HOUR).await.unwrap();
+    let weekly = s.timer_states().await.unwrap().into_iter().find(|t| t.name == "weekly").unwrap();
+    assert_eq!((weekly.last_slot, weekly.last_fire.map(|f| f.manual)), (None, Some(true)));
 }
 
 async fn stale(s: &dyn RunStore) {
