@@ -12,6 +12,8 @@
 //!   queues the same message id again ([`TimerStore::claim_stale_slot`]).
 //!   The run store skips a rule that already succeeded for that id, so a
 //!   slot queued twice still runs once.
+//! * Queued slots are kept [`SLOTS_KEPT`] (the runs and the audit log keep
+//!   the history); the worker that advances a timer drops its older ones.
 
 pub(crate) mod postgres;
 pub(crate) mod sqlite;
@@ -23,6 +25,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::Result;
+
+/// How long a queued slot stays in `relflow_timer_slots`.
+pub const SLOTS_KEPT: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// One slot of one timer: a scheduled one (`slot` is its time) or an
 /// operator's `relflow timers fire` (its own id, so it never collides).
@@ -67,7 +72,8 @@ pub trait TimerStore: Send + Sync {
     /// The newest slot handled for `timer`; `None`: never seen.
     async fn timer_last_slot(&self, timer: &str) -> Result<Option<DateTime<Utc>>>;
 
-    /// Compare-and-set of the last slot, claiming `fire` with it. `None`:
+    /// Compare-and-set of the last slot, claiming `fire` with it (and
+    /// dropping the timer's slots queued over [`SLOTS_KEPT`] ago). `None`:
     /// another worker moved it first, and nothing was claimed.
     async fn advance_timer(&self, advance: &TimerAdvance) -> Result<Option<Vec<TimerSlot>>>;
 
@@ -135,6 +141,10 @@ pub(crate) fn reclaim_sql() -> String {
     )
 }
 
+/// ?1 timer, ?2 oldest fired_at kept.
+pub(crate) const PRUNE: &str =
+    "DELETE FROM relflow_timer_slots WHERE timer = ?1 AND sent_at IS NOT NULL AND fired_at < ?2";
+
 /// ?1 timer, ?2 slot, ?3 now.
 pub(crate) const SENT: &str = "UPDATE relflow_timer_slots SET sent_at = ?3 WHERE timer = ?1 AND slot = ?2";
 /// Timers a worker handled, and timers only an operator fired.
@@ -144,6 +154,11 @@ pub(crate) const STATES: &str = "SELECT name, MAX(last_slot) FROM
 /// ?1 timer.
 pub(crate) const LAST_FIRE: &str = "SELECT timer, slot, scheduled_at, fired_at, manual FROM relflow_timer_slots
      WHERE timer = ?1 ORDER BY fired_at DESC, scheduled_at DESC LIMIT 1";
+
+/// The oldest `fired_at` [`PRUNE`] keeps.
+pub(crate) fn kept_since() -> i64 {
+    crate::state::now_ms().saturating_sub(crate::state::ms(SLOTS_KEPT))
+}
 
 pub(crate) fn lease_end(lease: Duration) -> i64 {
     crate::state::now_ms().saturating_add(crate::state::ms(lease))

@@ -66,6 +66,7 @@ impl TimerStore for PgStore {
                 claimed.push(s.clone());
             }
         }
+        tx.execute(&dialect(super::PRUNE), &[&a.timer, &super::kept_since()]).await.map_err(pg)?;
         tx.commit().await.map_err(pg)?;
         Ok(Some(claimed))
     }

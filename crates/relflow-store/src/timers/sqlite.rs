@@ -43,6 +43,7 @@ fn advance(c: &mut rusqlite::Connection, a: &TimerAdvance) -> rusqlite::Result<O
             claimed.push(s.clone());
         }
     }
+    tx.execute(super::PRUNE, params![a.timer, super::kept_since()])?;
     tx.commit()?;
     Ok(Some(claimed))
 }

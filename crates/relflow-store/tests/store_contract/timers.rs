@@ -10,6 +10,7 @@ use super::{postgres, sqlite};
 
 both!(one_worker_advances_a_timer_and_claims_its_slots, advancing);
 both!(a_claim_not_sent_in_its_lease_is_claimed_again, stale);
+both!(queued_slots_are_kept_30_days, pruned);
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -79,4 +80,23 @@ async fn stale(s: &dyn RunStore) {
     let fired_ms = claimed[1].fired_at.timestamp_millis();
     assert_eq!((again.slot.as_str(), again.fired_at.timestamp_millis()), ("2026-12-01T05:02:00Z", fired_ms));
     assert_eq!(s.claim_stale_slot("w3", HOUR).await.unwrap(), None);
+}
+
+async fn pruned(s: &dyn RunStore) {
+    let fired = |days: i64| Utc::now() - chrono::TimeDelta::days(days);
+    for (name, days) in [("old", 31), ("recent", 29)] {
+        let fire = TimerSlot {
+            slot: "fire-1".into(),
+            manual: true,
+            fired_at: fired(days),
+            ..slot(name, "2026-10-01T05:00:00Z")
+        };
+        s.claim_fire(&fire, "cli", HOUR).await.unwrap();
+        s.slot_sent(name, "fire-1").await.unwrap();
+        s.advance_timer(&advance(name, None, "2026-12-01T05:00:00Z", &[], HOUR)).await.unwrap().unwrap();
+    }
+    let states = s.timer_states().await.unwrap();
+    let last_fire = |name: &str| states.iter().find(|t| t.name == name).unwrap().last_fire.clone();
+    assert_eq!(last_fire("old"), None, "a slot queued 31 days ago is dropped when its timer advances");
+    assert!(last_fire("recent").is_some(), "one queued 29 days ago is kept");
 }
