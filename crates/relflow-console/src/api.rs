@@ -24,6 +24,7 @@ pub fn routes(state: AppState) -> Router {
         .route("/api/dead-letters", get(dead_letters))
         .route("/api/rules", get(rules))
         .route("/api/batches", get(batches))
+        .route("/api/timers", get(timers))
         .route("/api/info", get(info))
         .route("/api/audit", get(super::audit::list))
         .route("/metrics", get(metrics))
@@ -81,6 +82,12 @@ async fn queue(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
 async fn batches(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let open = state.store.open_batches().await.map_err(|e| ApiError::backend("run store", e))?;
     Ok(Json(json!({"batches": relflow_engine::batch_views(&state.config, open)})))
+}
+
+/// The `[[timer]]`s: next fire, last fire, slots missed while no worker ran.
+async fn timers(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let states = state.store.timer_states().await.map_err(|e| ApiError::backend("run store", e))?;
+    Ok(Json(json!({"timers": relflow_engine::timer_views(&state.config, &states, chrono::Utc::now())})))
 }
 
 #[derive(Debug, Deserialize)]

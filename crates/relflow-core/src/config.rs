@@ -47,6 +47,8 @@ pub use tokens::{NamedToken, Permission, Role};
 pub mod ingest;
 pub use ingest::{AmqpTls, FedmsgConfig, IngestConfig, SourceConfig};
 pub mod stateful;
+pub mod timer;
+pub use timer::Timer;
 
 /// A loaded, validated configuration.
 #[derive(Debug)]
@@ -79,6 +81,8 @@ pub struct Config {
     /// `[backfill]`: Datagrepper, and when the bridge fetches by itself.
     pub backfill: Option<BackfillConfig>,
     pub rules: Vec<Rule>,
+    /// `[[timer]]`: messages on a cron schedule.
+    pub timers: Vec<Timer>,
     /// Things that load but deserve the operator's eye (`relflow check` prints them).
     pub warnings: Vec<String>,
 }
@@ -336,6 +340,8 @@ struct RawConfig {
     backfill: Option<BackfillConfig>,
     #[serde(default, rename = "rule")]
     rules: Vec<RawRule>,
+    #[serde(default, rename = "timer")]
+    timers: Vec<timer::RawTimer>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -514,6 +520,8 @@ impl Config {
                 join,
             });
         }
+        config.timers = timer::validate_all(raw.timers).map_err(invalid)?;
+        config.warnings.extend(timer::unmatched(&config.timers, &config.rules));
         if config.rules.is_empty() {
             config.warnings.push("no [[rule]] is defined: every message will be acked as a no-op".into());
         }
@@ -548,6 +556,7 @@ impl Config {
             compat: CompatConfig::default(),
             backfill: None,
             rules: Vec::new(),
+            timers: Vec::new(),
             warnings: Vec::new(),
         }
     }

@@ -15,6 +15,7 @@ pub mod loopabull;
 mod message;
 pub mod redact;
 mod rules;
+pub mod schedule;
 mod text;
 mod topic;
 

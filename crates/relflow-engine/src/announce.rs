@@ -35,6 +35,9 @@ pub enum WorkerError {
     /// `[announce]` cannot be set up (signing key, intake for chaining).
     #[error("[announce]: {0}")]
     Announce(String),
+    /// `[[timer]]`s cannot be set up (their intake).
+    #[error("[[timer]]: {0}")]
+    Timers(String),
 }
 
 /// What the worker announces with.

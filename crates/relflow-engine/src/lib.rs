@@ -22,6 +22,8 @@
 //! * With `[announce]`, every run's events go into the outbox with the run
 //!   state change they report, and the worker drains the outbox onto the
 //!   buses and (chaining) the work queue (`announce.rs`, relflow_announce).
+//! * [`Timers`] fires `[[timer]]` slots, one message per slot across every
+//!   worker (`timers.rs`, relflow_store::timers).
 //!
 //! The `relflow` binary is a face over this crate: CLI, HTTP and systemd.
 
@@ -41,6 +43,7 @@ mod run;
 pub mod settle;
 mod stateful;
 mod tally;
+pub mod timers;
 mod worker;
 
 pub use announce::WorkerError;
@@ -52,4 +55,5 @@ pub use record::extra_vars;
 pub use settle::{settle, Settle};
 pub use stateful::{batch_views, would_buffer, BatchView, BATCH_TOPIC};
 pub use tally::Tally;
+pub use timers::{timer_views, TimerView, Timers};
 pub use worker::Worker;

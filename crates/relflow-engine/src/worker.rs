@@ -25,6 +25,7 @@ use crate::metrics::Metrics;
 use crate::noops::NoopCounter;
 use crate::settle::{settle, Handled, RuleVerdict, Settle};
 use crate::tally::{Counters, Tally};
+use crate::timers::Timers;
 use crate::Backends;
 
 /// How long one `claim` waits before the loop checks for shutdown/drain.
@@ -66,6 +67,8 @@ pub struct Worker {
     settled: Counters,
     /// Why it stopped by itself, if it did (the queue became unusable).
     fatal: std::sync::OnceLock<String>,
+    /// `[[timer]]`s: `None` when there are none.
+    timers: Option<Arc<Timers>>,
 }
 
 impl Worker {
@@ -78,7 +81,9 @@ impl Worker {
         let host = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
         let id = format!("{host}:{}", std::process::id());
         let prefetch = config.worker.prefetch_for(concurrency);
+        let timers = Self::open_timers(&config, &backends, &id)?;
         Ok(Worker {
+            timers,
             announce: Announce::open(&config, &backends, &id)?,
             runner: Arc::new(Runner::new(crate::options::runner(&config))?),
             noops: Arc::new(NoopCounter::new(Arc::clone(&backends.store))),
@@ -98,6 +103,17 @@ impl Worker {
             settled: Counters::default(),
             fatal: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The timer loop, through the one intake door, when timers are configured.
+    fn open_timers(config: &Arc<Config>, backends: &Backends, id: &str) -> Result<Option<Arc<Timers>>, WorkerError> {
+        if config.timers.is_empty() {
+            return Ok(None);
+        }
+        let sink = relflow_ingest::Sink::open(&crate::options::sink(config), Arc::clone(&backends.queue))
+            .map_err(|e| WorkerError::Timers(format!("{e:#}")))?;
+        let timers = Timers::new(Arc::clone(config), Arc::clone(&backends.store), sink, id.to_owned());
+        Ok(Some(Arc::new(timers)))
     }
 
     /// Shares `metrics` (the one `/metrics` renders) instead of a private set.
@@ -126,9 +142,11 @@ impl Worker {
         let in_flight = Arc::new(Semaphore::new(self.prefetch));
         let mut tasks = JoinSet::new();
         info!(worker = %self.id, concurrency = self.concurrency, prefetch = self.prefetch, rules = self.config.rules.len(), "worker started");
+        let stop_noops = CancellationToken::new();
+        // Before the warm-up, which may take seconds: a slot due now fires now.
+        let timers = self.timers.clone().map(|t| tokio::spawn(t.run(stop_noops.clone())));
         // Warm mode: pay for importing ansible now, not on the first message.
         self.runner.warm_up(&self.config.playbook_cwd()).await;
-        let stop_noops = CancellationToken::new();
         let noops = tokio::spawn(Arc::clone(&self.noops).run(stop_noops.clone()));
         let drainer = self.announce.as_ref().map(|a| a.spawn(Arc::clone(&self.metrics), stop_noops.clone()));
         let closer = tokio::spawn(Arc::clone(&self).close_batches(stop_noops.clone()));
@@ -172,6 +190,9 @@ impl Worker {
         stop_noops.cancel();
         let _ = noops.await;
         let _ = closer.await;
+        if let Some(timers) = timers {
+            let _ = timers.await;
+        }
         if let Some(drainer) = drainer {
             let _ = drainer.await;
         }

@@ -14,6 +14,7 @@ mod postgres;
 mod schema;
 mod sqlite;
 pub mod state;
+pub mod timers;
 
 use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
@@ -26,6 +27,7 @@ pub use page::{Cursor, RuleCount, COUNT_CAP, MAX_OFFSET};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 pub use state::{Added, Batch, BatchAdd, BatchItem, BatchKind, DueBatch, Limit, OpenBatch, StateStore};
+pub use timers::{TimerAdvance, TimerSlot, TimerState, TimerStore};
 
 /// Where a run is, or how it ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -227,9 +229,10 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Where runs are recorded, the events that report them wait
 /// ([`Outbox`]), operators' requests and messages' histories are kept
-/// ([`Control`]), and the audit log ([`AuditLog`]).
+/// ([`Control`]), stateful rules and timers keep their state
+/// ([`StateStore`], [`TimerStore`]), and the audit log ([`AuditLog`]).
 #[async_trait]
-pub trait RunStore: Outbox + StateStore + Control + AuditLog + Send + Sync {
+pub trait RunStore: Outbox + StateStore + TimerStore + Control + AuditLog + Send + Sync {
     /// Records a run as started. Earlier runs of the same (message, rule)
     /// still marked running are marked abandoned: their worker died, which
     /// is why the message came back.

@@ -125,6 +125,7 @@ impl PgStore {
         tx.batch_execute(crate::schema::POSTGRES).await.map_err(pg)?;
         tx.batch_execute(crate::outbox::postgres::SCHEMA).await.map_err(pg)?;
         tx.batch_execute(&crate::state::postgres::schema()).await.map_err(pg)?;
+        tx.batch_execute(&crate::timers::postgres::schema()).await.map_err(pg)?;
         tx.batch_execute(crate::control::postgres::SCHEMA).await.map_err(pg)?;
         tx.batch_execute(crate::audit::PG_SCHEMA).await.map_err(pg)?;
         tx.commit().await.map_err(pg)?;

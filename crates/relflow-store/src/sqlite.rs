@@ -165,6 +165,7 @@ impl SqliteStore {
         crate::schema::upgrade_sqlite(&mut conn).map_err(open_err)?;
         conn.execute_batch(crate::outbox::sqlite::SCHEMA).map_err(open_err)?;
         conn.execute_batch(crate::state::SCHEMA).map_err(open_err)?;
+        conn.execute_batch(crate::timers::SCHEMA).map_err(open_err)?;
         conn.execute_batch(crate::control::sqlite::SCHEMA).map_err(open_err)?;
         conn.execute_batch(crate::audit::SQLITE_SCHEMA).map_err(open_err)?;
         let lock_dir = path.parent().unwrap_or(Path::new(".")).join("locks");

@@ -100,6 +100,11 @@ pub enum Command {
     /// Queue depth and run counts at a glance.
     Status(JsonFlag),
 
+    /// The [[timer]]s: when each fires next, when it fired last, and slots
+    /// missed while no worker ran; fire one now.
+    #[command(subcommand)]
+    Timers(TimersCommand),
+
     /// The audit log: who replayed, purged, published, approved or denied
     /// what, when and from where (HTTP token name and peer address, or the
     /// local user for CLI commands), oldest first.
@@ -346,6 +351,24 @@ pub enum DeadLettersCommand {
         /// Required: purging cannot be undone.
         #[arg(long)]
         yes: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TimersCommand {
+    /// Each timer's schedule, next fire, last fire (scheduled, or an
+    /// operator's) and missed slots: due since its last slot while no worker
+    /// ran; the first worker to start handles them as `catch_up` says.
+    List {
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Fire a timer now, as an operator: one message on its topic with a
+    /// slot of its own (`fire-<id>`), so the scheduled slots fire as usual.
+    /// Recorded in the audit log.
+    Fire {
+        /// The timer's `name` in the config.
+        name: String,
     },
 }
 

@@ -425,6 +425,7 @@ fn the_openapi_description_matches_the_live_server() {
         ("get", "/api/queue"),
         ("get", "/api/rules"),
         ("get", "/api/batches"),
+        ("get", "/api/timers"),
         ("get", "/api/dead-letters"),
         ("get", "/api/audit"),
         ("post", "/api/dead-letters/{id}/replay"),

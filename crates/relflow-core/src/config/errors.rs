@@ -12,7 +12,7 @@ use std::path::Path;
 use super::ConfigError;
 
 /// The tables that are lists, and so need double brackets.
-const ARRAYS: [&str; 3] = ["rule", "rule.test", "source"];
+const ARRAYS: [&str; 4] = ["rule", "rule.test", "source", "timer"];
 
 pub(super) fn toml_error(path: &Path, text: &str, e: &toml::de::Error) -> ConfigError {
     let at = e.span().map_or(0, |s| s.start).min(text.len());

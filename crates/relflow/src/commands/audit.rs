@@ -42,7 +42,7 @@ pub async fn record(config: &Config, action: &str, target: &str) {
 }
 
 /// `user@host`: $USER, else the uid owning this process.
-fn local_user() -> String {
+pub(super) fn local_user() -> String {
     use std::os::unix::fs::MetadataExt;
     let user = std::env::var("USER").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| {
         std::fs::metadata("/proc/self").map(|m| format!("uid {}", m.uid())).unwrap_or_else(|_| "unknown".into())

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Result;
+use relflow_core::config::timer::rfc3339;
 use relflow_core::config::PlaybookSpec;
 use relflow_core::redact::redact_url;
 use relflow_core::Config;
@@ -52,6 +53,7 @@ pub async fn run(path: &Path, args: CheckArgs) -> Result<ExitCode> {
             "queue": queue,
             "store": store,
             "rules": config.rules,
+            "timers": config.timers,
             "warnings": config.warnings,
             "problems": problems,
             "rule_checks": rule_checks,
@@ -76,6 +78,13 @@ pub async fn run(path: &Path, args: CheckArgs) -> Result<ExitCode> {
             if let Some(when) = &rule.when {
                 println!("  {:<24} when {}", "", when.source());
             }
+        }
+        if !config.timers.is_empty() {
+            println!("{} timer(s):", config.timers.len());
+        }
+        for t in &config.timers {
+            let next = t.slots.next_after(chrono::Utc::now()).map_or_else(|| "never".into(), rfc3339);
+            println!("  {:<24} {:?} {} -> {} (next {next})", t.name, t.schedule, t.timezone, t.topic());
         }
         print!("{rule_checks}");
         for w in &config.warnings {

@@ -12,6 +12,7 @@ mod runs;
 mod serve;
 mod status;
 mod test;
+mod timers;
 mod verify;
 mod worker;
 
@@ -34,6 +35,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Runs(cmd) => runs::run(&config()?, cmd).await,
         Command::DeadLetters(cmd) => dead_letters::run(&config()?, cmd).await,
         Command::Status(json) => status::run(&config()?, json.json).await,
+        Command::Timers(cmd) => timers::run(config()?, cmd).await,
         Command::Audit(cmd) => audit::run(&config()?, cmd).await,
         Command::Backfill(args) => backfill::run(&config()?, &args).await,
         Command::Bridge => bridge::run(config()?).await,

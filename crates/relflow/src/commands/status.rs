@@ -22,6 +22,8 @@ pub async fn run(config: &Config, as_json: bool) -> Result<ExitCode> {
     let noop = b.store.noop_count().await?;
     let outbox = b.store.outbox_backlog().await?;
     let batches = relflow_engine::batch_views(config, b.store.open_batches().await?);
+    let timers = relflow_engine::timer_views(config, &b.store.timer_states().await?, chrono::Utc::now());
+    let missed: usize = timers.iter().map(|t| t.missed).sum();
     let sequence = fedmsg_sequence(config)?;
     if as_json {
         let (totals, producers, gaps) = match &sequence {
@@ -30,7 +32,7 @@ pub async fn run(config: &Config, as_json: bool) -> Result<ExitCode> {
         };
         let fedmsg = json!({"totals": totals, "producers": producers, "recent_gaps": gaps});
         super::print_json(&json!({"queue": depth, "runs": runs, "noop_messages": noop, "announcements": outbox,
-            "open_batches": batches, "fedmsg_sequence": fedmsg}))?;
+            "open_batches": batches, "timers": {"count": timers.len(), "missed": missed}, "fedmsg_sequence": fedmsg}))?;
     } else {
         println!(
             "queue: {} ready, {} in flight, {} delayed, {} dead",
@@ -42,6 +44,9 @@ pub async fn run(config: &Config, as_json: bool) -> Result<ExitCode> {
         println!("no-op messages (matched no rule): {noop}");
         let joins = batches.iter().filter(|b| b.kind == relflow_store::BatchKind::Join).count();
         println!("open: {} coalesce windows, {joins} joins", batches.len() - joins);
+        if !timers.is_empty() {
+            println!("timers: {} ({missed} missed slot(s) waiting for a worker)", timers.len());
+        }
         if config.announce.is_some() || !outbox.is_empty() {
             print!("{}", relflow_announce::Pending(&outbox));
         }
