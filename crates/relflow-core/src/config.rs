@@ -46,7 +46,9 @@ pub mod tokens;
 pub use tokens::{NamedToken, Permission, Role};
 pub mod ingest;
 pub use ingest::{AmqpTls, FedmsgConfig, IngestConfig, SourceConfig};
+pub mod gates;
 pub mod stateful;
+pub use gates::{Approval, RetentionConfig};
 
 /// A loaded, validated configuration.
 #[derive(Debug)]
@@ -78,6 +80,8 @@ pub struct Config {
     pub compat: CompatConfig,
     /// `[backfill]`: Datagrepper, and when the bridge fetches by itself.
     pub backfill: Option<BackfillConfig>,
+    /// `[retention]`: how long runs, logs and dead letters are kept.
+    pub retention: RetentionConfig,
     pub rules: Vec<Rule>,
     /// Things that load but deserve the operator's eye (`relflow check` prints them).
     pub warnings: Vec<String>,
@@ -334,6 +338,8 @@ struct RawConfig {
     #[serde(default)]
     compat: CompatConfig,
     backfill: Option<BackfillConfig>,
+    #[serde(default)]
+    retention: RetentionConfig,
     #[serde(default, rename = "rule")]
     rules: Vec<RawRule>,
 }
@@ -360,6 +366,7 @@ struct RawRule {
     announce_body: bool,
     coalesce: Option<stateful::RawCoalesce>,
     join: Option<stateful::RawJoin>,
+    approval: Option<Approval>,
     #[serde(default)]
     test: Vec<RawTest>,
 }
@@ -454,6 +461,8 @@ impl Config {
             b.validate().map_err(invalid)?;
         }
         config.backfill = raw.backfill;
+        raw.retention.validate().map_err(invalid)?;
+        config.retention = raw.retention;
         config.max_message_bytes = raw.max_message_bytes.unwrap_or(DEFAULT_MAX_MESSAGE_BYTES);
         if config.worker.concurrency == 0 {
             return Err(invalid("worker.concurrency must be at least 1".into()));
@@ -486,6 +495,7 @@ impl Config {
             }
             let coalesce = r.coalesce.map(stateful::RawCoalesce::validate).transpose().map_err(at)?;
             let join = r.join.map(stateful::RawJoin::validate).transpose().map_err(at)?;
+            let approval = r.approval.map(Approval::validate).transpose().map_err(at)?;
             let mut tests = Vec::new();
             for t in r.test {
                 if t.expect == Expect::NoMatch && !t.vars.is_empty() {
@@ -512,6 +522,7 @@ impl Config {
                 announce_body: r.announce_body,
                 coalesce,
                 join,
+                approval,
             });
         }
         if config.rules.is_empty() {
@@ -547,6 +558,7 @@ impl Config {
             announce: None,
             compat: CompatConfig::default(),
             backfill: None,
+            retention: RetentionConfig::default(),
             rules: Vec::new(),
             warnings: Vec::new(),
         }

@@ -394,3 +394,7 @@ async fn the_audit_log_keeps_every_entry_in_write_order(s: &dyn RunStore) {
 /// Stateful-rule batches (coalesce, join).
 #[path = "store_contract/state.rs"]
 mod state;
+
+/// Approval gates and retention.
+#[path = "store_contract/gates.rs"]
+mod gates;
