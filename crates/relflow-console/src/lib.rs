@@ -151,6 +151,15 @@ impl Server {
                 }
             }
         });
+        if !server.state.worker {
+            // A worker in this process prunes already (relflow-engine's retention).
+            let s = Arc::clone(&server.state);
+            server.spawn("retention", async move {
+                let (store, queue) = (Arc::clone(&s.store), Arc::clone(&s.queue));
+                relflow_engine::retention::keep_pruning(store, queue, s.config.retention, s.shutdown.clone()).await;
+                Ok(())
+            });
+        }
         server
     }
 
