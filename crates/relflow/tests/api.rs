@@ -284,6 +284,8 @@ fn the_openapi_description_matches_the_live_server() {
         ("post", "/api/publish"),
         ("post", "/api/runs/{id}/rerun"),
         ("post", "/api/runs/{id}/cancel"),
+        ("post", "/api/runs/{id}/approve"),
+        ("post", "/api/runs/{id}/deny"),
         ("get", "/api/messages/{id}/history"),
     ];
     let mut documented = Vec::new();
@@ -316,8 +318,10 @@ fn the_openapi_description_matches_the_live_server() {
             assert_eq!(a.status, 401);
         }
         let a = s.call(&method.to_uppercase(), &url, Some(TOKEN), body);
-        // The one run has ended: cancelling it is a documented conflict.
-        let want = if path.ends_with("/cancel") { 409..410 } else { 200..300 };
+        // The one run has ended (and never awaited approval): cancelling,
+        // approving or denying it is a documented conflict.
+        let conflict = ["/cancel", "/approve", "/deny"].iter().any(|end| path.ends_with(end));
+        let want = if conflict { 409..410 } else { 200..300 };
         assert!(want.contains(&a.status), "{method} {path}: {} {}", a.status, a.body);
         check_response(&doc, op, &a, &format!("{method} {path}"));
     }
