@@ -191,3 +191,41 @@ fn deny_over_http_records_the_token_name() {
     s.settle();
     assert_eq!(s.runs("rule=push").len(), 1, "nothing ran");
 }
+
+#[test]
+fn on_rabbitmq_and_postgresql_an_approved_run_runs_and_old_dead_letters_are_pruned() {
+    let shared = common::Shared::new();
+    let tables = format!("{}\n[retention]\ndead_letters = \"1s\"\n", shared.tables());
+    let env = gated_env(&tables, "1h");
+    let missing = "\n[[rule]]\nname = \"missing\"\ntopic = \"relflow.test.missing\"\nplaybook = \"missing.yml\"\n";
+    let text = std::fs::read_to_string(&env.config).unwrap() + missing;
+    std::fs::write(&env.config, text).unwrap();
+    let mut worker = env.spawn_worker(&[]);
+    env.publish_body("relflow.test.push", &json!({"n": 3}));
+    let gate = wait_for(LIMIT, "the run to await approval", || {
+        env.runs().into_iter().find(|r| r["status"] == "awaiting_approval")
+    });
+    // Acked: the gate holds no delivery.
+    wait_for(LIMIT, "the work queue to be empty", || {
+        shared.queues().iter().any(|q| q.0 == "relflow.work" && (q.1, q.2) == (0, 0)).then_some(())
+    });
+    env.ok(&["runs", "approve", gate["id"].as_str().unwrap()]);
+    let run = wait_for(LIMIT, "the approved run to finish", || {
+        env.runs().into_iter().find(|r| r["id"] != gate["id"] && r["status"] != "running")
+    });
+    assert_eq!(run["status"], "succeeded", "{}", env.worker_logs());
+    assert!(env.path("ran-3").exists());
+
+    // A dead letter (its playbook is missing) ages past 1s and is pruned.
+    env.publish_body("relflow.test.missing", &json!({"n": 4}));
+    wait_for(LIMIT, "the dead letter", || env.json(&["dead-letters", "list"]).as_array().unwrap().first().cloned());
+    let dry = wait_for(LIMIT, "the dead letter to age", || {
+        let dry = env.json(&["prune", "--dry-run"]);
+        (dry["dead_letters"] == 1).then_some(dry)
+    });
+    assert_eq!(env.json(&["dead-letters", "list"]).as_array().unwrap().len(), 1, "a dry run keeps it: {dry}");
+    assert_eq!(env.json(&["prune"])["dead_letters"], 1);
+    assert!(env.json(&["dead-letters", "list"]).as_array().unwrap().is_empty());
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(worker.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    assert!(worker.wait().unwrap().success(), "{}", env.worker_logs());
+}
