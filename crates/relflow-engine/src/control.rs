@@ -68,10 +68,21 @@ async fn find(store: &dyn RunStore, id: &str) -> Result<RunDetail, ControlError>
 pub async fn rerun(store: &dyn RunStore, sink: &Sink, id: &str, by: &str) -> Result<Request, ControlError> {
     let run = find(store, id).await?;
     let r = &run.record;
-    let mut msg: Message = serde_json::from_value(run.message.clone())
-        .map_err(|e| ControlError::BadMessage(r.id.clone(), e.to_string()))?;
+    let msg = stored_message(&run)?;
     let request = Request::new(RequestKind::Rerun, &r.id, &r.message_id, &r.rule, by);
     store.request(&request).await?;
+    queue_with(sink, msg, request).await
+}
+
+/// The message run `run` was made for, as it was queued.
+fn stored_message(run: &RunDetail) -> Result<Message, ControlError> {
+    serde_json::from_value(run.message.clone())
+        .map_err(|e| ControlError::BadMessage(run.record.id.clone(), e.to_string()))
+}
+
+/// Queues `msg` again carrying `request` (stored already), which the worker
+/// that takes it honours once.
+async fn queue_with(sink: &Sink, mut msg: Message, request: Request) -> Result<Request, ControlError> {
     msg.headers.insert(RERUN_HEADER.into(), request.id.clone().into());
     match sink.submit_forced(msg).await {
         Ok(Outcome::Queued | Outcome::Duplicate) => Ok(request),
@@ -111,16 +122,10 @@ pub fn check_approver(
 pub async fn approve(store: &dyn RunStore, sink: &Sink, id: &str, by: &str) -> Result<Request, ControlError> {
     let run = find(store, id).await?;
     let r = &run.record;
-    let mut msg: Message = serde_json::from_value(run.message.clone())
-        .map_err(|e| ControlError::BadMessage(r.id.clone(), e.to_string()))?;
+    let msg = stored_message(&run)?;
     let request = Request::new(RequestKind::Approve, &r.id, &r.message_id, &r.rule, by);
     decide(store, &run, &request, None).await?;
-    msg.headers.insert(RERUN_HEADER.into(), request.id.clone().into());
-    match sink.submit_forced(msg).await {
-        Ok(Outcome::Queued | Outcome::Duplicate) => Ok(request),
-        Ok(Outcome::Rejected { check, reason }) => Err(ControlError::Queue(format!("refused [{check}]: {reason}"))),
-        Err(e) => Err(ControlError::Queue(e.to_string())),
-    }
+    queue_with(sink, msg, request).await
 }
 
 /// Denies run `id` (awaiting approval): it ends as `denied`, with who and

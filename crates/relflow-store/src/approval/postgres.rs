@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use super::{decided_status, on, Approvals};
 use crate::control::postgres::dialect;
 use crate::postgres::{pg, PgStore};
-use crate::{time, NewRun, Request, Result};
+use crate::{time, NewRun, Request, Result, RunStatus};
 
 pub(crate) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS relflow_approvals (
@@ -38,14 +38,7 @@ impl Approvals for PgStore {
         if tx.query_opt(&sql(super::WAITING), &[&run.message_id, &run.rule]).await.map_err(pg)?.is_some() {
             return Ok(false);
         }
-        let now = Utc::now().timestamp_millis();
-        tx.execute(
-            "INSERT INTO relflow_runs (id, message_id, topic, rule, playbook, attempt, status, started_at, worker, message)
-             VALUES ($1, $2, $3, $4, $5, $6, 'awaiting_approval', $7, $8, $9)",
-            &[&run.id, &run.message_id, &run.topic, &run.rule, &run.playbook, &(run.attempt as i32), &now, &run.worker, &run.message],
-        )
-        .await
-        .map_err(pg)?;
+        crate::postgres::insert_run(&tx, run, RunStatus::AwaitingApproval).await?;
         tx.execute(&sql(super::INSERT_GATE), &[&run.id, &run.message_id, &run.rule, &expires_at.timestamp_millis()])
             .await
             .map_err(pg)?;

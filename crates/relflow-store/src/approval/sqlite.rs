@@ -6,7 +6,7 @@ use rusqlite::{params, OptionalExtension};
 
 use super::{decided_status, on, Approvals};
 use crate::sqlite::SqliteStore;
-use crate::{time, NewRun, Request, Result};
+use crate::{time, NewRun, Request, Result, RunStatus};
 
 pub(crate) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS relflow_approvals (
@@ -31,21 +31,7 @@ impl Approvals for SqliteStore {
             if waiting.is_some() {
                 return Ok(false);
             }
-            tx.execute(
-                "INSERT INTO runs (id, message_id, topic, rule, playbook, attempt, status, started_at, worker, message)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'awaiting_approval', ?7, ?8, ?9)",
-                params![
-                    run.id,
-                    run.message_id,
-                    run.topic,
-                    run.rule,
-                    run.playbook,
-                    run.attempt,
-                    Utc::now().timestamp_millis(),
-                    run.worker,
-                    run.message.to_string()
-                ],
-            )?;
+            crate::sqlite::insert_run(&tx, &run, RunStatus::AwaitingApproval)?;
             tx.execute(super::INSERT_GATE, params![run.id, run.message_id, run.rule, expires_at.timestamp_millis()])?;
             tx.commit()?;
             Ok(true)
