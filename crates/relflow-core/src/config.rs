@@ -496,6 +496,10 @@ impl Config {
             let coalesce = r.coalesce.map(stateful::RawCoalesce::validate).transpose().map_err(at)?;
             let join = r.join.map(stateful::RawJoin::validate).transpose().map_err(at)?;
             let approval = r.approval.map(Approval::validate).transpose().map_err(at)?;
+            if approval.is_some() && (coalesce.is_some() || join.is_some()) {
+                // A batch's message is not the one a gate would hold and queue again.
+                return Err(at("approval cannot be combined with coalesce or join".into()));
+            }
             let mut tests = Vec::new();
             for t in r.test {
                 if t.expect == Expect::NoMatch && !t.vars.is_empty() {
