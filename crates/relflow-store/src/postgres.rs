@@ -126,7 +126,7 @@ impl PgStore {
         tx.batch_execute(crate::outbox::postgres::SCHEMA).await.map_err(pg)?;
         tx.batch_execute(&crate::state::postgres::schema()).await.map_err(pg)?;
         tx.batch_execute(crate::control::postgres::SCHEMA).await.map_err(pg)?;
-        tx.batch_execute(crate::approval::postgres::SCHEMA).await.map_err(pg)?;
+        tx.batch_execute(&crate::approval::schema("BIGINT")).await.map_err(pg)?;
         tx.batch_execute(crate::audit::PG_SCHEMA).await.map_err(pg)?;
         tx.commit().await.map_err(pg)?;
         Ok(PgStore { url: url.to_owned(), client: Mutex::new(Some(client)), reader: Mutex::default() })

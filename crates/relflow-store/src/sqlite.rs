@@ -166,7 +166,7 @@ impl SqliteStore {
         conn.execute_batch(crate::outbox::sqlite::SCHEMA).map_err(open_err)?;
         conn.execute_batch(crate::state::SCHEMA).map_err(open_err)?;
         conn.execute_batch(crate::control::sqlite::SCHEMA).map_err(open_err)?;
-        conn.execute_batch(crate::approval::sqlite::SCHEMA).map_err(open_err)?;
+        conn.execute_batch(&crate::approval::schema("INTEGER")).map_err(open_err)?;
         conn.execute_batch(crate::audit::SQLITE_SCHEMA).map_err(open_err)?;
         let lock_dir = path.parent().unwrap_or(Path::new(".")).join("locks");
         let readers = Readers { path: path.to_owned(), idle: Arc::default() };

@@ -40,6 +40,19 @@ pub trait Approvals: Send + Sync {
     async fn expires_at(&self, run_id: &str) -> Result<Option<DateTime<Utc>>>;
 }
 
+/// The gates table, with `int` the backend's 64-bit integer type.
+pub(crate) fn schema(int: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS relflow_approvals (
+            run_id     TEXT PRIMARY KEY,
+            message_id TEXT NOT NULL,
+            rule       TEXT NOT NULL,
+            expires_at {int} NOT NULL   -- unix ms
+        );
+        CREATE INDEX IF NOT EXISTS relflow_approvals_expires ON relflow_approvals (expires_at);"
+    )
+}
+
 /// The status a decision leaves the run in.
 pub(crate) fn decided_status(kind: RequestKind) -> RunStatus {
     match kind {

@@ -9,16 +9,6 @@ use crate::control::postgres::dialect;
 use crate::postgres::{pg, PgStore};
 use crate::{time, NewRun, Request, Result, RunStatus};
 
-pub(crate) const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS relflow_approvals (
-    run_id     TEXT PRIMARY KEY,
-    message_id TEXT    NOT NULL,
-    rule       TEXT    NOT NULL,
-    expires_at BIGINT  NOT NULL   -- unix ms
-);
-CREATE INDEX IF NOT EXISTS relflow_approvals_expires ON relflow_approvals (expires_at);
-";
-
 const RUNS: &str = "relflow_runs";
 
 /// `sql` for PostgreSQL's runs table and placeholders.

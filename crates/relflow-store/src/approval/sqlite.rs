@@ -8,16 +8,6 @@ use super::{decided_status, on, Approvals};
 use crate::sqlite::SqliteStore;
 use crate::{time, NewRun, Request, Result, RunStatus};
 
-pub(crate) const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS relflow_approvals (
-    run_id     TEXT PRIMARY KEY,
-    message_id TEXT    NOT NULL,
-    rule       TEXT    NOT NULL,
-    expires_at INTEGER NOT NULL   -- unix ms
-);
-CREATE INDEX IF NOT EXISTS relflow_approvals_expires ON relflow_approvals (expires_at);
-";
-
 const RUNS: &str = "runs";
 
 #[async_trait]
