@@ -67,6 +67,26 @@ impl AmqpQueue {
         channel.basic_ack(tag, BasicAckOptions::default()).await.map_err(|e| backend("basic.ack (dead letter)", e))
     }
 
+    /// Acks (deletes) up to `limit` dead letters that died before `before`;
+    /// closing the scan channel requeues the rest.
+    pub(crate) async fn prune_dead(&self, before: DateTime<Utc>, limit: usize) -> Result<u64> {
+        let (channel, found) = self.scan_dead(|_| false).await?;
+        let scanned = found.len();
+        let mut pruned = 0;
+        let mut result = Ok(());
+        for (tag, _, _) in found.iter().filter(|(_, l, _)| l.dead_at < before).take(limit) {
+            result =
+                channel.basic_ack(*tag, BasicAckOptions::default()).await.map_err(|e| backend("basic.ack (prune)", e));
+            if result.is_err() {
+                break;
+            }
+            pruned += 1;
+        }
+        let _ = channel.close(200, "relflow: pruned".into()).await;
+        self.settle_dead(scanned - pruned).await;
+        result.map(|()| pruned as u64)
+    }
+
     pub(crate) async fn purge_dead(&self) -> Result<u64> {
         let channel = self.admin_channel().await?;
         let n = channel

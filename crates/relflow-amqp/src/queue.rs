@@ -156,4 +156,13 @@ impl WorkQueue for AmqpQueue {
     async fn purge_dead_letters(&self) -> Result<u64> {
         self.purge_dead().await
     }
+
+    async fn prune_dead_letters(&self, before: chrono::DateTime<chrono::Utc>, limit: usize) -> Result<u64> {
+        self.prune_dead(before, limit).await
+    }
+
+    async fn prunable_dead_letters(&self, before: chrono::DateTime<chrono::Utc>) -> Result<u64> {
+        let all = self.list_dead(usize::MAX).await?;
+        Ok(all.iter().filter(|l| l.dead_at < before).count() as u64)
+    }
 }

@@ -69,8 +69,12 @@ impl EventKind {
         match status {
             RunStatus::Succeeded => EventKind::Succeeded,
             RunStatus::TimedOut => EventKind::TimedOut,
-            RunStatus::Cancelled | RunStatus::Abandoned => EventKind::Cancelled,
-            RunStatus::Failed | RunStatus::Error | RunStatus::Running => EventKind::Failed,
+            RunStatus::Cancelled | RunStatus::Abandoned | RunStatus::Denied => EventKind::Cancelled,
+            // A gate that opened ran its work as another run, announced by itself.
+            RunStatus::Approved => EventKind::Succeeded,
+            RunStatus::Failed | RunStatus::Error | RunStatus::Running | RunStatus::AwaitingApproval => {
+                EventKind::Failed
+            }
         }
     }
 

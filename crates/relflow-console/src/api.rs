@@ -36,7 +36,9 @@ pub fn routes(state: AppState) -> Router {
         .route("/api/dead-letters/{id}/replay", post(replay).route_layer(need(Permission::Operate, "replay")))
         .route("/api/dead-letters", delete(purge).route_layer(need(Permission::Admin, "purge")))
         .route("/api/runs/{id}/rerun", post(control::rerun).route_layer(need(Permission::Operate, "rerun")))
-        .route("/api/runs/{id}/cancel", post(control::cancel).route_layer(need(Permission::Operate, "cancel")));
+        .route("/api/runs/{id}/cancel", post(control::cancel).route_layer(need(Permission::Operate, "cancel")))
+        .route("/api/runs/{id}/approve", post(control::approve).route_layer(need(Permission::Approve, "approve")))
+        .route("/api/runs/{id}/deny", post(control::deny).route_layer(need(Permission::Approve, "deny")));
     if state.ingest {
         // Room for the largest allowed message plus JSON framing; the handler
         // answers 413 with the limit in words.

@@ -151,6 +151,16 @@ impl Server {
                 }
             }
         });
+        // A worker in this process prunes already (relflow-engine's retention);
+        // a task that ends stops the server, so none without a retention.
+        if !server.state.worker && server.state.config.retention.is_set() {
+            let s = Arc::clone(&server.state);
+            server.spawn("retention", async move {
+                let (store, queue) = (Arc::clone(&s.store), Arc::clone(&s.queue));
+                relflow_engine::retention::keep_pruning(store, queue, s.config.retention, s.shutdown.clone()).await;
+                Ok(())
+            });
+        }
         server
     }
 

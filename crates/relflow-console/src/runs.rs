@@ -138,6 +138,10 @@ async fn show_run(State(state): State<AppState>, Path(id): Path<String>) -> Resu
         // For the page's "time left": the rule's timeout as configured now.
         let timeout = state.config.rules.iter().find(|r| r.name == run.run.record.rule).map(|r| r.timeout.as_secs());
         map.insert("timeout_secs".into(), timeout.into());
+        // A gated run: when its approval expires (the page's approve/deny buttons show while it waits).
+        let expires =
+            state.store.expires_at(&run.run.record.id).await.map_err(|e| ApiError::backend("run store", e))?;
+        map.insert("approval_expires_at".into(), serde_json::to_value(expires).unwrap_or_default());
     }
     Ok(Json(value))
 }

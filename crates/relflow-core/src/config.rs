@@ -46,9 +46,11 @@ pub mod tokens;
 pub use tokens::{NamedToken, Permission, Role};
 pub mod ingest;
 pub use ingest::{AmqpTls, FedmsgConfig, IngestConfig, SourceConfig};
+pub mod gates;
 pub mod stateful;
 pub mod timer;
 pub use timer::Timer;
+pub use gates::{Approval, RetentionConfig};
 
 /// A loaded, validated configuration.
 #[derive(Debug)]
@@ -80,6 +82,8 @@ pub struct Config {
     pub compat: CompatConfig,
     /// `[backfill]`: Datagrepper, and when the bridge fetches by itself.
     pub backfill: Option<BackfillConfig>,
+    /// `[retention]`: how long runs, logs and dead letters are kept.
+    pub retention: RetentionConfig,
     pub rules: Vec<Rule>,
     /// `[[timer]]`: messages on a cron schedule.
     pub timers: Vec<Timer>,
@@ -338,6 +342,8 @@ struct RawConfig {
     #[serde(default)]
     compat: CompatConfig,
     backfill: Option<BackfillConfig>,
+    #[serde(default)]
+    retention: RetentionConfig,
     #[serde(default, rename = "rule")]
     rules: Vec<RawRule>,
     #[serde(default, rename = "timer")]
@@ -366,6 +372,7 @@ struct RawRule {
     announce_body: bool,
     coalesce: Option<stateful::RawCoalesce>,
     join: Option<stateful::RawJoin>,
+    approval: Option<Approval>,
     #[serde(default)]
     test: Vec<RawTest>,
 }
@@ -460,6 +467,8 @@ impl Config {
             b.validate().map_err(invalid)?;
         }
         config.backfill = raw.backfill;
+        raw.retention.validate().map_err(invalid)?;
+        config.retention = raw.retention;
         config.max_message_bytes = raw.max_message_bytes.unwrap_or(DEFAULT_MAX_MESSAGE_BYTES);
         if config.worker.concurrency == 0 {
             return Err(invalid("worker.concurrency must be at least 1".into()));
@@ -492,6 +501,11 @@ impl Config {
             }
             let coalesce = r.coalesce.map(stateful::RawCoalesce::validate).transpose().map_err(at)?;
             let join = r.join.map(stateful::RawJoin::validate).transpose().map_err(at)?;
+            let approval = r.approval.map(Approval::validate).transpose().map_err(at)?;
+            if approval.is_some() && (coalesce.is_some() || join.is_some()) {
+                // A batch's message is not the one a gate would hold and queue again.
+                return Err(at("approval cannot be combined with coalesce or join".into()));
+            }
             let mut tests = Vec::new();
             for t in r.test {
                 if t.expect == Expect::NoMatch && !t.vars.is_empty() {
@@ -518,6 +532,7 @@ impl Config {
                 announce_body: r.announce_body,
                 coalesce,
                 join,
+                approval,
             });
         }
         config.timers = timer::validate_all(raw.timers).map_err(invalid)?;
@@ -555,6 +570,7 @@ impl Config {
             announce: None,
             compat: CompatConfig::default(),
             backfill: None,
+            retention: RetentionConfig::default(),
             rules: Vec::new(),
             timers: Vec::new(),
             warnings: Vec::new(),

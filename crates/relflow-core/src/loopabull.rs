@@ -173,6 +173,7 @@ pub fn from_yaml(path: &Path, text: &str) -> Result<Config, ConfigError> {
         announce_body: false,
         coalesce: None,
         join: None,
+        approval: None,
     };
     // loopabull: `if rk not in routing_keys and routing_keys[0] != "all"`.
     if raw.routing_keys.first().map(String::as_str) == Some("all") {

@@ -45,6 +45,9 @@ pub struct Rule {
     /// `join = { ... }`: one run once every expected topic arrived for a key.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub join: Option<crate::config::stateful::Join>,
+    /// `approval = { ... }`: its runs wait for an approver first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval: Option<crate::config::Approval>,
     /// `[[rule.test]]`: what `relflow test` checks.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tests: Vec<RuleTest>,

@@ -301,3 +301,25 @@ expect = "no-match"
     assert_eq!(tests[0].vars["msg.count"], json!(3));
     assert_eq!(tests[1].expect, relflow_core::Expect::NoMatch);
 }
+
+#[test]
+fn an_approval_gate_is_read_and_checked() {
+    let gated = |approval: &str| {
+        format!("playbooks_dir = \"playbooks\"\n[[rule]]\nname = \"push\"\ntopic = \"a.b\"\nplaybook = \"p.yml\"\n{approval}\n")
+    };
+    let (_d, path) = setup("relflow.toml", &gated("approval = { approvers = [\"releng\"] }"), &["p.yml"]);
+    let config = Config::load(&path).unwrap();
+    let approval = config.rules[0].approval.as_ref().unwrap();
+    assert_eq!(approval.expires, std::time::Duration::from_secs(24 * 3600), "expires defaults to 24h");
+    assert!(approval.allows("anyone", &["releng".into()]));
+    for (bad, why) in [
+        ("approval = { approvers = [] }", "names nobody"),
+        ("approval = { approvers = [\"a\"], expires = \"0s\" }", "more than 0s"),
+        ("approval = { approvers = [\"a\"], expire = \"1h\" }", "did you mean `expires`"),
+        ("approval = { approvers = [\"a\"] }\ncoalesce = { key = \"msg.k\", window = \"1s\" }", "coalesce or join"),
+    ] {
+        let (_d, path) = setup("relflow.toml", &gated(bad), &["p.yml"]);
+        let err = Config::load(&path).unwrap_err().to_string();
+        assert!(err.contains(why), "{bad}: {err}");
+    }
+}

@@ -1,9 +1,10 @@
 //! What operators ask of runs, for the CLI and the HTTP API alike: re-run a
-//! run, cancel a running one, and read a message's whole history. The
+//! run, cancel a running one, approve or deny one awaiting approval, and
+//! read a message's whole history. The
 //! worker's side (honouring them) is in `run.rs`.
 
 use chrono::{DateTime, Utc};
-use relflow_core::Message;
+use relflow_core::{Config, Message};
 use relflow_ingest::{Outcome, Sink};
 use relflow_store::{HistoryEvent, Request, RequestKind, RunDetail, RunFilter, RunRecord, RunStatus, RunStore};
 use serde::Serialize;
@@ -27,6 +28,24 @@ pub enum ControlError {
         /// How it ended.
         status: RunStatus,
     },
+    /// Only runs awaiting approval can be approved or denied.
+    #[error("run {id} is {status}, not awaiting approval: there is nothing to decide")]
+    NotAwaiting {
+        /// The run.
+        id: String,
+        /// Where it is now (decided already, by someone else too).
+        status: RunStatus,
+    },
+    /// The caller is not one of the rule's approvers.
+    #[error("{who:?} is not an approver of rule {rule:?} (its approval.approvers: {approvers})")]
+    NotApprover {
+        /// The caller.
+        who: String,
+        /// The run's rule.
+        rule: String,
+        /// Who may decide, in words.
+        approvers: String,
+    },
     /// The stored message cannot be queued again.
     #[error("run {0} has no message that can be queued again: {1}")]
     BadMessage(String, String),
@@ -49,16 +68,97 @@ async fn find(store: &dyn RunStore, id: &str) -> Result<RunDetail, ControlError>
 pub async fn rerun(store: &dyn RunStore, sink: &Sink, id: &str, by: &str) -> Result<Request, ControlError> {
     let run = find(store, id).await?;
     let r = &run.record;
-    let mut msg: Message = serde_json::from_value(run.message.clone())
-        .map_err(|e| ControlError::BadMessage(r.id.clone(), e.to_string()))?;
+    let msg = stored_message(&run)?;
     let request = Request::new(RequestKind::Rerun, &r.id, &r.message_id, &r.rule, by);
     store.request(&request).await?;
+    queue_with(sink, msg, request).await
+}
+
+/// The message run `run` was made for, as it was queued.
+fn stored_message(run: &RunDetail) -> Result<Message, ControlError> {
+    serde_json::from_value(run.message.clone())
+        .map_err(|e| ControlError::BadMessage(run.record.id.clone(), e.to_string()))
+}
+
+/// Queues `msg` again carrying `request` (stored already), which the worker
+/// that takes it honours once.
+async fn queue_with(sink: &Sink, mut msg: Message, request: Request) -> Result<Request, ControlError> {
     msg.headers.insert(RERUN_HEADER.into(), request.id.clone().into());
     match sink.submit_forced(msg).await {
         Ok(Outcome::Queued | Outcome::Duplicate) => Ok(request),
         Ok(Outcome::Rejected { check, reason }) => Err(ControlError::Queue(format!("refused [{check}]: {reason}"))),
         Err(e) => Err(ControlError::Queue(e.to_string())),
     }
+}
+
+/// Whether the token `name` (in `groups`; `admin` for the admin role) may
+/// decide on a run of `rule`: it is named in the rule's `approval.approvers`,
+/// or one of its groups is. A rule no longer gated (or gone from the
+/// config) has nobody to check against: admins only.
+pub fn check_approver(
+    config: &Config,
+    rule: &str,
+    name: &str,
+    groups: &[String],
+    admin: bool,
+) -> Result<(), ControlError> {
+    let approval = config.rules.iter().find(|r| r.name == rule).and_then(|r| r.approval.as_ref());
+    match approval {
+        Some(a) if a.allows(name, groups) => Ok(()),
+        None if admin => Ok(()),
+        _ => Err(ControlError::NotApprover {
+            who: name.to_owned(),
+            rule: rule.to_owned(),
+            approvers: approval
+                .map_or_else(|| "none: the rule is not gated now, so admins only".into(), |a| a.approvers.join(", ")),
+        }),
+    }
+}
+
+/// Approves run `id` (awaiting approval): it becomes `approved` and its
+/// message is queued to run the rule once, as a new run linked to it
+/// (`rerun_of`). Of two approvals at once, one wins; the other gets
+/// [`ControlError::NotAwaiting`].
+pub async fn approve(store: &dyn RunStore, sink: &Sink, id: &str, by: &str) -> Result<Request, ControlError> {
+    let run = find(store, id).await?;
+    let r = &run.record;
+    let msg = stored_message(&run)?;
+    let request = Request::new(RequestKind::Approve, &r.id, &r.message_id, &r.rule, by);
+    decide(store, &run, &request, None).await?;
+    queue_with(sink, msg, request).await
+}
+
+/// Denies run `id` (awaiting approval): it ends as `denied`, with who and
+/// why as its error. Nothing runs and nothing is dead-lettered.
+pub async fn deny(store: &dyn RunStore, id: &str, by: &str, reason: Option<&str>) -> Result<Request, ControlError> {
+    let run = find(store, id).await?;
+    let r = &run.record;
+    let request = Request::new(RequestKind::Deny, &r.id, &r.message_id, &r.rule, by);
+    let why = match reason.map(str::trim).filter(|r| !r.is_empty()) {
+        Some(reason) => format!("denied by {by}: {reason}"),
+        None => format!("denied by {by}"),
+    };
+    decide(store, &run, &request, Some(&why)).await?;
+    Ok(request)
+}
+
+/// The store's claim of a decision, or why there is none to make.
+async fn decide(
+    store: &dyn RunStore,
+    run: &RunDetail,
+    request: &Request,
+    why: Option<&str>,
+) -> Result<(), ControlError> {
+    let not_awaiting = |status| ControlError::NotAwaiting { id: run.record.id.clone(), status };
+    if run.record.status != RunStatus::AwaitingApproval {
+        return Err(not_awaiting(run.record.status));
+    }
+    if store.decide(request, why).await? {
+        return Ok(());
+    }
+    // Lost a race: say how it was decided.
+    let now = store.get(&run.record.id).await?.map_or(run.record.status, |r| r.record.status);
+    Err(not_awaiting(now))
 }
 
 /// Asks the worker holding running run `id` to stop it, wherever it is.

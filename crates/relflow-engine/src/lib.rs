@@ -16,8 +16,10 @@
 //! * [`Backends`] opens the queue and store the config names; [`options`]
 //!   is the one place that maps the config to each component's options.
 //! * [`RunLogs`] is how a running run's log is shared with `relflow serve`.
-//! * [`control`] is what operators ask of runs (re-run, cancel) and a
-//!   message's whole history; the worker honours it (`history.rs`, `run.rs`).
+//! * [`control`] is what operators ask of runs (re-run, cancel, approve,
+//!   deny) and a message's whole history; the worker honours it
+//!   (`history.rs`, `run.rs`, `approval.rs`).
+//! * [`retention`] prunes old runs, logs and dead letters (`[retention]`).
 //! * [`Metrics`] counts what flows through the process for `/metrics`.
 //! * With `[announce]`, every run's events go into the outbox with the run
 //!   state change they report, and the worker drains the outbox onto the
@@ -28,6 +30,7 @@
 //! The `relflow` binary is a face over this crate: CLI, HTTP and systemd.
 
 mod announce;
+mod approval;
 mod backends;
 pub mod control;
 mod dead_letters;
@@ -39,6 +42,7 @@ mod metrics;
 mod noops;
 pub mod options;
 mod record;
+pub mod retention;
 mod run;
 pub mod settle;
 mod stateful;
@@ -47,6 +51,7 @@ pub mod timers;
 mod worker;
 
 pub use announce::WorkerError;
+pub use approval::expired_reason;
 pub use backends::{open_queue, open_store, BackendError, Backends};
 pub use dead_letters::{already_succeeded, AlreadySucceeded, DeadLetterView};
 pub use logs::RunLogs;

@@ -4,7 +4,7 @@
 use relflow_ansible::PlaybookRun;
 use relflow_core::config::PlaybookError;
 use relflow_core::{Message, Rule};
-use relflow_store::{LockGuard, NewRun, Request, RunFilter};
+use relflow_store::{LockGuard, NewRun, Request, RequestKind, RunFilter};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -32,6 +32,13 @@ impl Worker {
             if let Some(skip) = self.preflight(rule, msg, attempt).await {
                 return skip;
             }
+        }
+        // Gated, unless this is the approved run itself.
+        let approved = rerun.is_some_and(|(req, _)| req.kind == RequestKind::Approve);
+        if let (Some(approval), false) = (&rule.approval, approved) {
+            let run_id = rerun.map_or_else(|| uuid::Uuid::new_v4().to_string(), |(_, id)| id.clone());
+            let attempt = self.attempt_number(rule, msg, attempt).await;
+            return self.hold_for_approval(rule, approval, msg, &run_id, attempt).await;
         }
         let playbook = match batch.and_then(|b| b.playbook.as_deref()) {
             Some(other) => self.config.playbook_file(other),
@@ -141,7 +148,7 @@ impl Worker {
     /// The attempt number to record: one more than the runs of this rule for
     /// this message so far, so it keeps counting across redeliveries,
     /// replays and re-runs (the queue's own count restarts with each).
-    async fn attempt_number(&self, rule: &Rule, msg: &Message, queue_attempt: u32) -> u32 {
+    pub(crate) async fn attempt_number(&self, rule: &Rule, msg: &Message, queue_attempt: u32) -> u32 {
         let filter =
             RunFilter { message_id: Some(msg.id.clone()), rule: Some(rule.name.clone()), ..Default::default() };
         match self.store.count(&filter).await {
@@ -153,7 +160,7 @@ impl Worker {
         }
     }
 
-    fn new_run(
+    pub(crate) fn new_run(
         &self,
         run_id: &str,
         rule: &Rule,

@@ -13,6 +13,8 @@
 //! | its runs would be over `[announce] max_chain_depth`  | `DeadLetter` at once               |
 //! | the worker is shutting down mid-run                  | `Release` (redelivered, no attempt)|
 //! | an operator cancelled the run                        | that rule counts as done (no retry)|
+//! | the rule has an approval gate: the run now waits     | that rule counts as done (ack)     |
+//! | a gate's approval expired                            | `DeadLetter` ("approval expired")  |
 //!
 //! A worker that is killed settles nothing: the queue redelivers the message
 //! (RabbitMQ when the connection drops, the embedded queue when the lease
@@ -58,6 +60,9 @@ pub enum RuleOutcome {
     Interrupted,
     /// Stopped because an operator cancelled it (who, in words): done, not retried.
     Cancelled(String),
+    /// Recorded as awaiting approval (the stored run keeps the message; an
+    /// approval queues it again): done for this delivery.
+    AwaitingApproval,
 }
 
 /// One matching rule's part in the decision.
@@ -82,6 +87,8 @@ pub enum Handled<'a> {
     NoMatch,
     /// Its runs would be too deep in a chain of runs; why, in words.
     ChainTooDeep(String),
+    /// Its approval gate expired; why, in words (starts "approval expired").
+    ApprovalExpired(String),
     /// Attempt `attempt` ran these rules.
     Ran {
         /// 1 for the first attempt, +1 per retry.
@@ -102,7 +109,7 @@ pub fn settle(handled: &Handled<'_>, worker: &WorkerConfig) -> Settle {
             ))
         }
         Handled::NoMatch => return Settle::Ack,
-        Handled::ChainTooDeep(why) => return Settle::DeadLetter(why.clone()),
+        Handled::ChainTooDeep(why) | Handled::ApprovalExpired(why) => return Settle::DeadLetter(why.clone()),
         Handled::Ran { attempt, rules } => (*attempt, rules),
     };
     if rules.iter().any(|r| r.outcome == RuleOutcome::Interrupted) {
@@ -116,7 +123,8 @@ pub fn settle(handled: &Handled<'_>, worker: &WorkerConfig) -> Settle {
             RuleOutcome::Succeeded
             | RuleOutcome::AlreadyDone
             | RuleOutcome::Interrupted
-            | RuleOutcome::Cancelled(_) => {}
+            | RuleOutcome::Cancelled(_)
+            | RuleOutcome::AwaitingApproval => {}
             RuleOutcome::Permanent(why) => permanent.push(format!("rule {:?}: {why}", r.rule)),
             RuleOutcome::Failed(why) => {
                 retry_left |= attempt <= r.retries;
@@ -182,6 +190,12 @@ mod tests {
                 "an operator cancelled the run: acked, not retried",
                 ran(1, &[("a", 3, Cancelled("ops".into()))]),
                 Settle::Ack,
+            ),
+            ("a gated rule now awaits approval: acked", ran(1, &[("a", 0, AwaitingApproval)]), Settle::Ack),
+            (
+                "an expired approval: dead letter, with why",
+                Handled::ApprovalExpired("approval expired after 2s".into()),
+                dead("approval expired after 2s"),
             ),
             (
                 "failed with retries left: first backoff",

@@ -12,7 +12,7 @@ use futures_util::future::join_all;
 use relflow_ansible::Runner;
 use relflow_core::{match_rules, Config, Message};
 use relflow_queue::{Delivery, WorkQueue};
-use relflow_store::RunStore;
+use relflow_store::{RequestKind, RunStore};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -150,6 +150,13 @@ impl Worker {
         let noops = tokio::spawn(Arc::clone(&self.noops).run(stop_noops.clone()));
         let drainer = self.announce.as_ref().map(|a| a.spawn(Arc::clone(&self.metrics), stop_noops.clone()));
         let closer = tokio::spawn(Arc::clone(&self).close_batches(stop_noops.clone()));
+        let sweeper = tokio::spawn(Arc::clone(&self).expire_approvals(stop_noops.clone()));
+        let pruner = tokio::spawn(crate::retention::keep_pruning(
+            Arc::clone(&self.store),
+            Arc::clone(&self.queue),
+            self.config.retention,
+            stop_noops.clone(),
+        ));
         loop {
             while tasks.try_join_next().is_some() {}
             let permit = tokio::select! {
@@ -193,6 +200,8 @@ impl Worker {
         if let Some(timers) = timers {
             let _ = timers.await;
         }
+        let _ = sweeper.await;
+        let _ = pruner.await;
         if let Some(drainer) = drainer {
             let _ = drainer.await;
         }
@@ -325,6 +334,11 @@ impl Worker {
         self.note_redelivery(d, msg).await;
         let (msg, rerun) = self.take_rerun(msg).await;
         let msg = &msg;
+        if let Some((req, _)) = rerun.as_ref().filter(|(req, _)| req.kind == RequestKind::Expire) {
+            let expires = self.config.rules.iter().find(|r| r.name == req.rule).and_then(|r| r.approval.as_ref());
+            let why = crate::approval::expired_reason(&req.rule, expires.map(|a| a.expires));
+            return self.conclude(d, msg, Handled::ApprovalExpired(why)).await;
+        }
         let matches = match &rerun {
             // An operator's re-run: that rule alone, whatever its topic and condition say now.
             Some((req, _)) => match self.config.rules.iter().find(|r| r.name == req.rule) {

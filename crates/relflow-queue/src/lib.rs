@@ -171,4 +171,12 @@ pub trait WorkQueue: Send + Sync {
 
     /// Delete all dead letters; returns how many there were.
     async fn purge_dead_letters(&self) -> Result<u64>;
+
+    /// Delete up to `limit` dead letters that died before `before` (oldest
+    /// first; `[retention] dead_letters`); returns how many went. Call it
+    /// again until it returns less than `limit`.
+    async fn prune_dead_letters(&self, before: chrono::DateTime<chrono::Utc>, limit: usize) -> Result<u64>;
+
+    /// How many dead letters died before `before` (`relflow prune --dry-run`).
+    async fn prunable_dead_letters(&self, before: chrono::DateTime<chrono::Utc>) -> Result<u64>;
 }

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{TimeZone, Utc};
+use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::Notify;
 
@@ -375,6 +375,28 @@ impl WorkQueue for SqliteQueue {
 
     async fn purge_dead_letters(&self) -> Result<u64> {
         self.with_conn(|c| c.execute("DELETE FROM dead_letters", []).map(|n| n as u64)).await
+    }
+
+    async fn prune_dead_letters(&self, before: DateTime<Utc>, limit: usize) -> Result<u64> {
+        let (before, limit) = (before.timestamp_millis(), i64::try_from(limit).unwrap_or(i64::MAX));
+        self.with_conn(move |c| {
+            // The dead_at index: a short walk from the oldest.
+            c.execute(
+                "DELETE FROM dead_letters WHERE id IN (SELECT id FROM dead_letters WHERE dead_at < ?1 LIMIT ?2)",
+                params![before, limit],
+            )
+            .map(|n| n as u64)
+        })
+        .await
+    }
+
+    async fn prunable_dead_letters(&self, before: DateTime<Utc>) -> Result<u64> {
+        let before = before.timestamp_millis();
+        self.with_conn(move |c| {
+            c.query_row("SELECT COUNT(*) FROM dead_letters WHERE dead_at < ?1", [before], |r| r.get::<_, i64>(0))
+                .map(|n| n.max(0) as u64)
+        })
+        .await
     }
 }
 

@@ -6,11 +6,13 @@
 //! between the two makes the queue redeliver a message whose work is already
 //! done, and this check is what keeps it from running twice.
 
+pub mod approval;
 pub mod audit;
 pub mod control;
 pub mod outbox;
 mod page;
 mod postgres;
+pub mod retention;
 mod schema;
 mod sqlite;
 pub mod state;
@@ -20,11 +22,13 @@ use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 
+pub use approval::Approvals;
 pub use audit::{AuditEntry, AuditLog, NewAudit};
 pub use control::{Control, HistoryEvent, Request, RequestKind};
 pub use outbox::{Backlog, NewEvent, Outbox, PendingEvent};
 pub use page::{Cursor, RuleCount, COUNT_CAP, MAX_OFFSET};
 pub use postgres::PgStore;
+pub use retention::{Prune, Retention};
 pub use sqlite::SqliteStore;
 pub use state::{Added, Batch, BatchAdd, BatchItem, BatchKind, DueBatch, Limit, OpenBatch, StateStore};
 pub use timers::{TimerAdvance, TimerSlot, TimerState, TimerStore};
@@ -43,10 +47,17 @@ pub enum RunStatus {
     Error,
     /// Its worker died mid-run; the message was redelivered and run again.
     Abandoned,
+    /// Its rule has an approval gate: it waits for an approver (holding no
+    /// worker slot; the message is acked).
+    AwaitingApproval,
+    /// An approver let it go: its work runs as a new run (`rerun_of` this one).
+    Approved,
+    /// An approver refused it, or its approval expired (the error says which).
+    Denied,
 }
 
 impl RunStatus {
-    pub const ALL: [RunStatus; 7] = [
+    pub const ALL: [RunStatus; 10] = [
         RunStatus::Running,
         RunStatus::Succeeded,
         RunStatus::Failed,
@@ -54,6 +65,9 @@ impl RunStatus {
         RunStatus::Cancelled,
         RunStatus::Error,
         RunStatus::Abandoned,
+        RunStatus::AwaitingApproval,
+        RunStatus::Approved,
+        RunStatus::Denied,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -65,6 +79,9 @@ impl RunStatus {
             RunStatus::Cancelled => "cancelled",
             RunStatus::Error => "error",
             RunStatus::Abandoned => "abandoned",
+            RunStatus::AwaitingApproval => "awaiting_approval",
+            RunStatus::Approved => "approved",
+            RunStatus::Denied => "denied",
         }
     }
 
@@ -230,9 +247,10 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// Where runs are recorded, the events that report them wait
 /// ([`Outbox`]), operators' requests and messages' histories are kept
 /// ([`Control`]), stateful rules and timers keep their state
-/// ([`StateStore`], [`TimerStore`]), and the audit log ([`AuditLog`]).
+/// ([`StateStore`], [`TimerStore`]), approval gates wait ([`Approvals`]),
+/// old rows are pruned ([`Retention`]), and the audit log ([`AuditLog`]).
 #[async_trait]
-pub trait RunStore: Outbox + StateStore + TimerStore + Control + AuditLog + Send + Sync {
+pub trait RunStore: Outbox + StateStore + TimerStore + Control + Approvals + Retention + AuditLog + Send + Sync {
     /// Records a run as started. Earlier runs of the same (message, rule)
     /// still marked running are marked abandoned: their worker died, which
     /// is why the message came back.

@@ -127,6 +127,7 @@ impl PgStore {
         tx.batch_execute(&crate::state::postgres::schema()).await.map_err(pg)?;
         tx.batch_execute(&crate::timers::postgres::schema()).await.map_err(pg)?;
         tx.batch_execute(crate::control::postgres::SCHEMA).await.map_err(pg)?;
+        tx.batch_execute(&crate::approval::schema("BIGINT")).await.map_err(pg)?;
         tx.batch_execute(crate::audit::PG_SCHEMA).await.map_err(pg)?;
         tx.commit().await.map_err(pg)?;
         Ok(PgStore { url: url.to_owned(), client: Mutex::new(Some(client)), reader: Mutex::default() })
@@ -169,6 +170,29 @@ impl PgStore {
     }
 }
 
+/// Inserts `run` as started now, in `status` (running, or awaiting approval).
+pub(crate) async fn insert_run(c: &impl tokio_postgres::GenericClient, run: &NewRun, status: RunStatus) -> Result<()> {
+    c.execute(
+        "INSERT INTO relflow_runs (id, message_id, topic, rule, playbook, attempt, status, started_at, worker, message)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        &[
+            &run.id,
+            &run.message_id,
+            &run.topic,
+            &run.rule,
+            &run.playbook,
+            &(run.attempt as i32),
+            &status.as_str(),
+            &Utc::now().timestamp_millis(),
+            &run.worker,
+            &run.message,
+        ],
+    )
+    .await
+    .map_err(pg)?;
+    Ok(())
+}
+
 #[async_trait]
 impl RunStore for PgStore {
     async fn start_announced(&self, run: &NewRun, events: &[NewEvent]) -> Result<()> {
@@ -183,13 +207,7 @@ impl RunStore for PgStore {
         )
         .await
         .map_err(pg)?;
-        tx.execute(
-            "INSERT INTO relflow_runs (id, message_id, topic, rule, playbook, attempt, status, started_at, worker, message)
-             VALUES ($1, $2, $3, $4, $5, $6, 'running', $7, $8, $9)",
-            &[&run.id, &run.message_id, &run.topic, &run.rule, &run.playbook, &(run.attempt as i32), &now, &run.worker, &run.message],
-        )
-        .await
-        .map_err(pg)?;
+        insert_run(&tx, run, RunStatus::Running).await?;
         crate::outbox::postgres::insert(&tx, events).await?;
         tx.commit().await.map_err(pg)
     }

@@ -167,6 +167,7 @@ impl SqliteStore {
         conn.execute_batch(crate::state::SCHEMA).map_err(open_err)?;
         conn.execute_batch(crate::timers::SCHEMA).map_err(open_err)?;
         conn.execute_batch(crate::control::sqlite::SCHEMA).map_err(open_err)?;
+        conn.execute_batch(&crate::approval::schema("INTEGER")).map_err(open_err)?;
         conn.execute_batch(crate::audit::SQLITE_SCHEMA).map_err(open_err)?;
         let lock_dir = path.parent().unwrap_or(Path::new(".")).join("locks");
         let readers = Readers { path: path.to_owned(), idle: Arc::default() };
@@ -223,6 +224,27 @@ impl SqliteStore {
     }
 }
 
+/// Inserts `run` as started now, in `status` (running, or awaiting approval).
+pub(crate) fn insert_run(c: &Connection, run: &NewRun, status: RunStatus) -> rusqlite::Result<()> {
+    c.execute(
+        "INSERT INTO runs (id, message_id, topic, rule, playbook, attempt, status, started_at, worker, message)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        params![
+            run.id,
+            run.message_id,
+            run.topic,
+            run.rule,
+            run.playbook,
+            run.attempt,
+            status.as_str(),
+            Utc::now().timestamp_millis(),
+            run.worker,
+            run.message.to_string()
+        ],
+    )?;
+    Ok(())
+}
+
 #[async_trait]
 impl RunStore for SqliteStore {
     async fn start_announced(&self, run: &NewRun, events: &[NewEvent]) -> Result<()> {
@@ -235,21 +257,7 @@ impl RunStore for SqliteStore {
                  WHERE message_id = ?1 AND rule = ?2 AND status = 'running'",
                 params![run.message_id, run.rule, Utc::now().timestamp_millis()],
             )?;
-            tx.execute(
-                "INSERT INTO runs (id, message_id, topic, rule, playbook, attempt, status, started_at, worker, message)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', ?7, ?8, ?9)",
-                params![
-                    run.id,
-                    run.message_id,
-                    run.topic,
-                    run.rule,
-                    run.playbook,
-                    run.attempt,
-                    Utc::now().timestamp_millis(),
-                    run.worker,
-                    run.message.to_string()
-                ],
-            )?;
+            insert_run(&tx, &run, RunStatus::Running)?;
             crate::outbox::sqlite::insert(&tx, &events)?;
             tx.commit()?;
             Ok(())

@@ -396,3 +396,7 @@ async fn the_audit_log_keeps_every_entry_in_write_order(s: &dyn RunStore) {
 mod state;
 #[path = "store_contract/timers.rs"]
 mod timers;
+
+/// Approval gates and retention.
+#[path = "store_contract/gates.rs"]
+mod gates;

@@ -111,6 +111,21 @@ pub enum Command {
     #[command(subcommand)]
     Audit(AuditCommand),
 
+    /// Delete runs, logs and dead letters older than [retention] says.
+    ///
+    /// `[retention] runs = "90d", logs = "30d", dead_letters = "30d"`, each
+    /// optional (unset: kept forever). Runs still running or awaiting
+    /// approval are never deleted. Deletes in batches, so workers keep
+    /// working meanwhile; the worker and `relflow serve` do the same every
+    /// 10 minutes by themselves. Prints what it deleted per kind.
+    Prune {
+        /// Count what would be deleted; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+
     /// Take messages from the configured [[source]]s (fedmsg over ZeroMQ,
     /// fedora-messaging over AMQP, webhooks) and put them on the work queue.
     ///
@@ -293,6 +308,28 @@ pub enum RunsCommand {
     /// message is not retried).
     Cancel {
         id: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Approve a run awaiting approval (a rule with `approval = {...}`).
+    ///
+    /// The run becomes `approved` and its message is queued again; a worker
+    /// runs the rule as a new run linked to it (`rerun_of`). The CLI acts as
+    /// the local user with store access, like an admin token: the rule's
+    /// `approvers` are checked for HTTP tokens, not here. Recorded in the
+    /// audit log.
+    Approve {
+        id: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Deny a run awaiting approval: it ends as `denied` (with who and why
+    /// as its error); nothing runs. Recorded in the audit log.
+    Deny {
+        id: String,
+        /// Why, for the run's error and the message's history.
+        #[arg(long)]
+        reason: Option<String>,
         #[command(flatten)]
         json: JsonFlag,
     },

@@ -3,9 +3,11 @@
 // attribute value, never parsed as HTML: messages and logs are untrusted.
 "use strict";
 
-const STATUSES = ["running", "succeeded", "failed", "timed_out", "cancelled", "error", "abandoned"];
+const STATUSES = ["running", "succeeded", "failed", "timed_out", "cancelled", "error", "abandoned",
+  "awaiting_approval", "approved", "denied"];
 const COLORS = { succeeded: "#1a7f37", failed: "#cf222e", timed_out: "#9a6700", running: "#0969da",
-  cancelled: "#8c959f", error: "#a40e26", abandoned: "#57606a" };
+  cancelled: "#8c959f", error: "#a40e26", abandoned: "#57606a", awaiting_approval: "#8250df",
+  approved: "#1a7f37", denied: "#57606a" };
 const SVG = "http://www.w3.org/2000/svg";
 
 let refreshTimer = null;
@@ -88,22 +90,34 @@ function elapsed(run) {
   return `running for ${secs(s)}${left}`;
 }
 
-// Re-run (any run) and Cancel (a running one); both need the token.
+const DONE = {
+  rerun: "Re-run queued: a worker runs it as a new run; it shows up in the history below.",
+  cancel: "Cancel requested: the worker holding the run stops it within seconds.",
+  approve: "Approved: a worker runs the rule as a new run; it shows up in the history below.",
+  deny: "Denied: the rule does not run for this message.",
+};
+
+// Re-run (any run), Cancel (a running one), Approve and Deny (one awaiting
+// approval; the token must be one of the rule's approvers); all need the token.
 function runActions(run) {
   const act = async (button, what) => {
     button.disabled = true;
     try {
-      const r = await api(`/api/runs/${encodeURIComponent(run.id)}/${what}`, { method: "POST" });
-      document.getElementById("run-action-result").textContent = what === "rerun"
-        ? "Re-run queued: a worker runs it as a new run; it shows up in the history below."
-        : "Cancel requested: the worker holding the run stops it within seconds.";
-      if (what === "rerun") setTimeout(() => route(true), 1500);
+      const body = what === "deny" ? JSON.stringify({ reason: document.getElementById("deny-reason").value }) : undefined;
+      const r = await api(`/api/runs/${encodeURIComponent(run.id)}/${what}`, { method: "POST", body });
+      document.getElementById("run-action-result").textContent = DONE[what];
+      if (what !== "cancel") setTimeout(() => route(true), 1500);
       return r;
     } catch (e) { button.disabled = false; showError(e); }
   };
+  const button = (what, label) => el("button", { id: what, onclick: ev => act(ev.target, what) }, label);
+  const waiting = run.status === "awaiting_approval";
   return el("p", { id: "run-actions" },
-    el("button", { id: "rerun", onclick: ev => act(ev.target, "rerun") }, "Re-run"), " ",
-    run.status === "running" ? el("button", { id: "cancel", onclick: ev => act(ev.target, "cancel") }, "Cancel") : null,
+    button("rerun", "Re-run"), " ",
+    run.status === "running" ? button("cancel", "Cancel") : null,
+    waiting ? [button("approve", "Approve"), " ", button("deny", "Deny"), " ",
+      el("input", { id: "deny-reason", placeholder: "reason (optional)", "aria-label": "reason for denying" }),
+      run.approval_expires_at ? el("span", { class: "muted" }, ` expires ${when(run.approval_expires_at)}`) : null] : null,
     " ", el("span", { class: "muted", id: "run-action-result" }));
 }
 

@@ -31,6 +31,12 @@ use crate::Result;
 pub enum RequestKind {
     Rerun,
     Cancel,
+    /// An approver opened a gate: run its work (once).
+    Approve,
+    /// A gate's approval expired: dead-letter its message (once).
+    Expire,
+    /// An approver refused a gate.
+    Deny,
 }
 
 impl RequestKind {
@@ -38,14 +44,19 @@ impl RequestKind {
         match self {
             RequestKind::Rerun => "rerun",
             RequestKind::Cancel => "cancel",
+            RequestKind::Approve => "approve",
+            RequestKind::Expire => "expire",
+            RequestKind::Deny => "deny",
         }
     }
 
     fn parse(s: &str) -> RequestKind {
-        if s == "cancel" {
-            RequestKind::Cancel
-        } else {
-            RequestKind::Rerun
+        match s {
+            "cancel" => RequestKind::Cancel,
+            "approve" => RequestKind::Approve,
+            "expire" => RequestKind::Expire,
+            "deny" => RequestKind::Deny,
+            _ => RequestKind::Rerun,
         }
     }
 }
@@ -66,12 +77,12 @@ pub struct Request {
 }
 
 impl Request {
-    /// A request made now. A cancel's id is derived from the run, so asking
-    /// twice is one request.
+    /// A request made now. Only a re-run's id is new each time; the others
+    /// are derived from the run, so asking twice is one request.
     pub fn new(kind: RequestKind, run_id: &str, message_id: &str, rule: &str, by: &str) -> Request {
         let id = match kind {
-            RequestKind::Cancel => format!("cancel:{run_id}"),
             RequestKind::Rerun => format!("rerun:{}", uuid::Uuid::new_v4()),
+            _ => format!("{}:{run_id}", kind.as_str()),
         };
         Request {
             id,
@@ -126,8 +137,9 @@ pub trait Control: Send + Sync {
     /// when the same request (a second cancel of one run) was made before.
     async fn request(&self, request: &Request) -> Result<bool>;
 
-    /// Takes re-run request `id` for message `message_id` for the run
-    /// `new_run_id`, once: `None` when there is no such untaken request.
+    /// Takes queued request `id` (a re-run, an approval or an expiry) for
+    /// message `message_id` for the run `new_run_id`, once: `None` when
+    /// there is no such untaken request.
     async fn take_rerun(&self, id: &str, message_id: &str, new_run_id: &str) -> Result<Option<Request>>;
 
     /// Who asked to cancel run `run_id`, if anyone did.
@@ -152,13 +164,14 @@ pub(crate) const INSERT_REQUEST: &str = "INSERT INTO relflow_requests
 
 /// ?1 now, ?2 new run, ?3 id, ?4 message id.
 pub(crate) const TAKE_RERUN: &str = "UPDATE relflow_requests SET taken_at = ?1, new_run_id = ?2
-     WHERE id = ?3 AND message_id = ?4 AND kind = 'rerun' AND taken_at IS NULL
+     WHERE id = ?3 AND message_id = ?4 AND kind IN ('rerun', 'approve', 'expire') AND taken_at IS NULL
      RETURNING id, kind, run_id, message_id, rule, requested_by, requested_at";
 
 pub(crate) const CANCEL_REQUESTED: &str =
     "SELECT requested_by FROM relflow_requests WHERE id = 'cancel:' || ?1 AND kind = 'cancel'";
 
-pub(crate) const RERUN_OF: &str = "SELECT run_id FROM relflow_requests WHERE new_run_id = ?1 AND kind = 'rerun'";
+pub(crate) const RERUN_OF: &str =
+    "SELECT run_id FROM relflow_requests WHERE new_run_id = ?1 AND kind IN ('rerun', 'approve')";
 
 pub(crate) const INSERT_EVENT: &str = "INSERT INTO relflow_history
      (message_id, at, kind, attempt, by_whom, run_id, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
@@ -171,11 +184,19 @@ pub(crate) fn request_event(r: &Request) -> HistoryEvent {
     let detail = match r.kind {
         RequestKind::Rerun => format!("re-run of rule {} requested", r.rule),
         RequestKind::Cancel => format!("cancel of rule {}'s run requested", r.rule),
+        RequestKind::Approve => format!("rule {}'s run approved", r.rule),
+        RequestKind::Expire => format!("rule {}'s approval expired", r.rule),
+        RequestKind::Deny => format!("rule {}'s run denied", r.rule),
     };
     HistoryEvent {
         message_id: r.message_id.clone(),
         at: r.at,
-        kind: format!("{}_requested", r.kind.as_str()),
+        kind: match r.kind {
+            RequestKind::Approve => "approved".into(),
+            RequestKind::Expire => "approval_expired".into(),
+            RequestKind::Deny => "denied".into(),
+            other => format!("{}_requested", other.as_str()),
+        },
         attempt: None,
         by: Some(r.by.clone()),
         run_id: Some(r.run_id.clone()),

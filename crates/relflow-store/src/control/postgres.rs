@@ -36,7 +36,7 @@ CREATE INDEX IF NOT EXISTS relflow_history_message ON relflow_history (message_i
 ";
 
 /// `?N` placeholders as `$N`.
-fn dialect(sql: &str) -> String {
+pub(crate) fn dialect(sql: &str) -> String {
     sql.replace('?', "$")
 }
 
@@ -64,7 +64,7 @@ fn event(r: &Row) -> HistoryEvent {
     }
 }
 
-async fn insert_event(c: &impl GenericClient, e: &HistoryEvent) -> Result<()> {
+pub(crate) async fn insert_event(c: &impl GenericClient, e: &HistoryEvent) -> Result<()> {
     let attempt = e.attempt.map(|a| a as i32);
     c.execute(
         &dialect(super::INSERT_EVENT),

@@ -58,7 +58,7 @@ fn event(r: &Row<'_>) -> rusqlite::Result<HistoryEvent> {
     })
 }
 
-fn insert_event(c: &rusqlite::Connection, e: &HistoryEvent) -> rusqlite::Result<()> {
+pub(crate) fn insert_event(c: &rusqlite::Connection, e: &HistoryEvent) -> rusqlite::Result<()> {
     c.prepare_cached(super::INSERT_EVENT)?.execute(params![
         e.message_id,
         e.at.timestamp_millis(),

@@ -1,4 +1,4 @@
-//! `relflow runs rerun|cancel|history`: thin wrappers over
+//! `relflow runs rerun|cancel|approve|deny|history`: thin wrappers over
 //! relflow_engine::control (the HTTP API calls the same functions).
 
 use std::process::ExitCode;
@@ -38,6 +38,37 @@ pub async fn cancel(store: &dyn RunStore, id: &str, json: bool) -> Result<ExitCo
         println!("asked the worker running {} to cancel it; it stops within a few seconds", req.run_id);
     } else {
         println!("a cancel of {} was already requested; waiting for its worker", req.run_id);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn approve(config: &Config, store: &dyn RunStore, id: &str, json: bool) -> Result<ExitCode> {
+    let sink = super::open_sink(config).await?;
+    let req = control::approve(store, &sink, id, &caller()).await?;
+    super::audit::record(config, "approve", &req.run_id).await;
+    if json {
+        super::print_json(&json!({"run_id": req.run_id, "status": "approved", "approved_by": req.by,
+                                  "message_id": req.message_id, "rule": req.rule}))?;
+    } else {
+        println!("approved {}: rule {} runs for message {} as a new run", req.run_id, req.rule, req.message_id);
+        println!("follow it with: relflow runs history {}", req.message_id);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn deny(
+    config: &Config,
+    store: &dyn RunStore,
+    id: &str,
+    reason: Option<&str>,
+    json: bool,
+) -> Result<ExitCode> {
+    let req = control::deny(store, id, &caller(), reason).await?;
+    super::audit::record(config, "deny", &req.run_id).await;
+    if json {
+        super::print_json(&json!({"run_id": req.run_id, "status": "denied", "denied_by": req.by, "reason": reason}))?;
+    } else {
+        println!("denied {}: rule {} does not run for message {}", req.run_id, req.rule, req.message_id);
     }
     Ok(ExitCode::SUCCESS)
 }

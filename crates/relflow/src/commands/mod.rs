@@ -7,6 +7,7 @@ mod check;
 mod control;
 mod dead_letters;
 mod dry_run;
+mod prune;
 mod publish;
 mod runs;
 mod serve;
@@ -37,6 +38,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Status(json) => status::run(&config()?, json.json).await,
         Command::Timers(cmd) => timers::run(config()?, cmd).await,
         Command::Audit(cmd) => audit::run(&config()?, cmd).await,
+        Command::Prune { dry_run, json } => prune::run(&config()?, dry_run, json.json).await,
         Command::Backfill(args) => backfill::run(&config()?, &args).await,
         Command::Bridge => bridge::run(config()?).await,
         Command::Verify { files, json } => verify::run(&config()?, &files, json.json),

@@ -34,6 +34,10 @@ pub async fn run(config: &Config, cmd: RunsCommand) -> Result<ExitCode> {
         RunsCommand::Log { id, follow } => log(config, store, &id, follow).await,
         RunsCommand::Rerun { id, json } => super::control::rerun(config, store, &id, json.json).await,
         RunsCommand::Cancel { id, json } => super::control::cancel(store, &id, json.json).await,
+        RunsCommand::Approve { id, json } => super::control::approve(config, store, &id, json.json).await,
+        RunsCommand::Deny { id, reason, json } => {
+            super::control::deny(config, store, &id, reason.as_deref(), json.json).await
+        }
         RunsCommand::History { message_id, json } => super::control::history(store, &message_id, json.json).await,
     }
 }

@@ -70,6 +70,12 @@ playbook = "flaky.yml"
 name = "slow"
 topic = "relflow.test.slow"
 playbook = "slow.yml"
+
+[[rule]]
+name = "gate"
+topic = "relflow.test.gate"
+playbook = "hello.yml"
+approval = { approvers = ["[http] token"], expires = "1h" }
 `);
 
 const serveLog = fs.openSync(path.join(dir, "serve.log"), "w");
@@ -200,6 +206,19 @@ try {
   await replayed.waitFor();
   assert.match(await replayed.textContent(), /\[http\] token.*admin.*replay.*127\.0\.0\.1.*ok/);
   pass("the Audit tab shows who replayed the dead letter");
+
+  // 6. A gated run waits; Approve on its page runs the rule as a new run.
+  await publish("relflow.test.gate", { text: "gated" });
+  const gate = await until("the run to await approval", async () => (await api("/api/runs?rule=gate")).runs[0]);
+  assert.equal(gate.status, "awaiting_approval");
+  await page.goto(`${base}/#/runs/${gate.id}`);
+  await page.locator("#run-status .s-awaiting_approval").waitFor();
+  await page.locator("#deny").waitFor();
+  await page.click("#approve");
+  await page.locator("#run-status .s-approved").waitFor();
+  await until("the approved run", async () => (await api("/api/runs?rule=gate&status=succeeded")).total === 1);
+  assert.equal(await page.locator("#approve").count(), 0, "no buttons once decided");
+  pass("Approve on a run awaiting approval runs its rule");
 
   assert.deepEqual(pageErrors, [], "no script errors or CSP violations on the page");
 } catch (e) {

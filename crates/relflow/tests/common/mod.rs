@@ -5,6 +5,8 @@
 // Each test binary uses its own share of these helpers.
 #![allow(dead_code, unused_imports)]
 
+pub mod serve;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
