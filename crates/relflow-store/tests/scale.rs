@@ -20,6 +20,9 @@ fn listings() -> Vec<RunFilter> {
         RunFilter { since, ..Default::default() },
         RunFilter { rule: Some("r".into()), since, ..Default::default() },
         RunFilter { topic: Some("t".into()), status: Some(RunStatus::Succeeded), ..Default::default() },
+        RunFilter { search: Some("Fedora-Rawhide-20261124.n.0".into()), ..Default::default() },
+        RunFilter { search: Some("kernel f41".into()), rule: Some("r".into()), ..Default::default() },
+        RunFilter { topic: Some("org.fedoraproject.*.buildsys.tag".into()), ..Default::default() },
     ];
     base.into_iter()
         .flat_map(|f| [RunFilter { limit: 50, ..f.clone() }, RunFilter { limit: 50, cursor: cursor.clone(), ..f }])
@@ -36,7 +39,11 @@ async fn sqlite_listings_seek_an_index() {
             // `SCAN runs` alone reads the whole table; `SCAN runs USING
             // INDEX` walks an index in order and stops at the limit, which
             // only the unfiltered listing may do.
-            let filtered = f.rule.is_some() || f.status.is_some() || f.topic.is_some() || f.message_id.is_some();
+            let filtered = f.rule.is_some()
+                || f.status.is_some()
+                || f.topic.is_some()
+                || f.message_id.is_some()
+                || f.search.is_some();
             assert!(!line.ends_with("SCAN runs"), "full scan for {f:?}: {plan:#?}");
             if filtered {
                 assert!(!line.contains("SCAN runs"), "index walk instead of a seek for {f:?}: {plan:#?}");

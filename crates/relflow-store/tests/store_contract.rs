@@ -392,5 +392,7 @@ async fn the_audit_log_keeps_every_entry_in_write_order(s: &dyn RunStore) {
 }
 
 /// Stateful-rule batches (coalesce, join).
+#[path = "store_contract/find.rs"]
+mod find;
 #[path = "store_contract/state.rs"]
 mod state;
