@@ -114,6 +114,7 @@ async fn list(store: &dyn RunStore, a: RunsListArgs) -> Result<ExitCode> {
             None => None,
         },
         until: None,
+        search: a.search,
         limit: a.limit,
         offset: a.offset,
         cursor: a
@@ -140,13 +141,14 @@ async fn list(store: &dyn RunStore, a: RunsListArgs) -> Result<ExitCode> {
     for r in &runs {
         let took = r.finished_at.map(|f| format!("{:.1}s", (f - r.started_at).num_milliseconds() as f64 / 1000.0));
         println!(
-            "{}  {:<10} {:<20} {:<24} attempt {} {:>7}  {}",
+            "{}  {:<10} {:<20} {:<24} attempt {} {:>7}  {}  {}",
             &r.id[..r.id.len().min(8)],
             r.status,
             r.started_at.format("%Y-%m-%d %H:%M:%S"),
             r.rule,
             r.attempt,
             took.unwrap_or_default(),
+            r.subject,
             r.topic
         );
     }
@@ -160,6 +162,7 @@ fn show(d: &RunDetail) {
     println!("rule       {}", r.rule);
     println!("playbook   {}", r.playbook);
     println!("message    {} ({})", r.message_id, r.topic);
+    println!("subject    {}", r.subject);
     println!("attempt    {}", r.attempt);
     println!("worker     {}", r.worker);
     println!("started    {}", r.started_at.to_rfc3339());
