@@ -215,7 +215,12 @@ impl RunFilter {
     /// a topic pattern matches ([`topic_pattern`](RunFilter::topic_pattern)).
     pub(crate) fn conditions(&self, topics: Option<Vec<String>>) -> Vec<(&'static str, FilterValue)> {
         let text = |v: &Option<String>| v.clone().map(FilterValue::Text);
-        let exact_topic = if topics.is_some() { None } else { text(&self.topic) };
+        // A pattern that matches one stored topic lists like that exact topic: an index walk.
+        let (exact_topic, topics) = match topics {
+            Some(mut one) if one.len() == 1 => (one.pop().map(FilterValue::Text), None),
+            Some(many) => (None, Some(many)),
+            None => (text(&self.topic), None),
+        };
         let words = self.search.as_deref().map(search::search_words).unwrap_or_default();
         let terms = words.into_iter().map(|w| {
             let (from, to) = page::prefix_range(&w);
