@@ -11,6 +11,7 @@ pub mod control;
 pub mod outbox;
 mod page;
 mod postgres;
+mod reindex;
 mod schema;
 pub mod search;
 mod sqlite;
@@ -96,9 +97,14 @@ pub struct NewRun {
 impl NewRun {
     /// Its message's subject, stored with the run for the lists.
     pub(crate) fn subject(&self) -> String {
-        let body = search::body(&self.message).as_object().cloned().unwrap_or_default();
-        relflow_core::subject(&self.topic, &body)
+        subject_of(&self.topic, &self.message)
     }
+}
+
+/// The subject of a message as queued (`message`) with `topic`.
+pub(crate) fn subject_of(topic: &str, message: &serde_json::Value) -> String {
+    let body = search::body(message).as_object().cloned().unwrap_or_default();
+    relflow_core::subject(topic, &body)
 }
 
 /// A subject as stored: runs recorded before subjects were get the

@@ -123,7 +123,13 @@ impl PgStore {
         let tx = client.transaction().await.map_err(pg)?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK]).await.map_err(pg)?;
         tx.batch_execute(SCHEMA).await.map_err(pg)?;
+        let new_terms: bool =
+            tx.query_one("SELECT to_regclass('relflow_run_terms') IS NULL", &[]).await.map_err(pg)?.get(0);
         tx.batch_execute(crate::schema::POSTGRES).await.map_err(pg)?;
+        if new_terms {
+            let n = crate::reindex::postgres(&tx).await?;
+            tracing::info!("indexed {n} earlier runs for search");
+        }
         tx.batch_execute(crate::outbox::postgres::SCHEMA).await.map_err(pg)?;
         tx.batch_execute(&crate::state::postgres::schema()).await.map_err(pg)?;
         tx.batch_execute(crate::control::postgres::SCHEMA).await.map_err(pg)?;

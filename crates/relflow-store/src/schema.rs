@@ -84,12 +84,14 @@ pub(crate) fn upgrade_sqlite(conn: &mut Connection) -> rusqlite::Result<()> {
     if !has("run_logs")? {
         tx.execute_batch(SQLITE_LOGS)?;
     }
-    if !has("run_terms")? {
-        tx.execute_batch(SQLITE_TERMS)?;
-    }
     let has_subject = tx.query_row("SELECT 1 FROM pragma_table_info('runs') WHERE name = 'subject'", [], |_| Ok(()));
     if has_subject.optional()?.is_none() {
         tx.execute_batch("ALTER TABLE runs ADD COLUMN subject TEXT")?;
+    }
+    if !has("run_terms")? {
+        tx.execute_batch(SQLITE_TERMS)?;
+        let n = crate::reindex::sqlite(&tx)?;
+        tracing::info!("indexed {n} earlier runs for search");
     }
     tx.commit()
 }
