@@ -236,6 +236,7 @@ fn messages_flow_through_serve_and_the_api_shows_runs_logs_dead_letters_and_metr
     let id = runs[0]["id"].as_str().unwrap();
     let run = s.get_json(&format!("/api/runs/{id}"));
     assert_eq!(run["tasks"][0]["status"], "ok", "{run:#}");
+    assert!(run["tasks"][0]["duration_ms"].is_u64(), "each task's duration: {run:#}");
     assert!(run.get("log").is_none(), "the log has its own endpoint");
     let short = s.get_json(&format!("/api/runs/{}", &id[..8]));
     assert_eq!(short["id"], id, "a unique prefix finds the run");

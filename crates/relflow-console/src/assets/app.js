@@ -316,9 +316,11 @@ async function runView(id) {
     el("dt", {}, "tasks"), el("dd", {}, `ok=${c.ok} changed=${c.changed} failed=${c.failed} skipped=${c.skipped} unreachable=${c.unreachable}`),
     run.error ? [el("dt", {}, "error"), el("dd", { id: "run-error" }, run.error)] : []);
   const tasks = el("table", { id: "tasks" },
-    el("thead", {}, el("tr", {}, ["status", "host", "task", "message"].map(h => el("th", {}, h)))),
+    el("thead", {}, el("tr", {}, ["status", "host", "task", "took", "message"].map(h => el("th", {}, h)))),
     el("tbody", {}, (run.tasks || []).map(t => el("tr", {},
-      el("td", {}, statusBadge(t.status)), el("td", {}, t.host), el("td", {}, t.task), el("td", { class: "mono" }, t.msg || "")))));
+      el("td", {}, statusBadge(t.status)), el("td", {}, t.host), el("td", {}, t.task),
+      el("td", { class: "took" }, t.duration_ms === undefined ? "" : t.duration_ms < 120000 ? `${(t.duration_ms / 1000).toFixed(1)}s` : secs(t.duration_ms / 1000)),
+      el("td", { class: "mono" }, t.msg || "")))));
   const pre = el("pre", { class: "log", id: "log" });
   const message = el("pre", { class: "mono", id: "message" }, JSON.stringify(run.message, null, 2));
   const history = await historyTable(run.message_id).catch(e => el("p", { class: "muted" }, "No history: " + e.message));

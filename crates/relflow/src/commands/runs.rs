@@ -181,7 +181,8 @@ fn show(d: &RunDetail) {
     let tasks: Vec<TaskResult> = serde_json::from_value(d.tasks.clone()).unwrap_or_default();
     for t in &tasks {
         let msg = t.msg.as_deref().map(|m| format!(": {m}")).unwrap_or_default();
-        println!("  {:<12} {:<16} {}{msg}", t.status.as_str(), t.host, t.task);
+        let took = t.duration_ms.map(|ms| format!("{:.1}s", ms as f64 / 1000.0)).unwrap_or_default();
+        println!("  {:<12} {:<16} {took:>7}  {}{msg}", t.status.as_str(), t.host, t.task);
     }
     println!("(full output: relflow runs log {})", &r.id[..r.id.len().min(8)]);
 }
