@@ -94,17 +94,13 @@ pub struct NewRun {
     pub message: serde_json::Value,
 }
 
-impl NewRun {
-    /// Its message's subject, stored with the run for the lists.
-    pub(crate) fn subject(&self) -> String {
-        subject_of(&self.topic, &self.message)
-    }
-}
-
-/// The subject of a message as queued (`message`) with `topic`.
-pub(crate) fn subject_of(topic: &str, message: &serde_json::Value) -> String {
+/// What a run of the message as queued (`message`) with `topic` is stored
+/// with for finding it: its subject and its search terms.
+pub(crate) fn indexed(topic: &str, message: &serde_json::Value) -> (String, Vec<String>) {
     let body = search::body(message).as_object().cloned().unwrap_or_default();
-    relflow_core::subject(topic, &body)
+    let subject = relflow_core::subject(topic, &body);
+    let terms = search::run_terms(message, &subject);
+    (subject, terms)
 }
 
 /// A subject as stored: runs recorded before subjects were get the

@@ -179,10 +179,11 @@ impl PgStore {
 #[async_trait]
 impl RunStore for PgStore {
     async fn start_announced(&self, run: &NewRun, events: &[NewEvent]) -> Result<()> {
+        // Worked out before taking the writer, which other runs wait for.
+        let (subject, terms) = crate::indexed(&run.topic, &run.message);
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg)?;
         let now = Utc::now().timestamp_millis();
-        let subject = run.subject();
         tx.execute(
             "UPDATE relflow_runs SET status = 'abandoned', finished_at = $3,
                     error = 'the worker running it stopped before it finished; the message was redelivered'
@@ -200,12 +201,9 @@ impl RunStore for PgStore {
         .await
         .map_err(pg)?;
         // Indexed for search in the same transaction, in one statement.
-        tx.execute(
-            "INSERT INTO relflow_run_terms (term, run_id) SELECT unnest($2::text[]), $1",
-            &[&run.id, &crate::search::run_terms(&run.message, &subject)],
-        )
-        .await
-        .map_err(pg)?;
+        tx.execute("INSERT INTO relflow_run_terms (term, run_id) SELECT unnest($2::text[]), $1", &[&run.id, &terms])
+            .await
+            .map_err(pg)?;
         crate::outbox::postgres::insert(&tx, events).await?;
         tx.commit().await.map_err(pg)
     }

@@ -5,24 +5,16 @@
 
 use serde_json::Value;
 
+use crate::indexed;
 use crate::postgres::pg;
-use crate::search::run_terms;
 
 /// Runs read per batch.
 const BATCH: i64 = 500;
-
-/// A stored run's subject and terms, as `start` would have written them.
-fn indexed(topic: &str, message: &Value) -> (String, Vec<String>) {
-    let subject = crate::subject_of(topic, message);
-    let terms = run_terms(message, &subject);
-    (subject, terms)
-}
 
 /// Indexes every run of the SQLite store; how many there were.
 pub(crate) fn sqlite(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<u64> {
     let mut read = tx.prepare("SELECT id, topic, message FROM runs WHERE id > ?1 ORDER BY id LIMIT ?2")?;
     let mut subject = tx.prepare("UPDATE runs SET subject = ?2 WHERE id = ?1")?;
-    let mut terms = tx.prepare("INSERT INTO run_terms (term, run_id) SELECT value, ?1 FROM json_each(?2)")?;
     let (mut after, mut done) = (String::new(), 0);
     loop {
         let rows = read
@@ -34,7 +26,7 @@ pub(crate) fn sqlite(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<u64> {
             let message = serde_json::from_str(message).unwrap_or(Value::Null);
             let (line, words) = indexed(topic, &message);
             subject.execute(rusqlite::params![id, line])?;
-            terms.execute(rusqlite::params![id, Value::from(words).to_string()])?;
+            crate::sqlite::insert_terms(tx, id, &words)?;
         }
         done += rows.len() as u64;
     }

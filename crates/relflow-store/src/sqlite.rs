@@ -144,10 +144,12 @@ fn resolve_topics(c: &Connection, f: &RunFilter) -> Result<Option<Vec<String>>> 
     Ok(Some(matching(&pattern, topics)))
 }
 
-/// Indexes a new run for search, in the transaction that records it.
-fn index_run(tx: &rusqlite::Transaction<'_>, run: &NewRun, subject: &str) -> rusqlite::Result<()> {
-    let terms = serde_json::Value::from(crate::search::run_terms(&run.message, subject)).to_string();
-    tx.execute("INSERT INTO run_terms (term, run_id) SELECT value, ?1 FROM json_each(?2)", params![run.id, terms])?;
+/// Indexes run `id` for search under `terms`, in the caller's transaction
+/// (the one that records the run, or the upgrade's).
+pub(crate) fn insert_terms(c: &Connection, id: &str, terms: &[String]) -> rusqlite::Result<()> {
+    let terms = serde_json::Value::from(terms).to_string();
+    c.prepare_cached("INSERT INTO run_terms (term, run_id) SELECT value, ?1 FROM json_each(?2)")?
+        .execute(params![id, terms])?;
     Ok(())
 }
 
@@ -258,8 +260,9 @@ impl SqliteStore {
 impl RunStore for SqliteStore {
     async fn start_announced(&self, run: &NewRun, events: &[NewEvent]) -> Result<()> {
         let (run, events) = (run.clone(), events.to_vec());
+        // Worked out before taking the writer, which other runs wait for.
+        let (subject, terms) = crate::indexed(&run.topic, &run.message);
         self.with_conn(move |c| {
-            let subject = run.subject();
             let tx = c.transaction()?;
             tx.execute(
                 "UPDATE runs SET status = 'abandoned', finished_at = ?3,
@@ -284,7 +287,7 @@ impl RunStore for SqliteStore {
                     subject
                 ],
             )?;
-            index_run(&tx, &run, &subject)?;
+            insert_terms(&tx, &run.id, &terms)?;
             crate::outbox::sqlite::insert(&tx, &events)?;
             tx.commit()?;
             Ok(())
