@@ -98,6 +98,7 @@ fn every_kind_of_event_matches_the_schema() {
         counts: TaskCounts::default(),
         error: Some("task sync failed".into()),
         worker: "host:42".into(),
+        subject: "Fedora-24-20151208.n.7 FINISHED".into(),
     };
     let dead = RunEvent::dead_lettered(&last, &msg, false, "rule \"compose-finished\" (attempt 3/3): exit 2");
     assert_valid(&v, &dead.to_json());

@@ -56,6 +56,10 @@ pub struct TaskResult {
     pub status: TaskStatus,
     /// The module's `msg` (with `stderr` appended on failure), if any.
     pub msg: Option<String>,
+    /// From the task's start to this host's result; runs recorded by an
+    /// older relflow have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
 }
 
 /// The play recap, summed over hosts. As in Ansible, `ok` includes `changed`.

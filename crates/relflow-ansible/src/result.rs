@@ -188,7 +188,14 @@ mod tests {
     use crate::events::{EmptyPlay, Permanent};
 
     fn task(host: &str, name: &str, status: TaskStatus, msg: &str) -> TaskResult {
-        TaskResult { host: host.into(), play: "p".into(), task: name.into(), status, msg: Some(msg.into()) }
+        TaskResult {
+            host: host.into(),
+            play: "p".into(),
+            task: name.into(),
+            status,
+            msg: Some(msg.into()),
+            duration_ms: Some(1),
+        }
     }
 
     fn ending<'a>(exit_code: i32, events: &'a Events, log: &'a str) -> Ending<'a> {

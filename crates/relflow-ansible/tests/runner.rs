@@ -194,6 +194,7 @@ async fn task_results_and_stats_and_live_log() {
     );
     assert_eq!(r.tasks[0].msg.as_deref(), Some("hello"));
     assert!(r.tasks.iter().all(|t| t.play == "localhost"), "{:?}", r.tasks);
+    assert!(r.tasks.iter().all(|t| t.duration_ms.is_some()), "every task has its duration: {:?}", r.tasks);
     assert_eq!(r.stats, Stats { ok: 2, changed: 1, failed: 0, skipped: 1, unreachable: 0 });
     assert!(r.log.contains("PLAY RECAP"), "{}", r.log);
     assert!(!r.log.contains("\x1b["), "colour codes in the log");

@@ -38,6 +38,17 @@ const ROW_SQL: &str = "
     CASE WHEN i % 50 = 0 THEN 'failed' WHEN i % 100 = 1 THEN 'timed_out' ELSE 'succeeded' END, 0,
     $now - ($to - i) * 30000, $now - ($to - i) * 30000 + 8000, 12, 'bench:1'";
 
+/// The search terms the store would write for each bulk row: its compose
+/// id, and words every run shares (the status, the location's host).
+const TERMS_SQLITE: &str = "
+    SELECT lower(json_extract(message, '$.compose.id')), id FROM runs WHERE rowid > ?1
+    UNION ALL SELECT 'finished', id FROM runs WHERE rowid > ?1
+    UNION ALL SELECT 'kojipkgs.example', id FROM runs WHERE rowid > ?1";
+const TERMS_POSTGRES: &str = "
+    SELECT lower(message->'compose'->>'id'), id FROM batch
+    UNION ALL SELECT 'finished', id FROM batch
+    UNION ALL SELECT 'kojipkgs.example', id FROM batch";
+
 async fn fill_sqlite(path: &std::path::Path, from: u64, to: u64) -> Result<()> {
     let path = path.to_owned();
     tokio::task::spawn_blocking(move || -> Result<()> {
@@ -64,6 +75,7 @@ async fn fill_sqlite(path: &std::path::Path, from: u64, to: u64) -> Result<()> {
                 "INSERT INTO run_logs SELECT id, ?1 FROM runs WHERE rowid > ?2",
                 rusqlite::params![log_text(), before],
             )?;
+            tx.execute(&format!("INSERT INTO run_terms {TERMS_SQLITE}"), [before])?;
             tx.commit()?;
         }
         Ok(())
@@ -81,7 +93,8 @@ async fn fill_postgres(url: &str, from: u64, to: u64) -> Result<()> {
         client
             .batch_execute(&format!(
                 "BEGIN;
-                 CREATE TEMP TABLE batch ON COMMIT DROP AS
+                 CREATE TEMP TABLE batch (id, message_id, topic, rule, playbook, attempt, status, exit_code,
+                                          started_at, finished_at, ok, worker, message) ON COMMIT DROP AS
                  SELECT gen_random_uuid()::text AS id, {rows},
                         jsonb_build_object('compose', jsonb_build_object('id', 'Fedora-Rawhide-2026' || i || '.n.0'),
                                            'status', 'FINISHED', 'location', 'https://kojipkgs.example/compose/' || i) AS message
@@ -90,6 +103,7 @@ async fn fill_postgres(url: &str, from: u64, to: u64) -> Result<()> {
                                            started_at, finished_at, ok, worker, message)
                  SELECT * FROM batch;
                  INSERT INTO relflow_run_logs SELECT id, {log} FROM batch;
+                 INSERT INTO relflow_run_terms {TERMS_POSTGRES};
                  COMMIT;",
                 log = quote(&log_text())
             ))
@@ -116,7 +130,7 @@ async fn real_runs(store: &dyn RunStore, n: u64) -> Result<()> {
             playbook: "p.yml".into(),
             attempt: 1,
             worker: "bench:1".into(),
-            message: json!({"tag": "f41-updates-candidate", "name": "kernel", "version": "6.12.1"}),
+            message: json!({"tag": "f41-updates-candidate", "name": "kernel", "version": "6.12.1", "release": "200.fc41"}),
         };
         store.start(&run).await?;
         let outcome = RunOutcome {
@@ -165,6 +179,7 @@ async fn measure(store: &dyn RunStore) -> Result<Vec<(&'static str, f64)>> {
     let since = chrono::Utc::now() - chrono::Duration::hours(24);
     let failed = Some(RunStatus::Failed);
     let topic = Some("org.fedoraproject.prod.buildsys.tag".to_owned());
+    let search = |text: &str| RunFilter { search: Some(text.to_owned()), ..Default::default() };
     Ok(vec![
         ("GET /api/runs (page 1)", time(|| listing(page(RunFilter::default()))).await?),
         ("GET /api/runs?rule=", time(|| listing(page(RunFilter { rule: rule(), ..Default::default() }))).await?),
@@ -183,6 +198,19 @@ async fn measure(store: &dyn RunStore) -> Result<Vec<(&'static str, f64)>> {
         (
             "GET /api/runs?message_id=",
             time(|| listing(page(RunFilter { message_id: Some("msg-77".into()), ..Default::default() }))).await?,
+        ),
+        ("GET /api/runs?search= (a compose id)", time(|| listing(page(search("Fedora-Rawhide-202677.n.0")))).await?),
+        (
+            "GET /api/runs?search= (a prefix, 0.1% of runs)",
+            time(|| listing(page(search("Fedora-Rawhide-2026777")))).await?,
+        ),
+        (
+            "GET /api/runs?search= (an NVR and a tag)",
+            time(|| listing(page(search("kernel-6.12.1-200.fc41 f41-updates")))).await?,
+        ),
+        (
+            "GET /api/runs?topic=*.*.*.buildsys.#",
+            time(|| listing(page(RunFilter { topic: Some("*.*.*.buildsys.#".into()), ..Default::default() }))).await?,
         ),
         (
             "GET /api/runs?since=24h",

@@ -40,12 +40,15 @@ pub(crate) fn parse_time(name: &str, value: &str) -> Result<DateTime<Utc>, ApiEr
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RunsQuery {
+    /// A topic or a topic pattern (`*`, `#`).
     topic: Option<String>,
     rule: Option<String>,
     status: Option<String>,
     message_id: Option<String>,
     since: Option<String>,
     until: Option<String>,
+    /// Words the message must have (whole values or their beginnings).
+    search: Option<String>,
     limit: Option<usize>,
     offset: Option<usize>,
     /// The `next` of the previous page.
@@ -58,7 +61,7 @@ async fn list_runs(
 ) -> Result<Json<Value>, ApiError> {
     let Query(q) = q.map_err(|e| {
         ApiError::bad_request(format!(
-            "{e}; filters are topic, rule, status, message_id, since, until, limit, offset, cursor"
+            "{e}; filters are topic, rule, status, message_id, since, until, search, limit, offset, cursor"
         ))
     })?;
     let status = match q.status.as_deref().filter(|s| !s.is_empty()) {
@@ -94,12 +97,13 @@ async fn list_runs(
         message_id: non_empty(q.message_id),
         since: non_empty(q.since).map(|v| parse_time("since", &v)).transpose()?,
         until: non_empty(q.until).map(|v| parse_time("until", &v)).transpose()?,
+        search: non_empty(q.search),
         limit,
         offset,
         cursor,
     };
-    let runs = state.store.list(&filter).await.map_err(|e| ApiError::backend("run store", e))?;
-    let total = state.store.count(&filter).await.map_err(|e| ApiError::backend("run store", e))?;
+    let runs = state.store.list(&filter).await.map_err(listing_error)?;
+    let total = state.store.count(&filter).await.map_err(listing_error)?;
     // A full page may have more behind it; the last page has no `next`.
     let next = runs.last().filter(|_| runs.len() == limit).map(|r| Cursor::after(r).to_string());
     Ok(Json(json!({
@@ -110,6 +114,15 @@ async fn list_runs(
         "offset": filter.offset,
         "next": next,
     })))
+}
+
+/// A filter the store refused (a bad topic pattern, a search with no
+/// words) is the caller's mistake, in the store's words.
+fn listing_error(e: relflow_store::StoreError) -> ApiError {
+    match e {
+        relflow_store::StoreError::BadFilter(why) => ApiError::bad_request(why),
+        e => ApiError::backend("run store", e),
+    }
 }
 
 /// A run by id or unique prefix, or a 404/400 that says what to do.

@@ -16,6 +16,7 @@ mod message;
 pub mod redact;
 mod rules;
 pub mod schedule;
+pub mod subject;
 mod text;
 mod topic;
 
@@ -23,5 +24,6 @@ pub use ago::ago;
 pub use config::{Config, ConfigError};
 pub use message::{json_type, validate_topic, DecodeError, Message, DEFAULT_MAX_MESSAGE_BYTES};
 pub use rules::{explain_rules, match_rules, Expect, GroupSpec, Matches, Rule, RuleTest, Verdict};
+pub use subject::subject;
 pub use text::{escape_controls, truncate, ControlEscaper};
 pub use topic::{PatternError, TopicPattern};

@@ -13,7 +13,9 @@ pub mod outbox;
 mod page;
 mod postgres;
 pub mod retention;
+mod reindex;
 mod schema;
+pub mod search;
 mod sqlite;
 pub mod state;
 pub mod timers;
@@ -111,6 +113,21 @@ pub struct NewRun {
     pub message: serde_json::Value,
 }
 
+/// What a run of the message as queued (`message`) with `topic` is stored
+/// with for finding it: its subject and its search terms.
+pub(crate) fn indexed(topic: &str, message: &serde_json::Value) -> (String, Vec<String>) {
+    let body = search::body(message).as_object().cloned().unwrap_or_default();
+    let subject = relflow_core::subject(topic, &body);
+    let terms = search::run_terms(message, &subject);
+    (subject, terms)
+}
+
+/// A subject as stored: runs recorded before subjects were get the
+/// topic's fallback.
+pub(crate) fn stored_subject(subject: Option<String>, topic: &str) -> String {
+    subject.unwrap_or_else(|| relflow_core::subject::fallback(topic))
+}
+
 /// Task counts over all hosts, as in ansible's recap.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskCounts {
@@ -150,6 +167,8 @@ pub struct RunRecord {
     pub counts: TaskCounts,
     pub error: Option<String>,
     pub worker: String,
+    /// What the message was about, in one line ([`relflow_core::subject`]).
+    pub subject: String,
 }
 
 /// One run with everything recorded about it.
@@ -166,12 +185,16 @@ pub struct RunDetail {
 /// newest first (by start time, then id).
 #[derive(Debug, Clone, Default)]
 pub struct RunFilter {
+    /// A topic, or a topic pattern (`*` one word, `#` zero or more).
     pub topic: Option<String>,
     pub rule: Option<String>,
     pub status: Option<RunStatus>,
     pub message_id: Option<String>,
     pub since: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
+    /// Words to find in the message body (see [`search`]): each must
+    /// begin a term the run is indexed under.
+    pub search: Option<String>,
     pub limit: usize,
     /// Rows to skip; at most [`MAX_OFFSET`] (deep pages use `cursor`).
     pub offset: usize,
@@ -199,16 +222,34 @@ pub(crate) enum FilterValue {
     Millis(i64),
     /// A keyset position: `(started_at, id) < (ms, id)`.
     After(i64, String),
+    /// The column is one of these (a topic pattern, resolved to the stored
+    /// topics it matches).
+    AnyOf(Vec<String>),
+    /// The run is indexed under a term in `[from, to)`: one search word.
+    Term(String, String),
 }
 
 impl RunFilter {
     /// The filter as `(column and operator, value)` pairs, ANDed together.
     /// Both backends build their WHERE clause from this, so they cannot
-    /// disagree about what a filter means.
-    pub(crate) fn conditions(&self) -> Vec<(&'static str, FilterValue)> {
+    /// disagree about what a filter means. `topics` are the stored topics
+    /// a topic pattern matches ([`topic_pattern`](RunFilter::topic_pattern)).
+    pub(crate) fn conditions(&self, topics: Option<Vec<String>>) -> Vec<(&'static str, FilterValue)> {
         let text = |v: &Option<String>| v.clone().map(FilterValue::Text);
+        // A pattern that matches one stored topic lists like that exact topic: an index walk.
+        let (exact_topic, topics) = match topics {
+            Some(mut one) if one.len() == 1 => (one.pop().map(FilterValue::Text), None),
+            Some(many) => (None, Some(many)),
+            None => (text(&self.topic), None),
+        };
+        let words = self.search.as_deref().map(search::search_words).unwrap_or_default();
+        let terms = words.into_iter().map(|w| {
+            let (from, to) = page::prefix_range(&w);
+            ("id", Some(FilterValue::Term(from, to)))
+        });
         [
-            ("topic =", text(&self.topic)),
+            ("topic =", exact_topic),
+            ("topic", topics.map(FilterValue::AnyOf)),
             ("rule =", text(&self.rule)),
             ("status =", self.status.map(|s| FilterValue::Text(s.as_str().into()))),
             ("message_id =", text(&self.message_id)),
@@ -217,6 +258,7 @@ impl RunFilter {
             ("(started_at, id) <", self.cursor.clone().map(|c| FilterValue::After(c.started_at, c.id))),
         ]
         .into_iter()
+        .chain(terms)
         .filter_map(|(clause, v)| Some((clause, v?)))
         .collect()
     }
@@ -236,6 +278,8 @@ pub enum StoreError {
     Ambiguous(String),
     #[error("run store error: {0}")]
     Backend(String),
+    #[error("{0}")]
+    BadFilter(String),
     #[error("offset {0} is past {MAX_OFFSET}; page on with the `next` cursor instead")]
     OffsetTooDeep(usize),
     #[error("the run store task failed: {0}")]

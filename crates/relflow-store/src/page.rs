@@ -2,9 +2,10 @@
 //! a bounded offset, capped counts and id-prefix ranges. Both backends use
 //! these, so they agree on what a page and a prefix mean.
 
+use relflow_core::TopicPattern;
 use serde::Serialize;
 
-use crate::{RunFilter, RunRecord, RunStatus};
+use crate::{search, RunFilter, RunRecord, RunStatus, StoreError};
 
 /// Deepest `offset` a listing accepts: an offset is read and thrown away
 /// row by row, a cursor is a seek.
@@ -51,9 +52,30 @@ impl RunFilter {
     /// `(rule, status)` when the filter is on those alone, so the counters
     /// answer [`count`](crate::RunStore::count) exactly.
     pub(crate) fn counter_key(&self) -> Option<(Option<String>, Option<&'static str>)> {
-        let only_counted =
-            self.topic.is_none() && self.message_id.is_none() && self.since.is_none() && self.until.is_none();
+        let only_counted = self.topic.is_none()
+            && self.message_id.is_none()
+            && self.since.is_none()
+            && self.until.is_none()
+            && self.search.is_none();
         only_counted.then(|| (self.rule.clone(), self.status.map(RunStatus::as_str)))
+    }
+
+    /// The topic filter as a pattern when it is one (a topic never holds
+    /// `*` or `#`), so an exact topic stays an index seek. Also refuses
+    /// search text with nothing to look for, which would otherwise match
+    /// every run.
+    pub(crate) fn topic_pattern(&self) -> crate::Result<Option<TopicPattern>> {
+        if let Some(text) = self.search.as_deref().filter(|s| search::search_words(s).is_empty()) {
+            return Err(StoreError::BadFilter(format!(
+                "search {text:?} has no word to look for; give a word of two or more letters or digits"
+            )));
+        }
+        match self.topic.as_deref() {
+            Some(t) if t.contains(['*', '#']) => {
+                TopicPattern::parse(t).map(Some).map_err(|e| StoreError::BadFilter(format!("topic filter: {e}")))
+            }
+            _ => Ok(None),
+        }
     }
 
     /// The limit as SQL: 0 means no limit.
@@ -78,6 +100,24 @@ impl RunFilter {
 /// prefix is a wildcard.
 pub(crate) fn prefix_range(prefix: &str) -> (String, String) {
     (prefix.to_owned(), format!("{prefix}\u{10FFFF}"))
+}
+
+/// The distinct topics of `table`, one index seek each (a loose index
+/// scan, in SQL both backends speak): how a topic pattern finds the topics
+/// it matches without reading every run.
+pub(crate) fn topics_sql(table: &str) -> String {
+    format!(
+        "WITH RECURSIVE t(topic) AS (
+             SELECT MIN(topic) FROM {table}
+             UNION ALL
+             SELECT (SELECT MIN(topic) FROM {table} WHERE topic > t.topic) FROM t WHERE t.topic IS NOT NULL)
+         SELECT topic FROM t WHERE topic IS NOT NULL"
+    )
+}
+
+/// The stored `topics` that `pattern` matches.
+pub(crate) fn matching(pattern: &TopicPattern, topics: Vec<String>) -> Vec<String> {
+    topics.into_iter().filter(|t| pattern.matches(t)).collect()
 }
 
 /// Sums counter rows into one total.

@@ -16,10 +16,10 @@ use tokio::sync::Mutex;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Row};
 
-use crate::page::{prefix_range, sum};
+use crate::page::{matching, prefix_range, sum, topics_sql};
 use crate::{
-    lock_key, time, FilterValue, HourlyCount, LockGuard, NewEvent, NewRun, Result, RuleCount, RunDetail, RunFilter,
-    RunOutcome, RunRecord, RunStatus, RunStore, StoreError, TaskCounts, COUNT_CAP,
+    lock_key, stored_subject, time, FilterValue, HourlyCount, LockGuard, NewEvent, NewRun, Result, RuleCount,
+    RunDetail, RunFilter, RunOutcome, RunRecord, RunStatus, RunStore, StoreError, TaskCounts, COUNT_CAP,
 };
 
 const SCHEMA: &str = "
@@ -47,7 +47,7 @@ CREATE TABLE IF NOT EXISTS relflow_counters (name TEXT PRIMARY KEY, value BIGINT
 ";
 
 const RECORD_COLUMNS: &str = "id, message_id, topic, rule, playbook, attempt, status, exit_code, started_at, \
-     finished_at, ok, changed, failed, skipped, unreachable, error, worker";
+     finished_at, ok, changed, failed, skipped, unreachable, error, worker, subject";
 
 /// The PostgreSQL [`RunStore`].
 pub struct PgStore {
@@ -74,6 +74,7 @@ fn count(r: &Row, i: usize) -> u32 {
 
 fn record(r: &Row) -> RunRecord {
     RunRecord {
+        subject: stored_subject(r.get(17), r.get(2)),
         id: r.get(0),
         message_id: r.get(1),
         topic: r.get(2),
@@ -122,7 +123,13 @@ impl PgStore {
         let tx = client.transaction().await.map_err(pg)?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK]).await.map_err(pg)?;
         tx.batch_execute(SCHEMA).await.map_err(pg)?;
+        let new_terms: bool =
+            tx.query_one("SELECT to_regclass('relflow_run_terms') IS NULL", &[]).await.map_err(pg)?.get(0);
         tx.batch_execute(crate::schema::POSTGRES).await.map_err(pg)?;
+        if new_terms {
+            let n = crate::reindex::postgres(&tx).await?;
+            tracing::info!("indexed {n} earlier runs for search");
+        }
         tx.batch_execute(crate::outbox::postgres::SCHEMA).await.map_err(pg)?;
         tx.batch_execute(&crate::state::postgres::schema()).await.map_err(pg)?;
         tx.batch_execute(&crate::timers::postgres::schema()).await.map_err(pg)?;
@@ -151,7 +158,8 @@ impl PgStore {
         let tx = client.transaction().await.map_err(pg)?;
         tx.batch_execute("SET LOCAL enable_seqscan = off").await.map_err(pg)?;
         let mut lines = Vec::new();
-        for (what, (sql, args)) in [("list", list_sql(filter)?), ("count", count_sql(filter))] {
+        let topics = resolve_topics(&tx, filter).await?;
+        for (what, (sql, args)) in [("list", list_sql(filter, topics.clone())?), ("count", count_sql(filter, topics))] {
             let refs: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a.as_ref() as &(dyn ToSql + Sync)).collect();
             for row in tx.query(&format!("EXPLAIN {sql}"), &refs).await.map_err(pg)? {
                 lines.push(format!("{what}: {}", row.get::<_, String>(0)));
@@ -171,10 +179,16 @@ impl PgStore {
 }
 
 /// Inserts `run` as started now, in `status` (running, or awaiting approval).
-pub(crate) async fn insert_run(c: &impl tokio_postgres::GenericClient, run: &NewRun, status: RunStatus) -> Result<()> {
+pub(crate) async fn insert_run(
+    c: &impl tokio_postgres::GenericClient,
+    run: &NewRun,
+    status: RunStatus,
+    (subject, terms): &(String, Vec<String>),
+) -> Result<()> {
     c.execute(
-        "INSERT INTO relflow_runs (id, message_id, topic, rule, playbook, attempt, status, started_at, worker, message)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        "INSERT INTO relflow_runs (id, message_id, topic, rule, playbook, attempt, status, started_at, worker, message,
+                                   subject)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         &[
             &run.id,
             &run.message_id,
@@ -186,16 +200,23 @@ pub(crate) async fn insert_run(c: &impl tokio_postgres::GenericClient, run: &New
             &Utc::now().timestamp_millis(),
             &run.worker,
             &run.message,
+            subject,
         ],
     )
     .await
     .map_err(pg)?;
+    // Indexed for search in the same transaction, in one statement.
+    c.execute("INSERT INTO relflow_run_terms (term, run_id) SELECT unnest($2::text[]), $1", &[&run.id, terms])
+        .await
+        .map_err(pg)?;
     Ok(())
 }
 
 #[async_trait]
 impl RunStore for PgStore {
     async fn start_announced(&self, run: &NewRun, events: &[NewEvent]) -> Result<()> {
+        // Worked out before taking the connection, which other runs wait for.
+        let indexed = crate::indexed(&run.topic, &run.message);
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg)?;
         let now = Utc::now().timestamp_millis();
@@ -207,7 +228,7 @@ impl RunStore for PgStore {
         )
         .await
         .map_err(pg)?;
-        insert_run(&tx, run, RunStatus::Running).await?;
+        insert_run(&tx, run, RunStatus::Running, &indexed).await?;
         crate::outbox::postgres::insert(&tx, events).await?;
         tx.commit().await.map_err(pg)
     }
@@ -261,9 +282,9 @@ impl RunStore for PgStore {
     }
 
     async fn list(&self, f: &RunFilter) -> Result<Vec<RunRecord>> {
-        let (sql, args) = list_sql(f)?;
-        let refs: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a.as_ref() as &(dyn ToSql + Sync)).collect();
         let client = self.reader().await?;
+        let (sql, args) = list_sql(f, resolve_topics(client.as_ref(), f).await?)?;
+        let refs: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a.as_ref() as &(dyn ToSql + Sync)).collect();
         Ok(client.query(&sql, &refs).await.map_err(pg)?.iter().map(record).collect())
     }
 
@@ -271,9 +292,9 @@ impl RunStore for PgStore {
         if let Some((rule, status)) = f.counter_key() {
             return Ok(sum(&self.summary().await?, rule.as_deref(), status));
         }
-        let (sql, args) = count_sql(f);
-        let refs: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a.as_ref() as &(dyn ToSql + Sync)).collect();
         let client = self.reader().await?;
+        let (sql, args) = count_sql(f, resolve_topics(client.as_ref(), f).await?);
+        let refs: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a.as_ref() as &(dyn ToSql + Sync)).collect();
         let row = client.query_one(&sql, &refs).await.map_err(pg)?;
         Ok(row.get::<_, i64>(0).max(0) as u64)
     }
@@ -333,7 +354,7 @@ impl RunStore for PgStore {
             .map_err(pg)?;
         let found = rows
             .iter()
-            .map(|r| RunDetail { record: record(r), message: r.get(17), tasks: r.get(18), log: r.get(19) })
+            .map(|r| RunDetail { record: record(r), message: r.get(18), tasks: r.get(19), log: r.get(20) })
             .collect();
         crate::page::unique(found, id)
     }
@@ -385,12 +406,33 @@ impl RunStore for PgStore {
 
 type Args = Vec<Box<dyn ToSql + Sync + Send>>;
 
-/// The WHERE clause and its arguments for a [`RunFilter`].
-fn filter_sql(f: &RunFilter) -> (String, Args) {
+/// The stored topics a topic-pattern filter matches (`None`: not a pattern).
+async fn resolve_topics(c: &impl tokio_postgres::GenericClient, f: &RunFilter) -> Result<Option<Vec<String>>> {
+    let Some(pattern) = f.topic_pattern()? else { return Ok(None) };
+    let rows = c.query(&topics_sql("relflow_runs"), &[]).await.map_err(pg)?;
+    Ok(Some(matching(&pattern, rows.iter().map(|r| r.get(0)).collect())))
+}
+
+/// The WHERE clause and its arguments for a [`RunFilter`]; `topics` as
+/// [`RunFilter::conditions`] takes them.
+fn filter_sql(f: &RunFilter, topics: Option<Vec<String>>) -> (String, Args) {
     let mut clauses = vec!["TRUE".to_owned()];
     let mut args: Args = Vec::new();
-    for (clause, v) in f.conditions() {
+    for (clause, v) in f.conditions(topics) {
         match v {
+            FilterValue::AnyOf(values) => {
+                args.push(Box::new(values));
+                clauses.push(format!("{clause} = ANY(${})", args.len()));
+                continue;
+            }
+            FilterValue::Term(from, to) => {
+                args.extend([Box::new(from) as Box<dyn ToSql + Sync + Send>, Box::new(to)]);
+                let (a, b) = (args.len() - 1, args.len());
+                clauses.push(format!(
+                    "{clause} IN (SELECT run_id FROM relflow_run_terms WHERE term >= ${a} AND term < ${b})"
+                ));
+                continue;
+            }
             FilterValue::Text(t) => args.push(Box::new(t)),
             FilterValue::Millis(ms) => args.push(Box::new(ms)),
             FilterValue::After(ms, id) => {
@@ -405,8 +447,8 @@ fn filter_sql(f: &RunFilter) -> (String, Args) {
 }
 
 /// A page of runs: an index walk in `(started_at, id)` order.
-fn list_sql(f: &RunFilter) -> Result<(String, Args)> {
-    let (where_sql, args) = filter_sql(f);
+fn list_sql(f: &RunFilter, topics: Option<Vec<String>>) -> Result<(String, Args)> {
+    let (where_sql, args) = filter_sql(f, topics);
     let sql = format!(
         "SELECT {RECORD_COLUMNS} FROM relflow_runs WHERE {where_sql} ORDER BY started_at DESC, id DESC LIMIT {} OFFSET {}",
         f.sql_limit(),
@@ -416,8 +458,8 @@ fn list_sql(f: &RunFilter) -> Result<(String, Args)> {
 }
 
 /// Counts rows for filters the counters do not cover, stopping past the cap.
-fn count_sql(f: &RunFilter) -> (String, Args) {
-    let (where_sql, args) = filter_sql(&RunFilter { cursor: None, ..f.clone() });
+fn count_sql(f: &RunFilter, topics: Option<Vec<String>>) -> (String, Args) {
+    let (where_sql, args) = filter_sql(&RunFilter { cursor: None, ..f.clone() }, topics);
     let sql =
         format!("SELECT COUNT(*) FROM (SELECT 1 FROM relflow_runs WHERE {where_sql} LIMIT {}) capped", COUNT_CAP + 1);
     (sql, args)

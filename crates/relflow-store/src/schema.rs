@@ -60,6 +60,15 @@ CREATE TRIGGER runs_log_delete AFTER DELETE ON runs BEGIN
 END;
 ";
 
+/// Search terms per run (see `search.rs`), gone with their run.
+const SQLITE_TERMS: &str = "
+CREATE TABLE run_terms (term TEXT NOT NULL, run_id TEXT NOT NULL, PRIMARY KEY (term, run_id)) WITHOUT ROWID;
+CREATE INDEX run_terms_run ON run_terms (run_id);
+CREATE TRIGGER runs_terms_delete AFTER DELETE ON runs BEGIN
+    DELETE FROM run_terms WHERE run_id = OLD.id;
+END;
+";
+
 /// Upgrades the SQLite runs tables (already created) in one transaction.
 pub(crate) fn upgrade_sqlite(conn: &mut Connection) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -75,6 +84,15 @@ pub(crate) fn upgrade_sqlite(conn: &mut Connection) -> rusqlite::Result<()> {
     if !has("run_logs")? {
         tx.execute_batch(SQLITE_LOGS)?;
     }
+    let has_subject = tx.query_row("SELECT 1 FROM pragma_table_info('runs') WHERE name = 'subject'", [], |_| Ok(()));
+    if has_subject.optional()?.is_none() {
+        tx.execute_batch("ALTER TABLE runs ADD COLUMN subject TEXT")?;
+    }
+    if !has("run_terms")? {
+        tx.execute_batch(SQLITE_TERMS)?;
+        let n = crate::reindex::sqlite(&tx)?;
+        tracing::info!("indexed {n} earlier runs for search");
+    }
     tx.commit()
 }
 
@@ -88,6 +106,7 @@ CREATE INDEX IF NOT EXISTS relflow_runs_status_started ON relflow_runs (status, 
 CREATE INDEX IF NOT EXISTS relflow_runs_rule_status_started ON relflow_runs (rule, status, started_at, id);
 CREATE INDEX IF NOT EXISTS relflow_runs_topic_started ON relflow_runs (topic, started_at, id);
 CREATE INDEX IF NOT EXISTS relflow_runs_id_bytes ON relflow_runs (id COLLATE "C");
+ALTER TABLE relflow_runs ADD COLUMN IF NOT EXISTS subject TEXT;
 
 DO $upgrade$ BEGIN
 IF to_regclass('relflow_run_counts') IS NULL THEN
@@ -97,6 +116,12 @@ IF to_regclass('relflow_run_counts') IS NULL THEN
                                     PRIMARY KEY (hour, status));
     INSERT INTO relflow_run_counts SELECT rule, status, COUNT(*) FROM relflow_runs GROUP BY rule, status;
     INSERT INTO relflow_run_hours SELECT started_at / 3600000 * 3600000, status, COUNT(*) FROM relflow_runs GROUP BY 1, 2;
+END IF;
+IF to_regclass('relflow_run_terms') IS NULL THEN
+    -- C collation: a search word's prefix range is byte order, whatever the locale.
+    CREATE TABLE relflow_run_terms (term TEXT COLLATE "C" NOT NULL, run_id TEXT NOT NULL,
+                                    PRIMARY KEY (term, run_id));
+    CREATE INDEX relflow_run_terms_run ON relflow_run_terms (run_id);
 END IF;
 IF to_regclass('relflow_run_logs') IS NULL THEN
     CREATE TABLE relflow_run_logs (id TEXT PRIMARY KEY, log TEXT NOT NULL);
@@ -117,6 +142,7 @@ BEGIN
     END IF;
     IF TG_OP = 'DELETE' THEN
         DELETE FROM relflow_run_logs WHERE id = OLD.id;
+        DELETE FROM relflow_run_terms WHERE run_id = OLD.id;
     ELSE
         INSERT INTO relflow_run_counts VALUES (NEW.rule, NEW.status, 1)
             ON CONFLICT (rule, status) DO UPDATE SET n = relflow_run_counts.n + 1;

@@ -9,10 +9,10 @@ use chrono::{DateTime, Utc};
 use rusqlite::types::Value as Sql;
 use rusqlite::{params, params_from_iter, Connection, OpenFlags, OptionalExtension, Row};
 
-use crate::page::{prefix_range, sum};
+use crate::page::{matching, prefix_range, sum, topics_sql};
 use crate::{
-    lock_key, time, FilterValue, HourlyCount, LockGuard, NewEvent, NewRun, Result, RuleCount, RunDetail, RunFilter,
-    RunOutcome, RunRecord, RunStatus, RunStore, StoreError, TaskCounts, COUNT_CAP,
+    lock_key, stored_subject, time, FilterValue, HourlyCount, LockGuard, NewEvent, NewRun, Result, RuleCount,
+    RunDetail, RunFilter, RunOutcome, RunRecord, RunStatus, RunStore, StoreError, TaskCounts, COUNT_CAP,
 };
 
 const SCHEMA: &str = "
@@ -40,7 +40,7 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
 ";
 
 const RECORD_COLUMNS: &str = "id, message_id, topic, rule, playbook, attempt, status, exit_code, started_at, \
-     finished_at, ok, changed, failed, skipped, unreachable, error, worker";
+     finished_at, ok, changed, failed, skipped, unreachable, error, worker, subject";
 
 /// The SQLite [`RunStore`]. Cheap to clone.
 #[derive(Clone)]
@@ -59,10 +59,12 @@ fn hex(bytes: &[u8]) -> String {
 
 fn record(r: &Row<'_>) -> rusqlite::Result<RunRecord> {
     let status: String = r.get(6)?;
+    let topic: String = r.get(2)?;
     Ok(RunRecord {
+        subject: stored_subject(r.get(17)?, &topic),
         id: r.get(0)?,
         message_id: r.get(1)?,
-        topic: r.get(2)?,
+        topic,
         rule: r.get(3)?,
         playbook: r.get(4)?,
         attempt: r.get(5)?,
@@ -83,12 +85,26 @@ fn record(r: &Row<'_>) -> rusqlite::Result<RunRecord> {
     })
 }
 
-/// The `WHERE` clause (never empty) and its arguments for a filter.
-fn where_clause(f: &RunFilter) -> (String, Vec<Sql>) {
+/// The `WHERE` clause (never empty) and its arguments for a filter;
+/// `topics` as [`RunFilter::conditions`] takes them.
+fn where_clause(f: &RunFilter, topics: Option<Vec<String>>) -> (String, Vec<Sql>) {
     let mut sql = String::from("1=1");
     let mut args = Vec::new();
-    for (clause, v) in f.conditions() {
+    for (clause, v) in f.conditions(topics) {
         match v {
+            FilterValue::AnyOf(values) => {
+                args.push(Sql::Text(serde_json::Value::from(values).to_string()));
+                sql.push_str(&format!(" AND {clause} IN (SELECT value FROM json_each(?{}))", args.len()));
+                continue;
+            }
+            FilterValue::Term(from, to) => {
+                args.extend([Sql::Text(from), Sql::Text(to)]);
+                let (a, b) = (args.len() - 1, args.len());
+                sql.push_str(&format!(
+                    " AND {clause} IN (SELECT run_id FROM run_terms WHERE term >= ?{a} AND term < ?{b})"
+                ));
+                continue;
+            }
             FilterValue::Text(t) => args.push(Sql::Text(t)),
             FilterValue::Millis(ms) => args.push(Sql::Integer(ms)),
             FilterValue::After(ms, id) => {
@@ -104,8 +120,8 @@ fn where_clause(f: &RunFilter) -> (String, Vec<Sql>) {
 
 /// A page of runs: an index walk in `(started_at, id)` order that stops at
 /// the limit.
-fn list_sql(f: &RunFilter) -> Result<(String, Vec<Sql>)> {
-    let (clause, args) = where_clause(f);
+fn list_sql(f: &RunFilter, topics: Option<Vec<String>>) -> Result<(String, Vec<Sql>)> {
+    let (clause, args) = where_clause(f, topics);
     let sql = format!(
         "SELECT {RECORD_COLUMNS} FROM runs WHERE {clause} ORDER BY started_at DESC, id DESC LIMIT {} OFFSET {}",
         f.sql_limit(),
@@ -115,9 +131,26 @@ fn list_sql(f: &RunFilter) -> Result<(String, Vec<Sql>)> {
 }
 
 /// Counts rows for filters the counters do not cover, stopping past the cap.
-fn count_sql(f: &RunFilter) -> (String, Vec<Sql>) {
-    let (clause, args) = where_clause(&RunFilter { cursor: None, ..f.clone() });
+fn count_sql(f: &RunFilter, topics: Option<Vec<String>>) -> (String, Vec<Sql>) {
+    let (clause, args) = where_clause(&RunFilter { cursor: None, ..f.clone() }, topics);
     (format!("SELECT COUNT(*) FROM (SELECT 1 FROM runs WHERE {clause} LIMIT {})", COUNT_CAP + 1), args)
+}
+
+/// The stored topics a topic-pattern filter matches (`None`: not a pattern).
+fn resolve_topics(c: &Connection, f: &RunFilter) -> Result<Option<Vec<String>>> {
+    let Some(pattern) = f.topic_pattern()? else { return Ok(None) };
+    let mut stmt = c.prepare_cached(&topics_sql("runs"))?;
+    let topics = stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+    Ok(Some(matching(&pattern, topics)))
+}
+
+/// Indexes run `id` for search under `terms`, in the caller's transaction
+/// (the one that records the run, or the upgrade's).
+pub(crate) fn insert_terms(c: &Connection, id: &str, terms: &[String]) -> rusqlite::Result<()> {
+    let terms = serde_json::Value::from(terms).to_string();
+    c.prepare_cached("INSERT INTO run_terms (term, run_id) SELECT value, ?1 FROM json_each(?2)")?
+        .execute(params![id, terms])?;
+    Ok(())
 }
 
 /// Read-only connections for the API and CLI listings. In WAL mode readers
@@ -197,7 +230,8 @@ impl SqliteStore {
         let f = filter.clone();
         self.with_reader(move |c| {
             let mut lines = Vec::new();
-            for (what, (sql, args)) in [("list", list_sql(&f)?), ("count", count_sql(&f))] {
+            let topics = resolve_topics(c, &f)?;
+            for (what, (sql, args)) in [("list", list_sql(&f, topics.clone())?), ("count", count_sql(&f, topics))] {
                 let mut stmt = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
                 let rows = stmt.query_map(params_from_iter(args), |r| r.get::<_, String>(3))?;
                 for detail in rows {
@@ -225,10 +259,15 @@ impl SqliteStore {
 }
 
 /// Inserts `run` as started now, in `status` (running, or awaiting approval).
-pub(crate) fn insert_run(c: &Connection, run: &NewRun, status: RunStatus) -> rusqlite::Result<()> {
+pub(crate) fn insert_run(
+    c: &Connection,
+    run: &NewRun,
+    status: RunStatus,
+    (subject, terms): &(String, Vec<String>),
+) -> rusqlite::Result<()> {
     c.execute(
-        "INSERT INTO runs (id, message_id, topic, rule, playbook, attempt, status, started_at, worker, message)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        "INSERT INTO runs (id, message_id, topic, rule, playbook, attempt, status, started_at, worker, message, subject)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         params![
             run.id,
             run.message_id,
@@ -239,16 +278,19 @@ pub(crate) fn insert_run(c: &Connection, run: &NewRun, status: RunStatus) -> rus
             status.as_str(),
             Utc::now().timestamp_millis(),
             run.worker,
-            run.message.to_string()
+            run.message.to_string(),
+            subject
         ],
     )?;
-    Ok(())
+    insert_terms(c, &run.id, terms)
 }
 
 #[async_trait]
 impl RunStore for SqliteStore {
     async fn start_announced(&self, run: &NewRun, events: &[NewEvent]) -> Result<()> {
         let (run, events) = (run.clone(), events.to_vec());
+        // Worked out before taking the writer, which other runs wait for.
+        let indexed = crate::indexed(&run.topic, &run.message);
         self.with_conn(move |c| {
             let tx = c.transaction()?;
             tx.execute(
@@ -257,7 +299,7 @@ impl RunStore for SqliteStore {
                  WHERE message_id = ?1 AND rule = ?2 AND status = 'running'",
                 params![run.message_id, run.rule, Utc::now().timestamp_millis()],
             )?;
-            insert_run(&tx, &run, RunStatus::Running)?;
+            insert_run(&tx, &run, RunStatus::Running, &indexed)?;
             crate::outbox::sqlite::insert(&tx, &events)?;
             tx.commit()?;
             Ok(())
@@ -316,7 +358,7 @@ impl RunStore for SqliteStore {
     async fn list(&self, f: &RunFilter) -> Result<Vec<RunRecord>> {
         let f = f.clone();
         self.with_reader(move |c| {
-            let (sql, args) = list_sql(&f)?;
+            let (sql, args) = list_sql(&f, resolve_topics(c, &f)?)?;
             let mut stmt = c.prepare_cached(&sql)?;
             let rows = stmt.query_map(params_from_iter(args), record)?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -330,7 +372,7 @@ impl RunStore for SqliteStore {
         }
         let f = f.clone();
         self.with_reader(move |c| {
-            let (sql, args) = count_sql(&f);
+            let (sql, args) = count_sql(&f, resolve_topics(c, &f)?);
             let n: i64 = c.query_row(&sql, params_from_iter(args), |r| r.get(0))?;
             Ok(n as u64)
         })
@@ -388,9 +430,9 @@ impl RunStore for SqliteStore {
                     let parse = |s: String| serde_json::from_str(&s).unwrap_or(serde_json::Value::Null);
                     Ok(RunDetail {
                         record: record(r)?,
-                        message: parse(r.get(17)?),
-                        tasks: parse(r.get(18)?),
-                        log: r.get(19)?,
+                        message: parse(r.get(18)?),
+                        tasks: parse(r.get(19)?),
+                        log: r.get(20)?,
                     })
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;

@@ -20,6 +20,9 @@ fn listings() -> Vec<RunFilter> {
         RunFilter { since, ..Default::default() },
         RunFilter { rule: Some("r".into()), since, ..Default::default() },
         RunFilter { topic: Some("t".into()), status: Some(RunStatus::Succeeded), ..Default::default() },
+        RunFilter { search: Some("Fedora-Rawhide-20261124.n.0".into()), ..Default::default() },
+        RunFilter { search: Some("kernel f41".into()), rule: Some("r".into()), ..Default::default() },
+        RunFilter { topic: Some("org.fedoraproject.*.buildsys.tag".into()), ..Default::default() },
     ];
     base.into_iter()
         .flat_map(|f| [RunFilter { limit: 50, ..f.clone() }, RunFilter { limit: 50, cursor: cursor.clone(), ..f }])
@@ -36,7 +39,11 @@ async fn sqlite_listings_seek_an_index() {
             // `SCAN runs` alone reads the whole table; `SCAN runs USING
             // INDEX` walks an index in order and stops at the limit, which
             // only the unfiltered listing may do.
-            let filtered = f.rule.is_some() || f.status.is_some() || f.topic.is_some() || f.message_id.is_some();
+            let filtered = f.rule.is_some()
+                || f.status.is_some()
+                || f.topic.is_some()
+                || f.message_id.is_some()
+                || f.search.is_some();
             assert!(!line.ends_with("SCAN runs"), "full scan for {f:?}: {plan:#?}");
             if filtered {
                 assert!(!line.contains("SCAN runs"), "index walk instead of a seek for {f:?}: {plan:#?}");
@@ -74,7 +81,8 @@ CREATE INDEX runs_message_rule ON runs (message_id, rule);
 CREATE INDEX runs_started ON runs (started_at);
 CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT INTO runs (id, message_id, topic, rule, playbook, attempt, status, started_at, worker, message, log) VALUES
-    ('old-1', 'm1', 't', 'a', 'p.yml', 1, 'succeeded', 1700000000000, 'h:1', '{}', 'PLAY RECAP old-1'),
+    ('old-1', 'm1', 't', 'a', 'p.yml', 1, 'succeeded', 1700000000000, 'h:1',
+     '{\"body\": {\"compose_id\": \"Fedora-Rawhide-20261124.n.0\"}}', 'PLAY RECAP old-1'),
     ('old-2', 'm2', 't', 'a', 'p.yml', 1, 'failed', 1700000001000, 'h:1', '{}', 'PLAY RECAP old-2'),
     ('old-3', 'm3', 't', 'b', 'p.yml', 1, 'running', 1700003600000, 'h:1', '{}', '');
 ";
@@ -83,6 +91,10 @@ INSERT INTO runs (id, message_id, topic, rule, playbook, attempt, status, starte
 /// keeps counting new ones.
 async fn upgraded_store_has_the_old_runs(s: &dyn RunStore) {
     assert_eq!(s.get("old-1").await.unwrap().unwrap().log, "PLAY RECAP old-1", "logs move, not vanish");
+    let search = RunFilter { search: Some("fedora-rawhide-20261124".into()), ..Default::default() };
+    let found: Vec<String> = s.list(&search).await.unwrap().into_iter().map(|r| r.id).collect();
+    assert_eq!(found, ["old-1"], "earlier runs are indexed for search");
+    assert_eq!(s.get("old-2").await.unwrap().unwrap().record.subject, "t", "and have a subject");
     let summary: Vec<_> =
         s.summary().await.unwrap().into_iter().map(|c| (c.rule, c.status.as_str(), c.count)).collect();
     assert_eq!(summary, [("a".into(), "failed", 1), ("a".into(), "succeeded", 1), ("b".into(), "running", 1)]);

@@ -276,7 +276,10 @@ pub struct WorkerArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum RunsCommand {
-    /// Runs, newest first.
+    /// Runs, newest first, with what each message was about.
+    ///
+    /// Find runs by content with --search (a compose id, NVR, update alias
+    /// or their beginning), by topic pattern with --topic 'org.fedoraproject.*.buildsys.#'.
     List(RunsListArgs),
     /// One run: status, timings, task results (ID may be a unique prefix).
     Show {
@@ -347,8 +350,14 @@ pub enum RunsCommand {
 pub struct RunsListArgs {
     #[arg(long)]
     pub rule: Option<String>,
+    /// A topic, or a pattern as in rules: `*` one word, `#` zero or more.
     #[arg(long)]
     pub topic: Option<String>,
+    /// Only runs whose message has every word of TEXT, each whole or as
+    /// the start of a value or word (case-insensitive), e.g.
+    /// `Fedora-Rawhide-20261124.n.0`, `kernel-6.12`, `FEDORA-2026-abc123`.
+    #[arg(long, value_name = "TEXT")]
+    pub search: Option<String>,
     /// running, succeeded, failed, timed_out, cancelled, error or abandoned.
     #[arg(long)]
     pub status: Option<String>,

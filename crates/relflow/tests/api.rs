@@ -88,6 +88,7 @@ fn messages_flow_through_serve_and_the_api_shows_runs_logs_dead_letters_and_metr
     let id = runs[0]["id"].as_str().unwrap();
     let run = s.get_json(&format!("/api/runs/{id}"));
     assert_eq!(run["tasks"][0]["status"], "ok", "{run:#}");
+    assert!(run["tasks"][0]["duration_ms"].is_u64(), "each task's duration: {run:#}");
     assert!(run.get("log").is_none(), "the log has its own endpoint");
     let short = s.get_json(&format!("/api/runs/{}", &id[..8]));
     assert_eq!(short["id"], id, "a unique prefix finds the run");
@@ -150,7 +151,7 @@ fn runs_are_filtered_and_paginated() {
     for n in 0..4 {
         s.publish("relflow.test.missing", &json!({"n": n}));
     }
-    s.publish("relflow.test.hello", &json!({"text": "x"}));
+    s.publish("relflow.test.hello", &json!({"text": "x", "compose_id": "Fedora-Rawhide-20261124.n.0"}));
     s.settle();
 
     let page = |q: &str| s.get_json(&format!("/api/runs?{q}"));
@@ -177,6 +178,18 @@ fn runs_are_filtered_and_paginated() {
     assert_eq!(page("status=succeeded&rule=hello")["total"], 1);
     assert_eq!(page("rule=missing&status=succeeded")["total"], 0);
     assert_eq!(page("topic=relflow.test.hello")["total"], 1);
+    // Topic patterns, as in rules.
+    assert_eq!(page("topic=relflow.test.*")["total"], 5);
+    assert_eq!(page("topic=relflow.%23")["total"], 5);
+    assert_eq!(page("topic=*.*.missing")["total"], 4);
+    assert_eq!(page("topic=relflow.*")["total"], 0, "`*` is one word");
+    // Search over the message body, whole or by prefix, with the subject.
+    let found = page("search=Fedora-Rawhide-20261124.n.0");
+    assert_eq!((found["total"].as_u64(), found["runs"][0]["rule"].as_str()), (Some(1), Some("hello")), "{found}");
+    assert_eq!(found["runs"][0]["subject"], "test.hello", "an unknown topic's subject is its last two words");
+    assert_eq!(page("search=fedora-rawhide&status=succeeded")["total"], 1);
+    assert_eq!(page("search=Fedora-Rawhide-20261125")["total"], 0);
+    assert_eq!(page("search=fedora-rawhide&rule=missing")["total"], 0);
     assert_eq!(page("since=1h")["total"], 5);
     assert_eq!(page("until=2000-01-01T00:00:00Z")["total"], 0);
     assert_eq!(
@@ -192,6 +205,8 @@ fn runs_are_filtered_and_paginated() {
         ("since=yesterday-ish", "since"),
         ("since=99999999999d", "too long ago"),
         ("colour=red", "filters are"),
+        ("search=%21%3F", "no word to look for"),
+        ("topic=relflow.te*", "whole words"),
     ] {
         let a = s.get(&format!("/api/runs?{q}"));
         assert_eq!(a.status, 400, "{q}: {}", a.body);

@@ -36,7 +36,7 @@ fn only_run(env: &Env) -> Value {
 fn approve_runs_the_rule_once_and_deny_runs_nothing() {
     let env = gated_env("", "1h");
     env.publish_body("relflow.test.push", &json!({"n": 1}));
-    env.ok(&["worker", "--drain"]);
+    env.drain();
     let gate = only_run(&env);
     assert_eq!(gate["status"], "awaiting_approval");
     assert!(!env.path("ran-1").exists(), "nothing runs before an approval");
@@ -44,7 +44,7 @@ fn approve_runs_the_rule_once_and_deny_runs_nothing() {
 
     let approved = env.json(&["runs", "approve", &id[..8]]);
     assert_eq!(approved["run_id"], id);
-    env.ok(&["worker", "--drain"]);
+    env.drain();
     assert!(env.path("ran-1").exists(), "the approved rule ran");
     let runs = env.runs();
     assert_eq!(runs.len(), 2, "{runs:?}");
@@ -64,11 +64,11 @@ fn approve_runs_the_rule_once_and_deny_runs_nothing() {
     assert_eq!(kinds, ["run", "approved", "run"]);
 
     env.publish_body("relflow.test.push", &json!({"n": 2}));
-    env.ok(&["worker", "--drain"]);
+    env.drain();
     let second = env.runs().into_iter().find(|r| r["status"] == "awaiting_approval").unwrap();
     let denied = env.json(&["runs", "deny", second["id"].as_str().unwrap(), "--reason", "freeze week"]);
     assert_eq!(denied["status"], "denied");
-    env.ok(&["worker", "--drain"]);
+    env.drain();
     let shown = env.json(&["runs", "show", second["id"].as_str().unwrap()]);
     assert_eq!(shown["status"], "denied");
     assert!(shown["error"].as_str().unwrap().contains("freeze week"), "{shown}");

@@ -114,3 +114,30 @@ fn check_connect_tries_the_queue_and_the_store_and_says_which_failed() {
     assert_eq!(json["connections"]["queue"], serde_json::json!({"ok": true, "detail": "0 ready, 0 dead"}), "{json:#}");
     assert_eq!(json["connections"]["store"]["ok"], true, "{json:#}");
 }
+
+#[test]
+fn runs_are_found_by_what_their_message_was_about() {
+    let env = Env::new("[[rule]]\nname = \"any\"\ntopic = \"org.fedoraproject.#\"\nplaybook = \"ok.yml\"\n");
+    env.playbook("ok.yml", &common::play("    - debug: msg=ok\n"));
+    for name in [
+        "org.fedoraproject.prod.pungi.compose.status.change--FINISHED.json",
+        "org.fedoraproject.prod.buildsys.tag--signed.json",
+    ] {
+        env.ok(&["publish", common::fixture(name).to_str().unwrap()]);
+    }
+    env.drain();
+    assert_eq!(env.runs().len(), 2);
+
+    let compose = env.ok(&["runs", "list", "--search", "Fedora-24-20151208.n.7"]);
+    assert_eq!(compose.lines().count(), 1, "{compose}");
+    assert!(compose.contains("Fedora-24-20151208.n.7 FINISHED"), "the subject is listed: {compose}");
+    let tag = env.ok(&["runs", "list", "--search", "template-glib-3.25"]);
+    assert!(tag.contains("template-glib-3.25.92-1.fc28 tagged f28") && tag.lines().count() == 1, "{tag}");
+    assert!(env.ok(&["runs", "list", "--search", "Fedora-25"]).contains("no runs"));
+    let pattern = env.ok(&["runs", "list", "--topic", "org.fedoraproject.*.buildsys.#"]);
+    assert!(pattern.lines().count() == 1 && pattern.contains("tagged"), "{pattern}");
+
+    let out = env.run(&["runs", "list", "--search", "!"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("no word to look for"), "{stderr}");
+}

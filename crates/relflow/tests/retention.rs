@@ -33,7 +33,7 @@ fn prune_deletes_what_retention_says_and_a_dry_run_nothing() {
     for topic in ["relflow.test.hello", "relflow.test.missing", "relflow.test.gated"] {
         env.publish_body(topic, &json!({"n": 1}));
     }
-    env.ok(&["worker", "--drain"]);
+    env.drain();
     assert_eq!(env.runs().len(), 3, "a success, an error and a gate");
 
     // Once they are older than a second, a dry run counts them...

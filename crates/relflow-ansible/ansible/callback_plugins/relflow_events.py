@@ -25,6 +25,7 @@ DOCUMENTATION = '''
 
 import json
 import os
+import time
 
 from ansible.plugins.callback import CallbackBase
 
@@ -68,6 +69,7 @@ class CallbackModule(CallbackBase):
         self._path = os.environ.get('RELFLOW_EVENTS_FILE')
         self._play = ''
         self._play_hosts = ''
+        self._task_started = None
 
     def _emit(self, event):
         if not self._path:
@@ -109,12 +111,22 @@ class CallbackModule(CallbackBase):
             'task': task.get_name(),
             'status': 'ignored' if ignored else status,
             'msg': _text(msg),
+            # From the task's start to this host's result (hosts run a task
+            # side by side, so this is the host's wait, queueing included).
+            'duration_ms': None if self._task_started is None
+            else int((time.monotonic() - self._task_started) * 1000),
         })
 
     def v2_playbook_on_play_start(self, play):
         self._play = play.get_name()
         hosts = play.hosts
         self._play_hosts = ','.join(hosts) if isinstance(hosts, list) else str(hosts)
+
+    def v2_playbook_on_task_start(self, task, is_conditional):
+        self._task_started = time.monotonic()
+
+    def v2_playbook_on_handler_task_start(self, task):
+        self._task_started = time.monotonic()
 
     def v2_playbook_on_no_hosts_matched(self):
         self._emit({'event': 'no_hosts', 'play': self._play, 'hosts': self._play_hosts})

@@ -217,8 +217,9 @@ function queueChart(queue) {
 
 function filtersFromHash(query) {
   const p = new URLSearchParams(query);
-  return { topic: p.get("topic") || "", rule: p.get("rule") || "", status: p.get("status") || "",
-    since: p.get("since") || "", offset: Number(p.get("offset") || 0) };
+  return { search: p.get("search") || "", topic: p.get("topic") || "", message_id: p.get("message_id") || "",
+    rule: p.get("rule") || "", status: p.get("status") || "", since: p.get("since") || "",
+    offset: Number(p.get("offset") || 0) };
 }
 
 async function runsView(query) {
@@ -226,14 +227,15 @@ async function runsView(query) {
   const f = filtersFromHash(query);
   const limit = 25;
   const params = new URLSearchParams();
-  for (const k of ["topic", "rule", "status", "since"]) if (f[k]) params.set(k, f[k]);
+  for (const k of ["search", "topic", "message_id", "rule", "status", "since"]) if (f[k]) params.set(k, f[k]);
   params.set("limit", limit);
   params.set("offset", f.offset);
   const [page, hours, queue, rules] = await Promise.all([
     api("/api/runs?" + params), api("/api/stats/runs-per-hour?since=24h"), api("/api/queue"), api("/api/rules"),
   ]);
 
-  const input = (name, placeholder) => el("input", { name, placeholder, value: f[name] });
+  const input = (name, placeholder, type = "text") =>
+    el("input", { name, placeholder, type, value: f[name], "aria-label": placeholder });
   const select = (name, options) => {
     const s = el("select", { name }, el("option", { value: "" }, "any " + name),
       options.map(o => el("option", { value: o, selected: o === f[name] }, o)));
@@ -245,18 +247,22 @@ async function runsView(query) {
       for (const [k, v] of [...data]) if (!v) data.delete(k);
       location.hash = "#/runs?" + data;
     } },
-    input("topic", "topic"), select("rule", rules.rules.map(r => r.name)), select("status", STATUSES),
+    input("search", "search: compose id, NVR, alias…", "search"), input("topic", "topic or pattern (a.*.b, a.#)"),
+    input("message_id", "message id"), select("rule", rules.rules.map(r => r.name)), select("status", STATUSES),
     select("since", ["1h", "6h", "24h", "7d", "30d"]), el("button", { type: "submit" }, "Filter"));
 
   const rows = page.runs.map(r => el("tr", { class: "click", "data-run-id": r.id, "data-rule": r.rule,
       "data-status": r.status, onclick: () => { location.hash = "#/runs/" + encodeURIComponent(r.id); } },
     el("td", { class: "mono" }, el("a", { href: "#/runs/" + encodeURIComponent(r.id) }, r.id.slice(0, 8))),
     el("td", { class: "status-cell" }, statusBadge(r.status)),
-    el("td", {}, r.rule), el("td", { class: "mono" }, r.topic), el("td", {}, r.attempt),
+    el("td", {}, r.rule), el("td", { class: "subject", title: r.topic }, r.subject),
+    el("td", { class: "mono" }, el("a", { href: "#/runs?message_id=" + encodeURIComponent(r.message_id),
+      title: "runs of this message", onclick: ev => ev.stopPropagation() }, r.message_id.slice(0, 12))),
+    el("td", {}, r.attempt),
     el("td", {}, when(r.started_at)), el("td", {}, took(r))));
   const table = el("table", { id: "runs" },
-    el("thead", {}, el("tr", {}, ["run", "status", "rule", "topic", "attempt", "started", "took"].map(h => el("th", {}, h)))),
-    el("tbody", {}, rows.length ? rows : el("tr", {}, el("td", { colspan: 7, class: "muted" }, "no runs"))));
+    el("thead", {}, el("tr", {}, ["run", "status", "rule", "subject", "message", "attempt", "started", "took"].map(h => el("th", {}, h)))),
+    el("tbody", {}, rows.length ? rows : el("tr", {}, el("td", { colspan: 8, class: "muted" }, "no runs"))));
 
   const go = offset => { const p = new URLSearchParams(query); p.set("offset", offset); location.hash = "#/runs?" + p; };
   const pager = el("div", { class: "pager" },
@@ -310,6 +316,7 @@ async function runView(id) {
     el("dt", {}, "status"), el("dd", { id: "run-status" }, statusBadge(run.status), run.exit_code !== null ? ` exit ${run.exit_code}` : ""),
     el("dt", {}, "rule"), el("dd", {}, run.rule),
     el("dt", {}, "playbook"), el("dd", { class: "mono" }, run.playbook),
+    el("dt", {}, "subject"), el("dd", {}, run.subject),
     el("dt", {}, "message"), el("dd", { class: "mono" }, `${run.message_id} (${run.topic})`),
     el("dt", {}, "attempt"), el("dd", {}, run.attempt),
     run.rerun_of ? [el("dt", {}, "re-run of"), el("dd", { id: "run-rerun-of" },
@@ -323,9 +330,11 @@ async function runView(id) {
     el("dt", {}, "tasks"), el("dd", {}, `ok=${c.ok} changed=${c.changed} failed=${c.failed} skipped=${c.skipped} unreachable=${c.unreachable}`),
     run.error ? [el("dt", {}, "error"), el("dd", { id: "run-error" }, run.error)] : []);
   const tasks = el("table", { id: "tasks" },
-    el("thead", {}, el("tr", {}, ["status", "host", "task", "message"].map(h => el("th", {}, h)))),
+    el("thead", {}, el("tr", {}, ["status", "host", "task", "took", "message"].map(h => el("th", {}, h)))),
     el("tbody", {}, (run.tasks || []).map(t => el("tr", {},
-      el("td", {}, statusBadge(t.status)), el("td", {}, t.host), el("td", {}, t.task), el("td", { class: "mono" }, t.msg || "")))));
+      el("td", {}, statusBadge(t.status)), el("td", {}, t.host), el("td", {}, t.task),
+      el("td", { class: "took" }, t.duration_ms === undefined ? "" : t.duration_ms < 120000 ? `${(t.duration_ms / 1000).toFixed(1)}s` : secs(t.duration_ms / 1000)),
+      el("td", { class: "mono" }, t.msg || "")))));
   const pre = el("pre", { class: "log", id: "log" });
   const message = el("pre", { class: "mono", id: "message" }, JSON.stringify(run.message, null, 2));
   const history = await historyTable(run.message_id).catch(e => el("p", { class: "muted" }, "No history: " + e.message));

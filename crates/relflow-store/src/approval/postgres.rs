@@ -19,6 +19,7 @@ fn sql(s: &str) -> String {
 #[async_trait]
 impl Approvals for PgStore {
     async fn await_approval(&self, run: &NewRun, expires_at: DateTime<Utc>) -> Result<bool> {
+        let indexed = crate::indexed(&run.topic, &run.message);
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg)?;
         // Copies of one message are handled one at a time per worker, but two
@@ -28,7 +29,7 @@ impl Approvals for PgStore {
         if tx.query_opt(&sql(super::WAITING), &[&run.message_id, &run.rule]).await.map_err(pg)?.is_some() {
             return Ok(false);
         }
-        crate::postgres::insert_run(&tx, run, RunStatus::AwaitingApproval).await?;
+        crate::postgres::insert_run(&tx, run, RunStatus::AwaitingApproval, &indexed).await?;
         tx.execute(&sql(super::INSERT_GATE), &[&run.id, &run.message_id, &run.rule, &expires_at.timestamp_millis()])
             .await
             .map_err(pg)?;

@@ -14,6 +14,7 @@ const RUNS: &str = "runs";
 impl Approvals for SqliteStore {
     async fn await_approval(&self, run: &NewRun, expires_at: DateTime<Utc>) -> Result<bool> {
         let run = run.clone();
+        let indexed = crate::indexed(&run.topic, &run.message);
         self.with_conn(move |c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let waiting =
@@ -21,7 +22,7 @@ impl Approvals for SqliteStore {
             if waiting.is_some() {
                 return Ok(false);
             }
-            crate::sqlite::insert_run(&tx, &run, RunStatus::AwaitingApproval)?;
+            crate::sqlite::insert_run(&tx, &run, RunStatus::AwaitingApproval, &indexed)?;
             tx.execute(super::INSERT_GATE, params![run.id, run.message_id, run.rule, expires_at.timestamp_millis()])?;
             tx.commit()?;
             Ok(true)

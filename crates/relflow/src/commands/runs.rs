@@ -118,6 +118,7 @@ async fn list(store: &dyn RunStore, a: RunsListArgs) -> Result<ExitCode> {
             None => None,
         },
         until: None,
+        search: a.search,
         limit: a.limit,
         offset: a.offset,
         cursor: a
@@ -144,13 +145,14 @@ async fn list(store: &dyn RunStore, a: RunsListArgs) -> Result<ExitCode> {
     for r in &runs {
         let took = r.finished_at.map(|f| format!("{:.1}s", (f - r.started_at).num_milliseconds() as f64 / 1000.0));
         println!(
-            "{}  {:<10} {:<20} {:<24} attempt {} {:>7}  {}",
+            "{}  {:<10} {:<20} {:<24} attempt {} {:>7}  {}  {}",
             &r.id[..r.id.len().min(8)],
             r.status,
             r.started_at.format("%Y-%m-%d %H:%M:%S"),
             r.rule,
             r.attempt,
             took.unwrap_or_default(),
+            r.subject,
             r.topic
         );
     }
@@ -164,6 +166,7 @@ fn show(d: &RunDetail) {
     println!("rule       {}", r.rule);
     println!("playbook   {}", r.playbook);
     println!("message    {} ({})", r.message_id, r.topic);
+    println!("subject    {}", r.subject);
     println!("attempt    {}", r.attempt);
     println!("worker     {}", r.worker);
     println!("started    {}", r.started_at.to_rfc3339());
@@ -182,7 +185,8 @@ fn show(d: &RunDetail) {
     let tasks: Vec<TaskResult> = serde_json::from_value(d.tasks.clone()).unwrap_or_default();
     for t in &tasks {
         let msg = t.msg.as_deref().map(|m| format!(": {m}")).unwrap_or_default();
-        println!("  {:<12} {:<16} {}{msg}", t.status.as_str(), t.host, t.task);
+        let took = t.duration_ms.map(|ms| format!("{:.1}s", ms as f64 / 1000.0)).unwrap_or_default();
+        println!("  {:<12} {:<16} {took:>7}  {}{msg}", t.status.as_str(), t.host, t.task);
     }
     println!("(full output: relflow runs log {})", &r.id[..r.id.len().min(8)]);
 }

@@ -173,6 +173,26 @@ try {
   assert.equal(await page.evaluate(() => window.__pwned), undefined, "no injected script ran");
   pass("run page shows the log; <script> in a message stays text");
 
+  // Search by message content, then follow a row's message id.
+  await publish("relflow.test.hello", { text: "compose done", compose_id: "Fedora-Rawhide-20261124.n.0" });
+  await until("the second hello run", async () => (await api("/api/runs?rule=hello&status=succeeded")).total === 2);
+  await page.goto(base + "/#/runs");
+  await page.fill('#filters input[name="search"]', "fedora-rawhide-2026");
+  await page.click('#filters button[type="submit"]');
+  await page.waitForURL(/search=fedora-rawhide-2026/);
+  const compose = (await api("/api/runs?search=Fedora-Rawhide-20261124.n.0")).runs;
+  assert.equal(compose.length, 1, "the API finds the one run");
+  await page.waitForFunction(() => document.querySelectorAll("#runs tbody tr[data-run-id]").length === 1);
+  assert.equal(await page.locator("#runs tbody tr[data-run-id]").getAttribute("data-run-id"), compose[0].id);
+  await page.locator("#runs tbody tr[data-run-id] a", { hasText: compose[0].message_id.slice(0, 12) }).click();
+  await page.waitForURL(/message_id=/);
+  // The redrawn page has the message id in its filter, and that message's one run.
+  await page.waitForFunction((id) => document.querySelector('#filters input[name="message_id"]')?.value === id, compose[0].message_id);
+  const listed = await page.locator("#runs tbody tr[data-run-id]").evaluateAll((rows) => rows.map((r) => r.dataset.runId));
+  assert.deepEqual(listed, [compose[0].id]);
+  assert.match(await page.locator("#runs tbody tr[data-run-id] td.subject").textContent(), /test\.hello/);
+  pass("search box and message-id filter");
+
   // 3. A running run's log streams live.
   await publish("relflow.test.slow", {});
   const slow = await until("the slow run to start", async () => (await api("/api/runs?rule=slow")).runs[0]);
