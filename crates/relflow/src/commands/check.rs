@@ -41,6 +41,7 @@ pub async fn run(path: &Path, json: bool, playbooks: bool) -> Result<ExitCode> {
             "store": store,
             "rules": config.rules,
             "warnings": config.warnings,
+            "translated": config.translated,
             "problems": problems,
             "rule_checks": rule_checks,
         }))?;
@@ -60,6 +61,9 @@ pub async fn run(path: &Path, json: bool, playbooks: bool) -> Result<ExitCode> {
             if let Some(when) = &rule.when {
                 println!("  {:<24} when {}", "", when.source());
             }
+        }
+        for t in &config.translated {
+            println!("translated: {t}");
         }
         print!("{rule_checks}");
         for w in &config.warnings {
