@@ -7,6 +7,7 @@ mod check;
 mod control;
 mod dead_letters;
 mod dry_run;
+mod import;
 mod publish;
 mod runs;
 mod serve;
@@ -37,6 +38,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Audit(cmd) => audit::run(&config()?, cmd).await,
         Command::Backfill(args) => backfill::run(&config()?, &args).await,
         Command::Bridge => bridge::run(config()?).await,
+        Command::Import(cmd) => import::run(cmd),
         Command::Verify { files, json } => verify::run(&config()?, &files, json.json),
         Command::Serve(args) => serve::run(config()?, args).await,
         Command::Supervise => anyhow::bail!("__supervise is internal: relflow starts it itself"),
