@@ -87,9 +87,7 @@ impl InventoryCheck {
     /// it is a bare name).
     fn program(&self) -> Option<PathBuf> {
         let path = std::env::var_os("PATH").unwrap_or_default();
-        let playbook = crate::find_program(&self.ansible_playbook, &path)?;
-        let sibling = playbook.parent()?.join("ansible-inventory");
-        sibling.is_file().then_some(sibling)
+        crate::runner::sibling_program(&self.ansible_playbook, "ansible-inventory", &path)
     }
 
     /// The hosts `inventory` (limited to `limit`) has, or why it cannot say.

@@ -30,6 +30,7 @@ mod inventory;
 mod result;
 mod rundir;
 mod runner;
+mod site;
 mod supervise;
 mod syntax;
 mod vars;

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::events::{self, Events};
 use crate::result::{verdict, Ending, Outcome, RunResult};
 use crate::rundir::{self, RunDir};
+use crate::site::{SiteConfig, SiteConfigs};
 use crate::supervise::{RUN_DIR_ARG, SUPERVISE_ARG};
 use crate::vars::ExtraVars;
 use crate::warm::{self, WarmPool, WarmRun};
@@ -126,6 +127,8 @@ pub struct Runner {
     /// Set when the warm pool failed to start: every later run goes cold
     /// without trying again, and the reason is logged once.
     warm_failed: std::sync::atomic::AtomicBool,
+    /// The site's callbacks, kept alongside relflow's (`site.rs`).
+    site: SiteConfigs,
 }
 
 /// A started run, cold (the supervisor is our child) or warm (the pool's).
@@ -172,17 +175,23 @@ impl Runner {
                 Some(WarmPool::new(cfg.work_dir.clone()))
             }
         };
-        Ok(Runner { cfg, plugin_dir, runs_dir, warm, warm_failed: Default::default() })
+        Ok(Runner { cfg, plugin_dir, runs_dir, warm, warm_failed: Default::default(), site: Default::default() })
     }
 
     /// Warm mode: starts the pool now for playbooks run from `cwd`, so the
     /// first run does not pay for it. Cold mode: nothing to do.
     pub async fn warm_up(&self, cwd: &Path) {
         if let Some(pool) = self.warm_pool() {
-            if let Err(e) = pool.ensure(&self.warm_key(cwd)).await {
+            let site = self.site_config(cwd).await;
+            if let Err(e) = pool.ensure(&self.warm_key(cwd, &site)).await {
                 self.warm_cannot_start(&e);
             }
         }
+    }
+
+    /// The site's effective ansible config for runs in `cwd` (cached).
+    async fn site_config(&self, cwd: &Path) -> SiteConfig {
+        self.site.get(&self.cfg.ansible_playbook, &self.base_env(), cwd).await
     }
 
     /// The warm pool, unless cold mode or the pool failed to start.
@@ -281,21 +290,23 @@ impl Runner {
     /// Starts the run: in the warm pool if configured and it is up, else
     /// cold under a freshly spawned supervisor.
     async fn launch(&self, run: &PlaybookRun, dir: &RunDir, vars: &Path) -> Result<(Proc, Stream, Stream), String> {
+        let site = self.site_config(&run.cwd).await;
         if let Some(pool) = self.warm_pool() {
-            if let Err(e) = pool.ensure(&self.warm_key(&run.cwd)).await {
+            if let Err(e) = pool.ensure(&self.warm_key(&run.cwd, &site)).await {
                 self.warm_cannot_start(&e);
             }
         }
         if let Some(pool) = self.warm_pool() {
             let mut supervisor = self.supervisor_argv(dir);
             supervisor.push(crate::supervise::ADOPT_ARG.into());
-            let key = self.warm_key(&run.cwd);
-            match pool.launch(&key, &self.playbook_argv(run, vars), &self.child_env(Some(dir)), &supervisor).await {
+            let key = self.warm_key(&run.cwd, &site);
+            let env = self.child_env(&site, Some(dir));
+            match pool.launch(&key, &self.playbook_argv(run, vars), &env, &supervisor).await {
                 Ok(l) => return Ok((Proc::Warm(l.run), Box::new(l.stdout), Box::new(l.stderr))),
                 Err(e) => tracing::warn!("warm ansible pool: {e}; running this playbook cold"),
             }
         }
-        let mut child = spawn(self.command(run, dir, vars))
+        let mut child = spawn(self.command(run, dir, vars, &site))
             .await
             .map_err(|e| format!("cannot start supervisor {}: {e}", self.cfg.supervisor.display()))?;
         let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
@@ -307,8 +318,9 @@ impl Runner {
     /// What a warm pool is started for: the run's environment without the
     /// per-run events file, and its working directory (ansible reads both,
     /// and its config, at import time).
-    fn warm_key(&self, cwd: &Path) -> warm::Key {
-        warm::Key { program: self.cfg.ansible_playbook.clone(), env: self.child_env(None), cwd: cwd.to_path_buf() }
+    fn warm_key(&self, cwd: &Path, site: &SiteConfig) -> warm::Key {
+        let env = self.child_env(site, None);
+        warm::Key { program: self.cfg.ansible_playbook.clone(), env, cwd: cwd.to_path_buf() }
     }
 
     /// `ansible-playbook` and its arguments. Nothing from the message is on
@@ -341,13 +353,13 @@ impl Runner {
     }
 
     /// The cold supervisor command line.
-    fn command(&self, run: &PlaybookRun, dir: &RunDir, vars: &Path) -> Command {
+    fn command(&self, run: &PlaybookRun, dir: &RunDir, vars: &Path, site: &SiteConfig) -> Command {
         let argv = self.supervisor_argv(dir);
         let mut cmd = Command::new(&argv[0]);
         cmd.args(&argv[1..]).arg("--").args(self.playbook_argv(run, vars));
         cmd.current_dir(&run.cwd)
             .env_clear()
-            .envs(self.child_env(Some(dir)))
+            .envs(self.child_env(site, Some(dir)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -357,9 +369,9 @@ impl Runner {
         cmd
     }
 
-    /// The allow-listed environment, plus what the runner itself needs and,
-    /// for a run (`dir`), where its per-run files go.
-    fn child_env(&self, dir: Option<&RunDir>) -> BTreeMap<OsString, OsString> {
+    /// The allow-listed environment and `ANSIBLE_CONFIG`: what the site's
+    /// ansible config is read with.
+    fn base_env(&self) -> BTreeMap<OsString, OsString> {
         let mut env = BTreeMap::new();
         let names = ENV_ALLOWED.iter().copied().chain(self.cfg.env_passthrough.iter().map(String::as_str));
         for name in names {
@@ -371,31 +383,33 @@ impl Runner {
         if let Some(cfg) = &self.cfg.ansible_config {
             env.insert("ANSIBLE_CONFIG".into(), cfg.into());
         }
-        // Keep callbacks/plugin paths the operator passed through, add ours.
-        let mut enabled = OsString::from(events::CALLBACK_NAME);
-        if let Some(v) = env.get(OsStr::new("ANSIBLE_CALLBACKS_ENABLED")).filter(|v| !v.is_empty()) {
-            enabled = concat_os(&concat_os(v, OsStr::new(",")), &enabled);
+        env
+    }
+
+    /// [`Self::base_env`], plus relflow's callback after the `site`'s own,
+    /// and, for a run (`dir`), where its per-run files go.
+    fn child_env(&self, site: &SiteConfig, dir: Option<&RunDir>) -> BTreeMap<OsString, OsString> {
+        let mut env = self.base_env();
+        let mut enabled = site.callbacks.clone();
+        if !enabled.iter().any(|c| c == events::CALLBACK_NAME) {
+            enabled.push(events::CALLBACK_NAME.into());
         }
-        let mut plugins = self.plugin_dir.clone().into_os_string();
-        if let Some(v) = env.get(OsStr::new("ANSIBLE_CALLBACK_PLUGINS")).filter(|v| !v.is_empty()) {
-            plugins = concat_os(&concat_os(&plugins, OsStr::new(":")), v);
+        let mut plugins: Vec<OsString> = site.callback_plugins.iter().map(OsString::from).collect();
+        plugins.push(self.plugin_dir.clone().into_os_string());
+        env.insert("ANSIBLE_CALLBACKS_ENABLED".into(), enabled.join(",").into());
+        env.insert("ANSIBLE_CALLBACK_PLUGINS".into(), plugins.join(OsStr::new(":")));
+        // The log is a pipe, so ansible does not colour it unless the site
+        // forces colour; relflow stores that log and reads errors from it.
+        if site.force_color {
+            env.insert("ANSIBLE_FORCE_COLOR".into(), "false".into());
         }
+        env.insert("PYTHONUNBUFFERED".into(), "1".into());
         if let Some(dir) = dir {
             env.insert(events::EVENTS_ENV.into(), dir.events().into());
             // One SSH master per run, never shared (rundir.rs says why).
             env.insert("ANSIBLE_SSH_CONTROL_PATH_DIR".into(), dir.control_dir().into());
             env.insert("ANSIBLE_PERSISTENT_CONTROL_PATH_DIR".into(), dir.control_dir().into());
             env.insert("ANSIBLE_LOCAL_TEMP".into(), dir.local_tmp().into());
-        }
-        let ours: [(&str, OsString); 5] = [
-            ("ANSIBLE_CALLBACKS_ENABLED", enabled),
-            ("ANSIBLE_CALLBACK_PLUGINS", plugins),
-            ("ANSIBLE_FORCE_COLOR", "0".into()),
-            ("ANSIBLE_NOCOLOR", "1".into()),
-            ("PYTHONUNBUFFERED", "1".into()),
-        ];
-        for (k, v) in ours {
-            env.insert(k.into(), v);
         }
         env
     }
@@ -460,6 +474,13 @@ pub fn find_program(program: &Path, path: &OsStr) -> Option<PathBuf> {
         return program.is_file().then(|| program.to_path_buf());
     }
     std::env::split_paths(path).map(|dir| dir.join(program)).find(|p| p.is_file())
+}
+
+/// `name` (e.g. `ansible-config`) installed beside `ansible_playbook`
+/// (resolved on `path` if it is a bare name): the same ansible install.
+pub(crate) fn sibling_program(ansible_playbook: &Path, name: &str, path: &OsStr) -> Option<PathBuf> {
+    let sibling = find_program(ansible_playbook, path)?.parent()?.join(name);
+    sibling.is_file().then_some(sibling)
 }
 
 /// If a run's future is dropped mid-run, the supervisor still gets SIGTERM

@@ -36,7 +36,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags, UnixAddr};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -58,8 +58,7 @@ pub(crate) struct Key {
     pub cwd: PathBuf,
 }
 
-/// Size and mtime of the files whose change must restart the pool.
-type Stamp = Vec<(PathBuf, Option<(SystemTime, u64)>)>;
+use crate::site::Stamp;
 
 struct Zygote {
     key: Key,
@@ -289,24 +288,11 @@ fn interpreter(program: &Path, path_env: Option<&OsString>) -> Result<Vec<OsStri
 }
 
 /// The files whose change must restart the pool: the program, the ansible
-/// package, and every `ansible.cfg` ansible could pick (in its search order).
+/// package, and every `ansible.cfg` ansible could pick.
 fn stamp(key: &Key, ansible_dir: &Path) -> Stamp {
     let mut files = vec![key.program.clone(), ansible_dir.to_path_buf(), ansible_dir.join("release.py")];
-    if let Some(cfg) = key.env.get(OsStr::new("ANSIBLE_CONFIG")) {
-        files.push(key.cwd.join(cfg));
-    }
-    files.push(key.cwd.join("ansible.cfg"));
-    if let Some(home) = key.env.get(OsStr::new("HOME")) {
-        files.push(Path::new(home).join(".ansible.cfg"));
-    }
-    files.push(PathBuf::from("/etc/ansible/ansible.cfg"));
-    files
-        .into_iter()
-        .map(|f| {
-            let meta = std::fs::metadata(&f).ok().and_then(|m| Some((m.modified().ok()?, m.len())));
-            (f, meta)
-        })
-        .collect()
+    files.extend(crate::site::config_files(&key.env, &key.cwd));
+    crate::site::stat(&files)
 }
 
 fn hex_encode(bytes: &[u8]) -> String {

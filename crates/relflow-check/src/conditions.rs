@@ -27,6 +27,9 @@ pub struct CheckReport {
     /// With `--playbooks`: one entry per playbook.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub playbooks: Vec<PlaybookCheck>,
+    /// With `--playbooks`: playbook variables relflow's extra vars override.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub shadowed_vars: Vec<String>,
     /// Sample files that could not be used.
     pub sample_errors: Vec<String>,
     /// Patterns that match no file.
@@ -61,7 +64,7 @@ impl CheckReport {
     /// Everything worth a look that does not fail `check`.
     pub fn warnings(&self) -> Vec<String> {
         let rules = self.rules.iter().flat_map(|r| r.warnings.iter().cloned());
-        self.sample_warnings.iter().cloned().chain(rules).collect()
+        self.sample_warnings.iter().cloned().chain(rules).chain(self.shadowed_vars.iter().cloned()).collect()
     }
 }
 
@@ -79,6 +82,7 @@ pub fn check_with(config: &Config, samples: &Samples, playbooks: bool) -> CheckR
         samples: samples.all.len(),
         rules,
         playbooks: if playbooks { crate::playbooks::syntax_check_all(config) } else { Vec::new() },
+        shadowed_vars: if playbooks { crate::shadowing::shadowed_vars(config) } else { Vec::new() },
         sample_errors: samples.errors.clone(),
         sample_warnings: samples.warnings.clone(),
     }

@@ -8,7 +8,9 @@
 //!   `[check] samples`, the rule tests' messages). Type mismatches and
 //!   non-boolean results are errors; keys no sample has are warnings with a
 //!   did-you-mean; negations of keys some samples lack get the negation
-//!   trap explained. With `playbooks`, every playbook is syntax-checked.
+//!   trap explained. With `playbooks`, every playbook is syntax-checked,
+//!   and variables it defines that relflow's extra vars would override are
+//!   warnings naming the file.
 //! * [`run_tests`]: the `[[rule.test]]` tables (`relflow test`).
 //! * [`MessageReport`]: `relflow dry-run`, one line per rule saying why it
 //!   matches or not, and the Jinja dict-method traps in the message.
@@ -21,6 +23,7 @@ mod conditions;
 mod explain;
 mod playbooks;
 pub mod samples;
+mod shadowing;
 mod table;
 pub mod traps;
 

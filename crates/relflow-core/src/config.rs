@@ -37,6 +37,7 @@ pub mod compat;
 pub use compat::CompatConfig;
 mod errors;
 pub(crate) mod loopabull_keys;
+pub(crate) mod loopabull_looper;
 pub use announce::AnnounceConfig;
 pub mod backfill;
 pub use backfill::BackfillConfig;
@@ -89,6 +90,9 @@ pub struct Config {
     pub timers: Vec<Timer>,
     /// Things that load but deserve the operator's eye (`relflow check` prints them).
     pub warnings: Vec<String>,
+    /// Settings of another tool's config put into relflow's terms (a
+    /// loopabull looper as a `[[source]]`); `relflow check` prints them.
+    pub translated: Vec<String>,
 }
 
 /// The venv `scripts/install.sh` makes beside the binary
@@ -420,12 +424,16 @@ impl Config {
     /// `.yml`/`.yaml`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
-        let is_yaml = matches!(path.extension().and_then(|e| e.to_str()), Some("yml" | "yaml"));
-        if is_yaml {
+        if Self::is_loopabull_yaml(path) {
             crate::loopabull::from_yaml(path, &text)
         } else {
             Self::from_toml(path, &text)
         }
+    }
+
+    /// A `.yml`/`.yaml` file is read as a loopabull config.
+    pub fn is_loopabull_yaml(path: &Path) -> bool {
+        matches!(path.extension().and_then(|e| e.to_str()), Some("yml" | "yaml"))
     }
 
     /// Parses TOML text as if it had been read from `path`.
@@ -574,6 +582,7 @@ impl Config {
             rules: Vec::new(),
             timers: Vec::new(),
             warnings: Vec::new(),
+            translated: Vec::new(),
         }
     }
 
@@ -634,7 +643,7 @@ fn resolve_inventory(base: &Path, inventory: &str) -> String {
     base.join(inventory).display().to_string()
 }
 
-fn config_dir(path: &Path) -> PathBuf {
+pub(crate) fn config_dir(path: &Path) -> PathBuf {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf())
 }

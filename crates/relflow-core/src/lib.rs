@@ -12,6 +12,7 @@ mod ago;
 pub mod condition;
 pub mod config;
 pub mod loopabull;
+pub mod loopabull_import;
 mod message;
 pub mod redact;
 mod rules;

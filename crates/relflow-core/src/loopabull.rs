@@ -24,7 +24,10 @@
 //! derived per message.
 //!
 //! Unknown keys are errors with a did-you-mean (`config/loopabull_keys.rs`);
-//! loopabull compatibility (`[compat] loopabull`) is on. A `relflow:` mapping
+//! loopabull compatibility (`[compat] loopabull`) is on. A complete
+//! `rabbitmq`/`fedmsgrabbitmq` looper becomes an AMQP `[[source]]`
+//! (`config/loopabull_looper.rs`); `loopabull_import.rs` writes the whole
+//! config as relflow.toml. A `relflow:` mapping
 //! holds relflow-only settings loopabull did not have:
 //!
 //! ```yaml
@@ -40,7 +43,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{check_relative, loopabull_keys, Config, ConfigError, PlaybookSpec};
+use crate::config::loopabull_looper::{self, Looper};
+use crate::config::{
+    check_relative, config_dir, ingest, loopabull_keys, Config, ConfigError, PlaybookSpec, SourceConfig,
+};
 use crate::rules::Rule;
 use crate::TopicPattern;
 
@@ -120,7 +126,7 @@ pub fn from_yaml(path: &Path, text: &str) -> Result<Config, ConfigError> {
     let doc: serde_yaml::Value = serde_yaml::from_str(text).map_err(yaml)?;
     let invalid = |message: String| ConfigError::Invalid { path: path.into(), message };
     let warnings = loopabull_keys::check(&doc).map_err(invalid)?;
-    let raw: RawLoopabull = serde_yaml::from_value(doc).map_err(yaml)?;
+    let raw: RawLoopabull = serde_yaml::from_value(doc.clone()).map_err(yaml)?;
 
     let translator = match raw.plugins.as_ref().and_then(|p| p.translator.as_ref()) {
         Some(t) => match t.name.to_lowercase().as_str() {
@@ -154,6 +160,16 @@ pub fn from_yaml(path: &Path, text: &str) -> Result<Config, ConfigError> {
     }
     config.ansible.config = raw.ansible.cfg_file_path;
     config.ansible.inventory = raw.ansible.inventory_path;
+    match loopabull_looper::translate(&doc, &raw.routing_keys) {
+        Looper::None => {}
+        Looper::Unused(warning) => config.warnings.push(warning),
+        Looper::Source(source) => {
+            config.sources.push(*source);
+            ingest::validate(&mut config.sources, None, &config_dir(path))
+                .map_err(|e| invalid(format!("plugins.looper: {e}")))?;
+            config.translated.push(translated_source(&config.sources[0]));
+        }
+    }
 
     let rule = |name: &str, topic: TopicPattern, playbook: PlaybookSpec| Rule {
         name: name.to_owned(),
@@ -199,4 +215,18 @@ pub fn from_yaml(path: &Path, text: &str) -> Result<Config, ConfigError> {
     }
     config.resolve_paths();
     Ok(config)
+}
+
+/// What `check` prints for the translated looper (the URL redacted).
+fn translated_source(source: &SourceConfig) -> String {
+    let SourceConfig::Amqp(a) = source else { return format!("plugins.looper -> [[source]] {:?}", source.name()) };
+    format!(
+        "plugins.looper -> [[source]] type = \"amqp\", name = {:?}: {} exchange {:?}, queue {:?}, bindings {:?} \
+         (`relflow bridge` consumes it)",
+        a.name,
+        crate::redact::redact_url(&a.url),
+        a.exchange,
+        a.queue_name(),
+        a.bindings
+    )
 }

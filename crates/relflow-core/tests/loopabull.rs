@@ -32,7 +32,7 @@ fn a_typo_is_an_error_with_the_key_its_path_and_a_did_you_mean() {
 #[test]
 fn keys_relflow_does_not_use_load_with_a_warning_saying_what_to_do() {
     let c = load(&format!(
-        "loglevel: debug\nplugins:\n  looper:\n    name: fedmsgrabbitmq\n    rabbitmq: {{host: localhost}}\n\
+        "loglevel: debug\nplugins:\n  looper:\n    name: fedmsgrabbitmq\n    rabbitmq: {{port: 5672}}\n\
          routing_keys: [a.b]\n{BASE}"
     ))
     .unwrap();
@@ -42,6 +42,21 @@ fn keys_relflow_does_not_use_load_with_a_warning_saying_what_to_do() {
         c.warnings
     );
     assert!(c.warnings.iter().any(|w| w.contains("looper `fedmsgrabbitmq` (with `rabbitmq`)")), "{:?}", c.warnings);
+    assert!(c.sources.is_empty() && c.translated.is_empty(), "no broker host: nothing to translate");
+}
+
+#[test]
+fn a_looper_with_its_broker_is_translated_into_a_source() {
+    let c = load(&format!(
+        "plugins:\n  looper:\n    name: rabbitmq\n    rabbitmq: {{host: localhost}}\n    \
+         credentials: {{username: u, password: secret}}\nrouting_keys: [a.b]\n{BASE}"
+    ))
+    .unwrap();
+    assert_eq!(c.sources.len(), 1);
+    assert!(c.warnings.iter().all(|w| !w.contains("looper")), "{:?}", c.warnings);
+    let [t] = &c.translated[..] else { panic!("{:?}", c.translated) };
+    assert!(t.contains("[[source]] type = \"amqp\"") && t.contains("localhost") && t.contains("[\"a.b\"]"), "{t}");
+    assert!(!t.contains("secret"), "the password is redacted: {t}");
 }
 
 #[test]

@@ -135,6 +135,11 @@ pub enum Command {
     /// after the messages in hand.
     Bridge,
 
+    /// Print the relflow.toml equivalent to another tool's config (the
+    /// global --config is not read).
+    #[command(subcommand)]
+    Import(ImportCommand),
+
     /// Check fedmsg envelope files against [fedmsg] (CA, CRL, routing_policy).
     ///
     /// Prints `FILE: valid (signed by CN, serial N)` or `FILE: invalid:
@@ -207,9 +212,28 @@ pub struct BackfillArgs {
     pub json: JsonFlag,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// A loopabull YAML config, as relflow.toml on stdout.
+    ///
+    /// One [[rule]] per routing key, running the same playbook path;
+    /// playbook_cmd, cfg_file_path and inventory_path as [ansible]; the
+    /// `relflow:` settings; a rabbitmq/fedmsgrabbitmq looper with its broker
+    /// (rabbitmq.host) as an AMQP [[source]]; [compat] loopabull = true.
+    /// What has no equivalent (loglevel, a fedmsg looper, `routing_keys:
+    /// [all]`) is a comment saying what to do.
+    Loopabull {
+        /// The loopabull config (.yml/.yaml).
+        file: PathBuf,
+    },
+}
+
 #[derive(Debug, Args, Clone, Copy)]
 pub struct CheckArgs {
-    /// Also run `ansible-playbook --syntax-check` on every rule's playbook.
+    /// Also run `ansible-playbook --syntax-check` on every rule's playbook,
+    /// and warn about variables a playbook defines (play vars, vars_files,
+    /// group_vars/host_vars) that relflow's extra vars override: `topic`,
+    /// `msg_id`, `headers`, `sent_at`.
     #[arg(long)]
     pub playbooks: bool,
     /// Also connect to the work queue and the run store (one line each:

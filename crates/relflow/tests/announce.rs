@@ -6,10 +6,10 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{fixture, play, wait_for, Env};
+use common::{fixture, play, wait_for, Env, Proc};
 use relflow_testkit::{fixtures_dir, Vhost};
 use serde_json::{json, Value};
 
@@ -31,15 +31,6 @@ playbook = "ok.yml"
 "#;
 
 /// A child process of the test, killed when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn venv(name: &str) -> PathBuf {
     common::repo_root().join(".venv/bin").join(name)
 }

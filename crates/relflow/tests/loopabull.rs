@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{fixture, play};
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 
 /// The four signed 2017 messages and the routing keys Fedora's config lists.
 const SIGNED: [&str; 4] = [
@@ -54,9 +54,14 @@ impl Site {
     }
 
     fn relflow(&self, args: &[&str]) -> String {
+        self.relflow_with(&self.config, args)
+    }
+
+    /// `relflow --config CONFIG ARGS`, which must succeed; its stdout.
+    fn relflow_with(&self, config: &Path, args: &[&str]) -> String {
         let out = Command::new(env!("CARGO_BIN_EXE_relflow"))
             .arg("--config")
-            .arg(&self.config)
+            .arg(config)
             .args(args)
             .env("RELFLOW_DATA_DIR", self.path("data"))
             .env_remove("RELFLOW_CONFIG")
@@ -164,4 +169,135 @@ fn a_routing_key_typo_makes_check_fail_with_a_did_you_mean() {
     assert!(!out.status.success(), "{}", common::describe(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("unknown key `routing_key` at the top level; did you mean `routing_keys`?"), "{err}");
+}
+
+/// Every shipped fixture message (fedmsg envelopes and `amqp/`), sorted.
+fn all_fixtures() -> Vec<PathBuf> {
+    let dir = relflow_testkit::fixture("messages");
+    let mut files: Vec<PathBuf> = [dir.clone(), dir.join("amqp")]
+        .iter()
+        .flat_map(|d| std::fs::read_dir(d).unwrap().flatten().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn imported_toml_routes_every_fixture_and_gives_the_same_variables() {
+    let fixtures = all_fixtures();
+    let mut keys: Vec<String> =
+        fixtures.iter().map(|p| topic_of(p.file_name().unwrap().to_str().unwrap()).to_owned()).collect();
+    keys.sort();
+    keys.dedup();
+    // One topic left out (its messages match nothing), one key that only a
+    // literal comparison keeps from matching everything under buildsys.
+    keys.retain(|k| k != "org.fedoraproject.prod.git.receive");
+    keys.push("org.fedoraproject.prod.buildsys.#".into());
+    let site = Site::new(&keys.iter().map(String::as_str).collect::<Vec<_>>());
+    for key in &keys {
+        std::fs::write(site.path("playbooks").join(format!("{key}.yml")), play("    - debug: var=msg\n")).unwrap();
+    }
+    let toml_text = site.relflow(&["import", "loopabull", site.config.to_str().unwrap()]);
+    let toml = site.path("relflow.toml");
+    std::fs::write(&toml, &toml_text).unwrap();
+    assert!(toml_text.contains("[compat]\nloopabull = true"), "{toml_text}");
+    assert!(
+        toml_text.contains("looper `fedmsgrabbitmq` is not used"),
+        "the looper without settings is a comment\n{toml_text}"
+    );
+
+    // Per rule whether it matched, and each run with its extra vars (the
+    // explanation may differ: a literal `*`/`#` key is a condition in TOML).
+    let dry_run = |config: &Path, file: &Path| -> Value {
+        let out = site.relflow_with(config, &["dry-run", "--json", file.to_str().unwrap()]);
+        let report: Value = serde_json::from_str(&out).unwrap();
+        let matched: Vec<Value> =
+            report[0]["rules"].as_array().unwrap().iter().map(|r| json!([r["rule"], r["matched"]])).collect();
+        json!({"matched": matched, "runs": report[0]["runs"]})
+    };
+    let mut matched = 0;
+    for file in &fixtures {
+        let (from_yaml, from_toml) = (dry_run(&site.config, file), dry_run(&toml, file));
+        assert_eq!(from_toml, from_yaml, "{}: routed or varied differently\n{toml_text}", file.display());
+        matched += from_yaml["runs"].as_array().unwrap().len();
+    }
+    // The test proves something only if most fixtures ran and some did not.
+    assert!(matched > fixtures.len() / 2 && matched < fixtures.len(), "{matched} of {} matched", fixtures.len());
+    site.relflow_with(&toml, &["check"]);
+}
+
+/// Publishes `body` on `vhost`'s amq.topic with `routing_key`, as
+/// fedmsg-rabbitmq-serializer did (pika, from the project venv).
+fn amqp_publish(vhost: &relflow_testkit::Vhost, routing_key: &str, body: &str) {
+    let script = "import sys, pika\n\
+        c = pika.BlockingConnection(pika.URLParameters(sys.argv[1]))\n\
+        ch = c.channel()\nch.confirm_delivery()\n\
+        ch.basic_publish('amq.topic', sys.argv[2], sys.argv[3].encode(), mandatory=True)\nc.close()\n";
+    let python = common::repo_root().join(".venv/bin/python");
+    relflow_testkit::run_ok(
+        Command::new(python).args(["-c", script, &vhost.url(), routing_key, body]),
+        "publish with pika",
+    );
+}
+
+#[test]
+fn a_complete_rabbitmq_looper_is_a_source_the_bridge_consumes() {
+    let vhost = relflow_testkit::Vhost::new("loopabull-looper");
+    let name = "org.fedoraproject.prod.buildsys.tag--signed.json";
+    let key = topic_of(name);
+    let site = Site::new(&[key]);
+    let queue = format!("loopabull-{}", relflow_testkit::unique_suffix());
+    let looper = format!(
+        "    name: fedmsgrabbitmq\n    credentials: {{username: guest, password: guest}}\n    \
+         rabbitmq: {{host: 127.0.0.1, port: 5672, virtual_host: {}}}\n    \
+         channel_queue: {{name: {queue}, durable: true}}\n",
+        vhost.name()
+    );
+    let yaml = std::fs::read_to_string(&site.config).unwrap().replace("    name: fedmsgrabbitmq\n", &looper);
+    std::fs::write(&site.config, yaml).unwrap();
+    let seen = site.path("seen.txt");
+    std::fs::write(
+        site.path(&format!("playbooks/{key}.yml")),
+        play(&format!("    - copy:\n        dest: {}\n        content: \"{{{{ msg.msg.tag }}}}\"\n", seen.display())),
+    )
+    .unwrap();
+
+    let check = site.relflow(&["check"]);
+    assert!(check.contains("translated: plugins.looper -> [[source]] type = \"amqp\""), "{check}");
+    assert!(!check.contains("guest:guest"), "the password is redacted: {check}");
+    assert!(!check.contains("looper `fedmsgrabbitmq`"), "a translated looper is not a warning: {check}");
+
+    let body = std::fs::read_to_string(fixture(name)).unwrap();
+    let mut bridge = common::Proc(
+        Command::new(env!("CARGO_BIN_EXE_relflow"))
+            .arg("--config")
+            .arg(&site.config)
+            .arg("bridge")
+            .env("RELFLOW_DATA_DIR", site.path("data"))
+            .env_remove("RELFLOW_CONFIG")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(site.path("bridge.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let patience = std::time::Duration::from_secs(120);
+    common::wait_for(patience, "the bridge to declare the looper's queue", || {
+        vhost.queues().into_iter().any(|q| q.name == queue).then_some(())
+    });
+    amqp_publish(&vhost, key, &body);
+    let runs = common::wait_for(patience, "the message to be run", || {
+        site.relflow(&["worker", "--drain"]);
+        let runs: Value = serde_json::from_str(&site.relflow(&["runs", "list", "--json", "--limit", "0"])).unwrap();
+        (!runs.as_array().unwrap().is_empty()).then_some(runs)
+    });
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(bridge.0.id() as i32), nix::sys::signal::Signal::SIGTERM)
+        .unwrap();
+    let stopped = bridge.0.wait().unwrap();
+    let log = std::fs::read_to_string(site.path("bridge.log")).unwrap_or_default();
+    assert!(stopped.success(), "bridge: {log}");
+    assert_eq!(runs[0]["status"], "succeeded", "{runs:#}\n{log}");
+    assert_eq!(runs[0]["rule"], key);
+    // loopabull's fedmsgrabbitmq looper gave `msg` = the serialized envelope.
+    assert_eq!(std::fs::read_to_string(&seen).unwrap(), envelope(name)["msg"]["tag"].as_str().unwrap());
 }

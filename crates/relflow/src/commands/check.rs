@@ -55,6 +55,7 @@ pub async fn run(path: &Path, args: CheckArgs) -> Result<ExitCode> {
             "rules": config.rules,
             "timers": config.timers,
             "warnings": config.warnings,
+            "translated": config.translated,
             "problems": problems,
             "rule_checks": rule_checks,
             "connections": connections,
@@ -85,6 +86,9 @@ pub async fn run(path: &Path, args: CheckArgs) -> Result<ExitCode> {
         for t in &config.timers {
             let next = t.slots.next_after(chrono::Utc::now()).map_or_else(|| "never".into(), rfc3339);
             println!("  {:<24} {:?} {} -> {} (next {next})", t.name, t.schedule, t.timezone, t.topic());
+        }
+        for t in &config.translated {
+            println!("translated: {t}");
         }
         print!("{rule_checks}");
         for w in &config.warnings {

@@ -8,6 +8,7 @@ mod control;
 mod dead_letters;
 mod dry_run;
 mod prune;
+mod import;
 mod publish;
 mod runs;
 mod serve;
@@ -41,6 +42,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Prune { dry_run, json } => prune::run(&config()?, dry_run, json.json).await,
         Command::Backfill(args) => backfill::run(&config()?, &args).await,
         Command::Bridge => bridge::run(config()?).await,
+        Command::Import(cmd) => import::run(cmd),
         Command::Verify { files, json } => verify::run(&config()?, &files, json.json),
         Command::Serve(args) => serve::run(config()?, args).await,
         Command::Supervise => anyhow::bail!("__supervise is internal: relflow starts it itself"),

@@ -151,6 +151,17 @@ impl Env {
     }
 }
 
+/// A child process killed (and reaped) when dropped, so a failing test
+/// leaves nothing running.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 pub fn describe(out: &Output) -> String {
     format!(
         "status {}\n--- stdout\n{}\n--- stderr\n{}",
