@@ -50,8 +50,8 @@ pub use ingest::{AmqpTls, FedmsgConfig, IngestConfig, SourceConfig};
 pub mod gates;
 pub mod stateful;
 pub mod timer;
-pub use timer::Timer;
 pub use gates::{Approval, RetentionConfig};
+pub use timer::Timer;
 
 /// A loaded, validated configuration.
 #[derive(Debug)]

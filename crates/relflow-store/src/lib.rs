@@ -12,8 +12,8 @@ pub mod control;
 pub mod outbox;
 mod page;
 mod postgres;
-pub mod retention;
 mod reindex;
+pub mod retention;
 mod schema;
 pub mod search;
 mod sqlite;
@@ -294,7 +294,9 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// ([`StateStore`], [`TimerStore`]), approval gates wait ([`Approvals`]),
 /// old rows are pruned ([`Retention`]), and the audit log ([`AuditLog`]).
 #[async_trait]
-pub trait RunStore: Outbox + StateStore + TimerStore + Control + Approvals + Retention + AuditLog + Send + Sync {
+pub trait RunStore:
+    Outbox + StateStore + TimerStore + Control + Approvals + Retention + AuditLog + Send + Sync
+{
     /// Records a run as started. Earlier runs of the same (message, rule)
     /// still marked running are marked abandoned: their worker died, which
     /// is why the message came back.
