@@ -18,10 +18,6 @@ use super::auth::Caller;
 use super::error::ApiError;
 use super::AppState;
 
-/// Who made a request, as the history records it. One shared token names
-/// nobody in particular.
-const CALLER: &str = "http (token)";
-
 /// The read-only routes.
 pub fn reads() -> Router<AppState> {
     Router::new().route("/api/messages/{id}/history", get(history))
@@ -47,9 +43,10 @@ fn api_error(e: ControlError) -> ApiError {
 
 pub(crate) async fn rerun(
     State(state): State<AppState>,
+    Extension(caller): Extension<Arc<Caller>>,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let req = control::rerun(state.store.as_ref(), &state.sink, &id, CALLER).await.map_err(api_error)?;
+    let req = control::rerun(state.store.as_ref(), &state.sink, &id, &caller.name).await.map_err(api_error)?;
     let body = json!({
         "rerun_of": req.run_id, "message_id": req.message_id, "rule": req.rule, "request": req.id,
         "history_url": format!("/api/messages/{}/history", req.message_id),
@@ -59,9 +56,10 @@ pub(crate) async fn rerun(
 
 pub(crate) async fn cancel(
     State(state): State<AppState>,
+    Extension(caller): Extension<Arc<Caller>>,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let (req, new) = control::cancel(state.store.as_ref(), &id, CALLER).await.map_err(api_error)?;
+    let (req, new) = control::cancel(state.store.as_ref(), &id, &caller.name).await.map_err(api_error)?;
     let body = json!({"run_id": req.run_id, "cancel_requested": true, "already_requested": !new});
     Ok((StatusCode::ACCEPTED, Json(body)))
 }

@@ -513,3 +513,19 @@ fn a_token_config_mistake_is_refused_when_serve_starts() {
     let err = String::from_utf8_lossy(&env.run(&["check"]).stderr).into_owned();
     assert!(err.contains("viewer") && err.contains("admin"), "{err}");
 }
+
+#[test]
+fn a_rerun_from_the_api_is_recorded_under_the_tokens_name() {
+    let s = Serve::start(env_with_roles(), &[]);
+    s.publish("relflow.test.hello", &json!({"n": 1}));
+    s.settle();
+    let first = s.runs("")[0].clone();
+    let (id, msg_id) = (first["id"].as_str().unwrap(), first["message_id"].as_str().unwrap());
+    assert_eq!(first["status"], "succeeded", "{first}");
+    let a = s.call("POST", &format!("/api/runs/{id}/rerun"), Some(&secret("otto")), None);
+    assert_eq!(a.status, 202, "{}", a.body);
+    s.settle();
+    let history = s.get_json(&format!("/api/messages/{msg_id}/history"))["history"].as_array().unwrap().clone();
+    let rerun = history.iter().find(|e| e["kind"] == "rerun_requested").expect("the re-run is in the history");
+    assert_eq!(rerun["by"], "otto", "{history:?}");
+}
