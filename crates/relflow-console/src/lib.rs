@@ -12,37 +12,31 @@ mod api;
 mod audit;
 mod auth;
 mod control;
+mod depth;
 mod error;
 mod ingest;
 mod logs;
 mod runs;
 mod web;
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use axum::Router;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use relflow_core::Config;
 use relflow_engine::{Metrics, RunLogs};
 use relflow_ingest::Sink;
 use relflow_queue::{QueueDepth, WorkQueue};
 use relflow_store::RunStore;
-use serde::Serialize;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 pub use auth::{Caller, Tokens};
-
-/// How often the queue depth is sampled for the page's chart, and how many
-/// samples are kept (24 hours' worth).
-const DEPTH_EVERY: Duration = Duration::from_secs(60);
-const DEPTH_KEEP: usize = 24 * 60;
+pub use depth::DepthSample;
 
 /// What every handler can reach.
 pub struct Shared {
@@ -64,17 +58,10 @@ pub struct Shared {
     pub worker: bool,
     /// Fires on shutdown; ends live log streams so the server can close.
     pub shutdown: CancellationToken,
-    depth_history: Mutex<VecDeque<DepthSample>>,
+    depth_history: Mutex<depth::DepthHistory>,
 }
 
 pub type AppState = Arc<Shared>;
-
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct DepthSample {
-    pub at: DateTime<Utc>,
-    #[serde(flatten)]
-    pub depth: QueueDepth,
-}
 
 /// What `relflow serve` runs, besides the API.
 pub struct Parts {
@@ -106,20 +93,17 @@ impl Shared {
             ingest: parts.ingest,
             worker: parts.worker,
             shutdown,
-            depth_history: Mutex::new(VecDeque::new()),
+            depth_history: Mutex::new(depth::DepthHistory::default()),
         })
     }
 
     fn record_depth(&self, depth: QueueDepth) {
-        let mut h = self.depth_history.lock().unwrap_or_else(|p| p.into_inner());
-        if h.len() >= DEPTH_KEEP {
-            h.pop_front();
-        }
-        h.push_back(DepthSample { at: Utc::now(), depth });
+        let sample = DepthSample { at: Utc::now(), depth };
+        self.depth_history.lock().unwrap_or_else(|p| p.into_inner()).record(sample);
     }
 
     fn depth_history(&self) -> Vec<DepthSample> {
-        self.depth_history.lock().unwrap_or_else(|p| p.into_inner()).iter().copied().collect()
+        self.depth_history.lock().unwrap_or_else(|p| p.into_inner()).samples()
     }
 }
 
@@ -147,7 +131,7 @@ impl Server {
                 }
                 tokio::select! {
                     _ = sampler.shutdown.cancelled() => return Ok(()),
-                    _ = tokio::time::sleep(DEPTH_EVERY) => {}
+                    _ = tokio::time::sleep(depth::SAMPLE_EVERY) => {}
                 }
             }
         });
