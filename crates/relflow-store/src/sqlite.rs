@@ -35,9 +35,16 @@ CREATE TABLE IF NOT EXISTS runs (
     tasks       TEXT    NOT NULL DEFAULT '[]',
     log         TEXT    NOT NULL DEFAULT ''
 );
-CREATE INDEX IF NOT EXISTS runs_message_rule ON runs (message_id, rule);
+-- The worker asks has_succeeded for every message: with status in the index
+-- the planner seeks the message's own runs, not every succeeded run of the
+-- rule (runs_rule_status_started), which grew linearly with the store.
+CREATE INDEX IF NOT EXISTS runs_message_rule_status ON runs (message_id, rule, status);
+DROP INDEX IF EXISTS runs_message_rule;
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 ";
+
+/// [`RunStore::has_succeeded`]'s query (see [`SqliteStore::explain_has_succeeded`]).
+const HAS_SUCCEEDED: &str = "SELECT 1 FROM runs WHERE message_id = ?1 AND rule = ?2 AND status = 'succeeded' LIMIT 1";
 
 const RECORD_COLUMNS: &str = "id, message_id, topic, rule, playbook, attempt, status, exit_code, started_at, \
      finished_at, ok, changed, failed, skipped, unreachable, error, worker, subject";
@@ -243,6 +250,17 @@ impl SqliteStore {
         .await
     }
 
+    /// SQLite's plan for [`RunStore::has_succeeded`], which the worker asks
+    /// for every message: the plan test checks it seeks the message's runs.
+    pub async fn explain_has_succeeded(&self) -> Result<Vec<String>> {
+        self.with_reader(move |c| {
+            let mut stmt = c.prepare(&format!("EXPLAIN QUERY PLAN {HAS_SUCCEEDED}"))?;
+            let rows = stmt.query_map(params!["m", "r"], |r| r.get::<_, String>(3))?;
+            Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
+        })
+        .await
+    }
+
     /// Runs `f` on the connection off the async runtime (SQLite blocks).
     pub(crate) async fn with_conn<T, F>(&self, f: F) -> Result<T>
     where
@@ -343,13 +361,7 @@ impl RunStore for SqliteStore {
     async fn has_succeeded(&self, message_id: &str, rule: &str) -> Result<bool> {
         let (m, r) = (message_id.to_owned(), rule.to_owned());
         self.with_conn(move |c| {
-            let found = c
-                .query_row(
-                    "SELECT 1 FROM runs WHERE message_id = ?1 AND rule = ?2 AND status = 'succeeded' LIMIT 1",
-                    params![m, r],
-                    |_| Ok(()),
-                )
-                .optional()?;
+            let found = c.query_row(HAS_SUCCEEDED, params![m, r], |_| Ok(())).optional()?;
             Ok(found.is_some())
         })
         .await

@@ -54,6 +54,17 @@ async fn sqlite_listings_seek_an_index() {
 }
 
 #[tokio::test]
+async fn the_workers_has_succeeded_seeks_the_messages_own_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("runs.sqlite3")).unwrap();
+    let plan = store.explain_has_succeeded().await.unwrap();
+    assert_eq!(
+        plan,
+        ["SEARCH runs USING COVERING INDEX runs_message_rule_status (message_id=? AND rule=? AND status=?)"]
+    );
+}
+
+#[tokio::test]
 async fn postgres_listings_seek_an_index() {
     let db = relflow_testkit::PgDatabase::new();
     let store = PgStore::connect(&db.url()).await.unwrap();
