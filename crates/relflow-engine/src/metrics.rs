@@ -395,11 +395,9 @@ mod tests {
     fn a_source_endpoint_is_up_or_down_by_the_last_report() {
         use relflow_ingest::{Links, Observer};
         let (m, links) = (Metrics::new(), Links::default());
-        links.set("fedmsg:bus", "tcp://hub:9940", Err("cannot connect".into()));
-        m.linked(&links.all()[0]);
+        m.linked(&links.set("fedmsg:bus", "tcp://hub:9940", Err("cannot connect".into())));
         assert!(m.render(None).contains("relflow_source_up{source=\"fedmsg:bus\",endpoint=\"tcp://hub:9940\"} 0"));
-        links.set("fedmsg:bus", "tcp://hub:9940", Ok(()));
-        m.linked(&links.all()[0]);
+        m.linked(&links.set("fedmsg:bus", "tcp://hub:9940", Ok(())));
         assert!(m.render(None).contains("relflow_source_up{source=\"fedmsg:bus\",endpoint=\"tcp://hub:9940\"} 1"));
     }
 }

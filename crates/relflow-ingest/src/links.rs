@@ -30,10 +30,11 @@ pub struct Links {
 }
 
 impl Links {
-    /// Records that `endpoint` of `source` is up (`Ok`) or down (`Err(why)`).
-    /// `since` moves only when the state changes, so a source retrying
-    /// every few seconds keeps the time it went down.
-    pub fn set(&self, source: &str, endpoint: &str, state: Result<(), String>) {
+    /// Records that `endpoint` of `source` is up (`Ok`) or down (`Err(why)`),
+    /// and returns the link as recorded. `since` moves only when the state
+    /// changes, so a source retrying every few seconds keeps the time it
+    /// went down.
+    pub fn set(&self, source: &str, endpoint: &str, state: Result<(), String>) -> Link {
         let up = state.is_ok();
         let mut links = self.by_endpoint.lock().unwrap_or_else(|e| e.into_inner());
         let key = (source.to_owned(), endpoint.to_owned());
@@ -42,7 +43,8 @@ impl Links {
             _ => Utc::now(),
         };
         let link = Link { source: key.0.clone(), endpoint: key.1.clone(), up, error: state.err(), since };
-        links.insert(key, link);
+        links.insert(key, link.clone());
+        link
     }
 
     /// Every endpoint reported so far, by source then endpoint.

@@ -234,11 +234,9 @@ impl Sink {
     /// Records that a source's endpoint is connected (`Ok`) or down
     /// (`Err(why)`), for `/readyz` and `/metrics`.
     pub fn link(&self, source: &str, endpoint: &str, state: Result<(), String>) {
-        self.inner.links.set(source, endpoint, state);
+        let link = self.inner.links.set(source, endpoint, state);
         if let Some(observer) = self.inner.observer.get() {
-            if let Some(link) = self.links().into_iter().find(|l| l.source == source && l.endpoint == endpoint) {
-                observer.linked(&link);
-            }
+            observer.linked(&link);
         }
     }
 

@@ -33,7 +33,7 @@ pub async fn run(config: &Config, cmd: DeadLettersCommand) -> Result<ExitCode> {
                 bail!("dead letter {id} stays: {done}");
             }
             // Through the intake, like every other way onto the queue.
-            if !super::open_sink(config).await?.replay(id).await? {
+            if !super::sink_on(config, queue)?.replay(id).await? {
                 bail!("no dead letter with id {id} (see `relflow dead-letters list`)");
             }
             super::audit::record(config, "replay", &id.to_string()).await;

@@ -80,7 +80,11 @@ fn shutdown_on_signal(then: &'static str) -> Result<tokio_util::sync::Cancellati
 /// The one door to the work queue (dedupe, metrics), for commands that
 /// put messages on it.
 async fn open_sink(config: &Config) -> Result<relflow_ingest::Sink> {
-    let queue = relflow_engine::open_queue(config, 1).await?;
+    sink_on(config, relflow_engine::open_queue(config, 1).await?)
+}
+
+/// The intake over a queue the command already opened.
+fn sink_on(config: &Config, queue: std::sync::Arc<dyn relflow_queue::WorkQueue>) -> Result<relflow_ingest::Sink> {
     relflow_ingest::Sink::open(&relflow_engine::options::sink(config), queue)
 }
 
