@@ -79,7 +79,11 @@ venv="$prefix/lib/relflow/venv"
 if [ "$system_ansible" = 1 ]; then
     say "no venv (--system-ansible): relflow runs ansible-playbook from PATH"
     command -v ansible-playbook >/dev/null || say "warning: no ansible-playbook on PATH yet (dnf install ansible-core)"
-elif [ -x "$venv/bin/ansible-playbook" ] && "$venv/bin/ansible-playbook" --version 2>/dev/null | grep -q "core ${ANSIBLE_CORE_VERSION}\]"; then
+# grep reads all of the version text, as in setup.sh: with `grep -q` and
+# pipefail, ansible-playbook killed by SIGPIPE made a good venv look wrong
+# and rebuilt it.
+elif [ -x "$venv/bin/ansible-playbook" ] &&
+    "$venv/bin/ansible-playbook" --version 2>/dev/null | grep "core ${ANSIBLE_CORE_VERSION}\]" >/dev/null; then
     say "venv $venv already has ansible-core $ANSIBLE_CORE_VERSION"
 else
     python="${PYTHON:-/usr/bin/python3}"

@@ -33,16 +33,46 @@ pub(crate) struct InFlight {
     pub(crate) headers: FieldTable,
 }
 
+/// A channel on its way to being the consumer: closed unless the setup
+/// finishes. `claim`'s deadline may drop the setup half-way (a quorum queue
+/// without a leader makes `basic.consume` wait); left open, such a channel
+/// would get its consumer once the queue is back, and sit on `prefetch`
+/// messages that nobody reads, for as long as the connection lives.
+struct Unfinished(Option<Channel>);
+
+impl Unfinished {
+    fn channel(&self) -> &Channel {
+        self.0.as_ref().expect("an unfinished channel is only taken by `finish`")
+    }
+
+    fn finish(mut self) -> Channel {
+        self.0.take().expect("finish is called once")
+    }
+}
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        let Some(channel) = self.0.take() else { return };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        runtime.spawn(async move {
+            // Closing cancels its consumer, if the broker made one, and
+            // requeues whatever it was handed.
+            let _ = channel.close(200, "relflow: consumer setup abandoned".into()).await;
+        });
+    }
+}
+
 impl AmqpQueue {
     async fn open_consumer(&self, deadline: Instant) -> Result<ConsumerSlot> {
         let session = self.session_until(deadline).await?;
-        let channel = session.conn.create_channel().await.map_err(|e| backend("open channel", e))?;
+        let unfinished = Unfinished(Some(session.conn.create_channel().await.map_err(|e| backend("open channel", e))?));
+        let channel = unfinished.channel();
         channel
             .basic_qos(self.opts.prefetch.max(1), BasicQosOptions::default())
             .await
             .map_err(|e| backend("basic.qos", e))?;
         // Idempotent; recreates the work queue if it was deleted under us.
-        declare(&channel, &self.work, quorum_args()).await?;
+        declare(channel, &self.work, quorum_args()).await?;
         let mut args = FieldTable::default();
         if let Some(timeout) = self.opts.consumer_timeout {
             args.insert("x-consumer-timeout".into(), AMQPValue::LongLongInt(duration_ms(timeout) as i64));
@@ -51,7 +81,7 @@ impl AmqpQueue {
             .basic_consume(self.work.as_str().into(), "".into(), BasicConsumeOptions::default(), args)
             .await
             .map_err(|e| backend("basic.consume", e))?;
-        Ok(ConsumerSlot { generation: session.generation, channel, consumer })
+        Ok(ConsumerSlot { generation: session.generation, channel: unfinished.finish(), consumer })
     }
 
     pub(crate) async fn claim_inner(&self, deadline: Instant) -> Result<Option<Delivery>> {

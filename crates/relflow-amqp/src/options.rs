@@ -14,6 +14,14 @@ pub struct AmqpQueueOptions {
     /// AMQP URL, e.g. `amqp://guest:guest@127.0.0.1:5672/%2f`. Query
     /// parameters such as `?heartbeat=30` are honoured by lapin.
     pub url: String,
+    /// More addresses of the same RabbitMQ cluster. Every connect (the
+    /// first and each reconnect) starts at the address that worked last and
+    /// tries the others in turn, `url` first.
+    pub failover_urls: Vec<String>,
+    /// How long one address may take to connect and declare the topology
+    /// before the next one is tried (a node that is down refuses at once; a
+    /// node cut off from its peers may not answer at all).
+    pub connect_timeout: Duration,
     /// Prepended to every queue name, so several relflow installations (or
     /// tests) can share one vhost.
     pub prefix: String,
@@ -61,6 +69,8 @@ impl Default for AmqpQueueOptions {
     fn default() -> Self {
         AmqpQueueOptions {
             url: "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned(),
+            failover_urls: Vec::new(),
+            connect_timeout: Duration::from_secs(10),
             prefix: String::new(),
             work_queue: "relflow.work".to_owned(),
             dead_queue: "relflow.dead".to_owned(),
@@ -78,11 +88,20 @@ impl Default for AmqpQueueOptions {
     }
 }
 
+impl AmqpQueueOptions {
+    /// Every address to try: `url`, then `failover_urls`.
+    pub fn addresses(&self) -> Vec<&str> {
+        std::iter::once(self.url.as_str()).chain(self.failover_urls.iter().map(String::as_str)).collect()
+    }
+}
+
 impl fmt::Debug for AmqpQueueOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The URL may carry a password: show it redacted.
         f.debug_struct("AmqpQueueOptions")
             .field("url", &redact_url(&self.url))
+            .field("failover_urls", &self.failover_urls.iter().map(|u| redact_url(u)).collect::<Vec<_>>())
+            .field("connect_timeout", &self.connect_timeout)
             .field("prefix", &self.prefix)
             .field("work_queue", &self.work_queue)
             .field("dead_queue", &self.dead_queue)
@@ -131,9 +150,14 @@ mod tests {
 
     #[test]
     fn debug_hides_the_password() {
-        let opts = AmqpQueueOptions { url: "amqp://relflow:p@ss:w/rd@host/%2f".into(), ..Default::default() };
+        let opts = AmqpQueueOptions {
+            url: "amqp://relflow:p@ss:w/rd@host/%2f".into(),
+            failover_urls: vec!["amqp://relflow:s3cr3t@other/%2f".into()],
+            ..Default::default()
+        };
         let shown = format!("{opts:?}");
         assert!(shown.contains("amqp://relflow:***@host/%2f"), "{shown}");
-        assert!(!shown.contains("ss:w"), "{shown}");
+        assert!(shown.contains("amqp://relflow:***@other/%2f"), "{shown}");
+        assert!(!shown.contains("ss:w") && !shown.contains("s3cr3t"), "{shown}");
     }
 }

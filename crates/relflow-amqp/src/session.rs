@@ -8,6 +8,7 @@ use std::time::Duration;
 use lapin::options::{ConfirmSelectOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection, ConnectionProperties};
+use relflow_core::redact::redact_url;
 use relflow_queue::{QueueDepth, QueueError, Result};
 use tokio::time::Instant;
 
@@ -34,11 +35,16 @@ pub(crate) struct ConnState {
     /// Earliest time of the next connection attempt, and the pause after it.
     next_attempt: Option<Instant>,
     backoff: Duration,
+    /// Index (in [`AmqpQueueOptions::addresses`]) of the address that
+    /// connected last: the next connect starts there.
+    ///
+    /// [`AmqpQueueOptions::addresses`]: crate::AmqpQueueOptions::addresses
+    address: usize,
 }
 
 impl ConnState {
     pub(crate) fn new(backoff: Duration) -> Self {
-        ConnState { session: None, generation: 0, next_attempt: None, backoff }
+        ConnState { session: None, generation: 0, next_attempt: None, backoff, address: 0 }
     }
 
     fn connected(&mut self, session: Session, first_backoff: Duration) -> Session {
@@ -134,8 +140,11 @@ impl AmqpQueue {
                 }
                 tokio::time::sleep_until(at).await;
             }
-            match self.open_session(state.generation + 1).await {
-                Ok(session) => return Ok(state.connected(session, self.opts.reconnect_backoff.0)),
+            match self.open_any(state.generation + 1, state.address).await {
+                Ok((session, address)) => {
+                    state.address = address;
+                    return Ok(state.connected(session, self.opts.reconnect_backoff.0));
+                }
                 Err(err @ QueueError::Refused(_)) => return Err(err),
                 Err(err) => {
                     let pause = state.back_off(self.opts.reconnect_backoff.1);
@@ -148,11 +157,50 @@ impl AmqpQueue {
         }
     }
 
-    async fn open_session(&self, generation: u64) -> Result<Session> {
+    /// One session on the first address that works, starting at `first`
+    /// and going round the list once. Refused only if every address refused
+    /// (a node still booting may refuse what the others accept).
+    async fn open_any(&self, generation: u64, first: usize) -> Result<(Session, usize)> {
+        let addresses = self.opts.addresses();
+        let mut errors = Vec::new();
+        let mut refused = true;
+        for i in (0..addresses.len()).map(|k| (first + k) % addresses.len()) {
+            let url = addresses[i];
+            let attempt = tokio::time::timeout(self.opts.connect_timeout, self.open_session(url, generation));
+            let err = match attempt.await {
+                Ok(Ok(session)) => return Ok((session, i)),
+                Ok(Err(err)) => err,
+                Err(_) => QueueError::Backend(format!(
+                    "rabbitmq: {}: no session within {:?}",
+                    redact_url(url),
+                    self.opts.connect_timeout
+                )),
+            };
+            if addresses.len() > 1 {
+                tracing::warn!(error = %err, "rabbitmq: cannot connect, trying the next address");
+            }
+            refused &= matches!(err, QueueError::Refused(_));
+            errors.push(err);
+        }
+        if errors.len() == 1 {
+            return Err(errors.remove(0));
+        }
+        // Each error's own words, without the wrapper's prefix every time.
+        let words = |e: &QueueError| match e {
+            QueueError::Backend(text) | QueueError::Refused(text) => text.clone(),
+            other => other.to_string(),
+        };
+        let text = errors.iter().map(words).collect::<Vec<_>>().join("; ");
+        Err(if refused { QueueError::Refused(text) } else { QueueError::Backend(text) })
+    }
+
+    async fn open_session(&self, url: &str, generation: u64) -> Result<Session> {
         let props = ConnectionProperties::default().with_connection_name(self.opts.connection_name.clone().into());
-        let conn = connect(&self.opts.url, self.opts.tls.as_ref(), props).await.map_err(|e| {
+        let conn = connect(url, self.opts.tls.as_ref(), props).await.map_err(|e| {
             if e.is_refused() {
-                QueueError::Refused(format!("rabbitmq: {e} (check the user, password and vhost in [queue] url)"))
+                QueueError::Refused(format!(
+                    "rabbitmq: {e} (check the user, password and vhost in [queue] url or urls)"
+                ))
             } else {
                 QueueError::Backend(format!("rabbitmq: {e}"))
             }

@@ -115,6 +115,37 @@ try:
 except Exception as e:  # an ansible without this layout: runs parse it themselves, as cold runs do
     sys.stderr.write('relflow_warm: not caching the builtin routing table: %s\n' % e)
 
+
+def _load_plugin_options():
+    """Make the plugin loads every run makes, once, in the pool.
+
+    Before its first play, every ansible-playbook loads all connection,
+    shell, become, callback and vars plugins (PlaybookExecutor.run,
+    TaskQueueManager.load_callbacks, vars.plugins) and its inventory and
+    cache plugins, and parses each one's DOCUMENTATION YAML for its option
+    definitions: about a third of what is left of a warm run. These are the
+    same loader calls, on the same plugin paths (the pool has the runs'
+    config and environment, and is restarted when either changes), so a
+    run finds the modules imported and the definitions registered exactly
+    as it would have made them, and skips both. Plugin instances, and the
+    options' values, are still made in the run.
+    """
+    from ansible import constants
+    from ansible.plugins import loader
+
+    for plugins in (loader.connection_loader, loader.shell_loader, loader.become_loader,
+                    loader.callback_loader, loader.vars_loader):
+        list(plugins.all(class_only=True))
+    for name in constants.INVENTORY_ENABLED:
+        loader.inventory_loader.get(name, class_only=True)
+    loader.cache_loader.get(constants.CACHE_PLUGIN, class_only=True)
+
+
+try:
+    _load_plugin_options()
+except Exception as e:  # a run loads what is missing itself, as a cold run does
+    sys.stderr.write('relflow_warm: not preloading plugin options: %s\n' % e)
+
 RUN_SIGNALS = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 
 

@@ -7,6 +7,9 @@
 //!   on the classic durable queue it declares itself).
 //! * Embedded queue: relflow worker vs a bare rusqlite loop doing the same
 //!   claim (UPDATE ... RETURNING) + delete, WAL, synchronous=FULL.
+//! * The worker at its default settings (no flags: prefetch 64) on both.
+//! * ansible-rulebook 1.3.2's in-process source (no bus, no persistence):
+//!   BENCH_RULEBOOK_N (= BENCH_N; 0 skips it) events no rule matches.
 //! * Worker RSS: idle, half-way, and after all messages.
 //!
 //! Rate = messages drained / time from the first drop of the queue depth to
@@ -28,6 +31,7 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use relflow_bench::rulebook::{self, Rulebook};
 use relflow_bench::*;
 
 const TOPIC: &str = "bench.noop";
@@ -59,6 +63,8 @@ async fn main() -> Result<()> {
         "|---|---|---|---|---|---|---|".into(),
     ];
     let mut mem = Vec::new();
+    let mut defaults: Vec<(&str, Drained)> = Vec::new();
+    let rulebook_n = env_num("BENCH_RULEBOOK_N", n);
 
     // --- RabbitMQ ---
     if queues.iter().any(|q| q == "rabbitmq") {
@@ -80,20 +86,30 @@ async fn main() -> Result<()> {
             lines.push(row("rabbitmq", "bare lapin consume+ack", prefetch, bare, None));
 
             let setup = Setup::new("", &format!("[queue]\nurl = \"{url}\"\nprefix = \"p{prefetch}.\"\n\n{RULE}"))?;
-            let (idle, _) = idle_rss(&setup, &bin, prefetch)?;
+            let idle = idle_rss(&setup, &bin, prefetch)?;
             fill_amqp(&url, &q, true, n).await?;
             let mut samples = (0, 0);
             let rel = drain_amqp_sampled(&url, &q, n, &setup, &bin, prefetch, &mut samples).await?;
             lines.push(row("rabbitmq", "relflow worker", prefetch, rel, Some(bare)));
             mem.push(format!(
-                "| rabbitmq, concurrency {prefetch} | {} | {} | {} |",
-                mib(idle),
+                "| rabbitmq, concurrency {prefetch} | {} | {} | {} | {} |",
+                mib(idle.0),
+                mib(idle.1),
                 mib(samples.0),
                 mib(samples.1)
             ));
             bare_best = bare_best.max(rate(bare));
             relflow_best = relflow_best.max(rate(rel));
         }
+
+        // The worker as installed: no flags (prefetch 64, concurrency = cores).
+        let dq = "dflt.relflow.work";
+        let setup = Setup::new("", &format!("[queue]\nurl = \"{url}\"\nprefix = \"dflt.\"\n\n{RULE}"))?;
+        fill_amqp(&url, dq, true, n).await?;
+        let dflt =
+            drain_amqp(&url, dq, n, || Ok(Contender::Process(setup.relflow(&bin, &["worker"]).spawn()?))).await?;
+        lines.push(row("rabbitmq", "relflow worker, default settings", 64, dflt, None));
+        defaults.push(("RabbitMQ", dflt));
 
         // loopabull, on the queue it declares itself (classic, durable).
         let lq = "loopabull.bench";
@@ -122,9 +138,11 @@ async fn main() -> Result<()> {
         lines.push(row("rabbitmq classic", "loopabull 0.0.7", 1, lb, Some(bare_classic)));
         lines.push(String::new());
         lines.push(format!(
-            "RabbitMQ: relflow (best prefetch) / bare lapin (best prefetch) = {:.2}; relflow / loopabull = {:.1}x",
+            "RabbitMQ: relflow (best prefetch) / bare lapin (best prefetch) = {:.2}; relflow / loopabull = {:.1}x; \
+             relflow at default settings / loopabull = {:.1}x",
             relflow_best / bare_best,
-            relflow_best / rate(lb)
+            relflow_best / rate(lb),
+            rate(dflt) / rate(lb)
         ));
         drop(vhost);
     }
@@ -135,7 +153,7 @@ async fn main() -> Result<()> {
         lines.push("| queue | contender | prefetch | messages | seconds | msg/s | vs bare loop |".into());
         lines.push("|---|---|---|---|---|---|---|".into());
         let setup = Setup::new("", RULE)?;
-        let (idle, _) = idle_rss(&setup, &bin, 2)?;
+        let idle = idle_rss(&setup, &bin, 2)?;
         let db = setup.path().join("data/relflow.sqlite3");
         // The bare loops run in a thread of this process, watched exactly like
         // the relflow worker (the watcher's polling costs everyone the same).
@@ -169,19 +187,87 @@ async fn main() -> Result<()> {
         stop(&mut child);
         lines.push(row("sqlite", "relflow worker (vs one at a time)", 2, rel, Some(bare[0])));
         lines.push(row("sqlite", "relflow worker (vs 2 per transaction)", 2, rel, Some(bare[1])));
-        mem.push(format!("| sqlite, concurrency 2 | {} | {} | {} |", mib(idle), mib(samples.0), mib(samples.1)));
+        mem.push(format!(
+            "| sqlite, concurrency 2 | {} | {} | {} | {} |",
+            mib(idle.0),
+            mib(idle.1),
+            mib(samples.0),
+            mib(samples.1)
+        ));
+
+        let setup = Setup::new("", RULE)?;
+        let db = setup.path().join("data/relflow.sqlite3");
+        idle_rss(&setup, &bin, 2)?; // creates the queue file
+        fill_sqlite(&db, n)?;
+        let mut child = setup.relflow(&bin, &["worker"]).spawn()?;
+        let dflt = watch_sqlite(&db, n, |_| {})?;
+        stop(&mut child);
+        lines.push(row("sqlite", "relflow worker, default settings", 64, dflt, Some(bare[1])));
+        defaults.push(("embedded", dflt));
+    }
+
+    if rulebook_n > 0 {
+        lines.push(String::new());
+        lines.push("| events | contender | seconds | events/s |".into());
+        lines.push("|---|---|---|---|".into());
+        let rb = rulebook_noops(rulebook_n)?;
+        lines.push(format!(
+            "| {} | ansible-rulebook 1.3.2, its in-process source | {:.2} | {:.0} |",
+            rb.0,
+            rb.1.as_secs_f64(),
+            rate(rb)
+        ));
+        for (queue, d) in &defaults {
+            lines.push(format!(
+                "relflow worker at default settings ({queue}) / ansible-rulebook = {:.2}",
+                rate(*d) / rate(rb)
+            ));
+        }
     }
 
     lines.push(String::new());
-    lines.push("Worker RSS (MiB):".into());
+    lines.push("Worker RSS (MiB; private: RssAnon, without the executable's shared pages):".into());
     lines.push(String::new());
-    lines.push("| worker | idle | after half the messages | after all |".into());
-    lines.push("|---|---|---|---|".into());
+    lines.push("| worker | idle | idle, private | after half the messages | after all |".into());
+    lines.push("|---|---|---|---|---|".into());
     lines.extend(mem);
     report("noop", &lines)
 }
 
 type Drained = (u64, Duration);
+
+/// What the last event carries, so its `print_event` line can be found.
+const END: &str = "relflow-bench-end";
+
+/// ansible-rulebook with no bus and no persistence: its local source emits
+/// `n` events its one rule does not match, then one it does, whose action
+/// prints it. Timed from the source's first event to that line.
+fn rulebook_noops(n: u64) -> Result<Drained> {
+    use std::io::BufRead;
+    let rules = "    - name: end\n      condition: event.n is defined\n      action:\n        print_event:\n";
+    let scratch = tempfile::tempdir()?;
+    let started = scratch.path().join("started");
+    let args = [
+        ("noops", n.to_string()),
+        ("limit", "1".to_string()),
+        ("out", END.to_string()),
+        ("started", started.display().to_string()),
+    ];
+    let rulebook = Rulebook::new("sequential", &args, rules)?;
+    let mut child = rulebook.command().stdout(Stdio::piped()).spawn().context(rulebook::MISSING)?;
+    let stdout = child.stdout.take().context("ansible-rulebook's stdout")?;
+    let mut end = None;
+    for line in std::io::BufReader::new(stdout).lines() {
+        if line?.contains(END) {
+            end = Some(now_ns());
+            break;
+        }
+    }
+    stop(&mut child);
+    let end = end.context("ansible-rulebook exited before printing the last event")?;
+    let t0: u128 = std::fs::read_to_string(&started)?.trim().parse()?;
+    Ok((n, Duration::from_nanos((end - t0) as u64)))
+}
 
 fn rate(d: Drained) -> f64 {
     d.0 as f64 / d.1.as_secs_f64()
@@ -196,14 +282,16 @@ fn row(queue: &str, who: &str, prefetch: u16, d: Drained, bare: Option<Drained>)
     format!("| {queue} | {who} | {prefetch} | {} | {:.2} | {:.0} | {vs} |", d.0, d.1.as_secs_f64(), rate(d))
 }
 
-/// Starts the worker on an empty queue and reads its RSS once it is idle.
-fn idle_rss(setup: &Setup, bin: &Path, concurrency: u16) -> Result<(u64, ())> {
+/// Starts the worker on an empty queue and reads its RSS, all and private
+/// (KiB), once it is idle.
+fn idle_rss(setup: &Setup, bin: &Path, concurrency: u16) -> Result<(u64, u64)> {
     let n = concurrency.to_string();
     let mut child = setup.relflow(bin, &["worker", "--concurrency", &n, "--prefetch", &n]).spawn()?;
     std::thread::sleep(Duration::from_secs(2));
-    let rss = rss_kib(child.id()).context("worker exited at start; run it by hand to see why")?;
+    let exited = || anyhow::anyhow!("worker exited at start; run it by hand to see why");
+    let rss = (rss_kib(child.id()).ok_or_else(exited)?, private_kib(child.id()).ok_or_else(exited)?);
     stop(&mut child);
-    Ok((rss, ()))
+    Ok(rss)
 }
 
 // ---------- RabbitMQ ----------

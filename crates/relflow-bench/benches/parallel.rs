@@ -4,7 +4,6 @@
 //! done (relflow: queue empty, polled every 10 ms; its start-up is included).
 //! `cargo bench -p relflow-bench --bench parallel`.
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
@@ -19,19 +18,7 @@ fn main() -> Result<()> {
 
     let setup = Setup::new("", "")?;
     let t0 = Instant::now();
-    let script = format!(
-        "seq 0 {} | xargs -P{cores} -I@ {} -i localhost, -e '{{\"msg\":{{\"n\":@}}}}' trivial.yml",
-        runs - 1,
-        ansible_playbook().display()
-    );
-    let st = Command::new("sh")
-        .args(["-c", &script])
-        .current_dir(setup.path().join("playbooks"))
-        .stdout(Stdio::null())
-        .status()?;
-    if !st.success() {
-        bail!("xargs ansible-playbook failed");
-    }
+    xargs_playbooks(&setup.path().join("playbooks"), runs, cores, "{\"msg\":{\"n\":@}}")?;
     let xargs = t0.elapsed();
     let mut lines = vec![
         format!("{runs} trivial playbooks, {cores} at a time."),

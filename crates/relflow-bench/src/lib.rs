@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+pub mod rulebook;
+
 /// The tests' helpers serve the benchmarks too: `ansible_playbook()` (the
 /// venv's, or `$RELFLOW_ANSIBLE_PLAYBOOK`) and a private [`Vhost`] on the
 /// shared broker, deleted on drop.
@@ -45,8 +47,19 @@ pub fn load_note() -> String {
 
 /// Resident set size of a process, in KiB.
 pub fn rss_kib(pid: u32) -> Option<u64> {
+    status_kib(pid, "VmRSS:")
+}
+
+/// The part of [`rss_kib`] that is the process's own (`RssAnon`: heap,
+/// stacks), without the pages of its executable and libraries, which are
+/// shared with every process running them and reclaimable.
+pub fn private_kib(pid: u32) -> Option<u64> {
+    status_kib(pid, "RssAnon:")
+}
+
+fn status_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
@@ -125,6 +138,22 @@ pub const TRIVIAL_PLAYBOOK: &str = r#"- hosts: localhost
         dest: "{{ msg.out }}/{{ msg.n }}"
       when: msg.out is defined
 "#;
+
+/// `seq 0 runs-1 | xargs -P<cores> ansible-playbook -i localhost, -e VARS
+/// trivial.yml` in `playbooks`: the baseline with no queue. `vars` is the
+/// extra vars JSON with `@` where each run's number goes.
+pub fn xargs_playbooks(playbooks: &Path, runs: u64, cores: usize, vars: &str) -> Result<()> {
+    let script = format!(
+        "seq 0 {} | xargs -P{cores} -I@ {} -i localhost, -e '{vars}' trivial.yml",
+        runs.saturating_sub(1),
+        ansible_playbook().display()
+    );
+    let st = Command::new("sh").args(["-c", &script]).current_dir(playbooks).stdout(Stdio::null()).status()?;
+    if !st.success() {
+        bail!("xargs ansible-playbook failed");
+    }
+    Ok(())
+}
 
 /// Messages left in the embedded queue (claimed or not).
 pub fn queue_len(db: &Path) -> Result<u64> {

@@ -14,6 +14,8 @@ use relflow_core::condition::{Condition, Input, KeyPath, Kind, Outcome, Segment}
 use relflow_core::{Config, Rule};
 use serde::Serialize;
 
+use relflow_schemas::{LoadError, SchemaSet};
+
 use crate::playbooks::PlaybookCheck;
 use crate::samples::{Sample, Samples};
 
@@ -30,10 +32,26 @@ pub struct CheckReport {
     /// With `--playbooks`: playbook variables relflow's extra vars override.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub shadowed_vars: Vec<String>,
+    /// The schema directory used, and how many classes it has; `None`
+    /// when there is none (`relflow schemas import` was not run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schemas: Option<SchemaDir>,
+    /// A schema directory that cannot be read.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub schema_errors: Vec<String>,
     /// Sample files that could not be used.
     pub sample_errors: Vec<String>,
     /// Patterns that match no file.
     pub sample_warnings: Vec<String>,
+}
+
+/// The schema directory `check` used.
+#[derive(Debug, Serialize)]
+pub struct SchemaDir {
+    /// Where it is.
+    pub dir: String,
+    /// How many message classes it has.
+    pub classes: usize,
 }
 
 /// One rule's condition on its samples.
@@ -58,7 +76,8 @@ impl CheckReport {
     pub fn errors(&self) -> Vec<String> {
         let rules = self.rules.iter().flat_map(|r| r.errors.iter().cloned());
         let playbooks = self.playbooks.iter().filter_map(|p| p.error.as_ref().map(|e| format!("{}: {e}", p.name)));
-        self.sample_errors.iter().cloned().chain(rules).chain(playbooks).collect()
+        let schemas = self.schema_errors.iter().cloned();
+        self.sample_errors.iter().cloned().chain(schemas).chain(rules).chain(playbooks).collect()
     }
 
     /// Everything worth a look that does not fail `check`.
@@ -68,8 +87,9 @@ impl CheckReport {
     }
 }
 
-/// Checks every rule's condition against the samples `config` names
-/// (and, with `playbooks`, syntax-checks every playbook).
+/// Checks every rule's condition against the samples `config` names and
+/// the schemas in `[schemas] dir` (and, with `playbooks`, syntax-checks
+/// every playbook).
 pub fn check(config: &Config, playbooks: bool) -> CheckReport {
     let samples = crate::samples::load(config);
     check_with(config, &samples, playbooks)
@@ -77,12 +97,27 @@ pub fn check(config: &Config, playbooks: bool) -> CheckReport {
 
 /// [`check`] with samples already loaded.
 pub fn check_with(config: &Config, samples: &Samples, playbooks: bool) -> CheckReport {
-    let rules = config.rules.iter().map(|rule| check_rule(rule, &samples.all)).collect();
+    let (schemas, schema_errors) = match SchemaSet::load(config.schemas.dir()) {
+        Ok(set) => (Some(set), Vec::new()),
+        // No schemas imported: the schema checks are simply not made.
+        Err(LoadError::NoIndex(_)) => (None, Vec::new()),
+        Err(e) => (None, vec![e.to_string()]),
+    };
+    let mut rules: Vec<RuleCheck> = config.rules.iter().map(|rule| check_rule(rule, &samples.all)).collect();
+    if let Some(set) = &schemas {
+        for (report, rule) in rules.iter_mut().zip(&config.rules) {
+            let of_topic: Vec<&Sample> = samples.all.iter().filter(|s| rule.topic.matches(&s.message.topic)).collect();
+            let found = crate::schemas::schema_errors(rule, set, &of_topic, &report.errors);
+            report.errors.extend(found);
+        }
+    }
     CheckReport {
         samples: samples.all.len(),
         rules,
         playbooks: if playbooks { crate::playbooks::syntax_check_all(config) } else { Vec::new() },
         shadowed_vars: if playbooks { crate::shadowing::shadowed_vars(config) } else { Vec::new() },
+        schemas: schemas.map(|s| SchemaDir { dir: s.dir.display().to_string(), classes: s.entries.len() }),
+        schema_errors,
         sample_errors: samples.errors.clone(),
         sample_warnings: samples.warnings.clone(),
     }
@@ -204,11 +239,11 @@ fn negation_note(path: &KeyPath) -> String {
 }
 
 /// Whether the condition also asks `has()` about this path.
-fn guarded(cond: &Condition, path: &KeyPath) -> bool {
+pub(crate) fn guarded(cond: &Condition, path: &KeyPath) -> bool {
     cond.paths().iter().any(|p| p.tested && p.root == path.root && path.segments.starts_with(&p.segments))
 }
 
-fn closest<'a>(key: &str, keys: &'a BTreeSet<String>) -> Option<&'a str> {
+pub(crate) fn closest<'a>(key: &str, keys: &'a BTreeSet<String>) -> Option<&'a str> {
     keys.iter()
         .map(|k| (strsim::jaro_winkler(k, key), k.as_str()))
         .filter(|(score, _)| *score >= 0.75)
@@ -218,6 +253,9 @@ fn closest<'a>(key: &str, keys: &'a BTreeSet<String>) -> Option<&'a str> {
 
 impl std::fmt::Display for CheckReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(s) = &self.schemas {
+            writeln!(f, "schemas: {} message class(es) from {}", s.classes, s.dir)?;
+        }
         writeln!(f, "conditions on {} sample message(s):", self.samples)?;
         for r in &self.rules {
             let what = match (r.has_condition, r.samples) {

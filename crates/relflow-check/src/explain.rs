@@ -1,13 +1,16 @@
 //! `relflow dry-run`: for one message, every rule's verdict on one line
 //! (topic, condition, missing key, evaluation error), the runs it would
 //! make with their exact extra vars, and the Jinja dict-method traps in it.
+//! With imported schemas, also its class, whether it is valid, and the
+//! class's own summary line.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use relflow_core::condition::Outcome;
 use relflow_core::config::PlaybookSpec;
 use relflow_core::{explain_rules, Config, Message};
+use relflow_schemas::SchemaSet;
 use serde::Serialize;
 
 /// What one message file would cause.
@@ -25,6 +28,24 @@ pub struct MessageReport {
     pub runs: Vec<RunReport>,
     /// Keys Jinja would read as dict methods, naming the playbooks that write them so.
     pub warnings: Vec<String>,
+    /// With imported schemas: the message's class, its validity and summary.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schema: Option<SchemaReport>,
+}
+
+/// What the imported schemas say about the message.
+#[derive(Debug, Serialize)]
+pub struct SchemaReport {
+    /// The class that accepts it; `None` when none does.
+    pub class: Option<String>,
+    /// Why it fails its schema, when it does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invalid: Option<String>,
+    /// The class's own one-line summary (fedora-messaging's `summary`).
+    pub summary: Option<String>,
+    /// Why there is no summary, when the class could not give one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub summary_error: Option<String>,
 }
 
 /// One rule's verdict on the message.
@@ -120,13 +141,48 @@ impl MessageReport {
             // No playbook runs, but whoever writes the rule for this message will meet the keys.
             warnings.extend(traps.iter().map(|path| crate::traps::warning(path, None)));
         }
-        MessageReport { file, msg_id: msg.id.clone(), topic: msg.topic.clone(), rules, runs, warnings }
+        MessageReport { file, msg_id: msg.id.clone(), topic: msg.topic.clone(), rules, runs, warnings, schema: None }
+    }
+
+    /// Adds what `set` says of the message, and its summary line from the
+    /// class itself (run in `python`). Nothing when no class describes it.
+    pub fn with_schema(mut self, set: &SchemaSet, python: &Path, msg: &Message) -> MessageReport {
+        let (class, invalid) = match set.validate(&msg.topic, &msg.headers, &msg.body) {
+            Ok(None) => return self,
+            Ok(Some(class)) => (Some(class.to_owned()), None),
+            Err(e) => (None, Some(e.to_string())),
+        };
+        let (summary, summary_error) = match relflow_schemas::summary(set, python, &msg.topic, &msg.headers, &msg.body)
+        {
+            Ok(s) => (s, None),
+            Err(e) => (None, Some(e.to_string())),
+        };
+        self.schema = Some(SchemaReport { class, invalid, summary, summary_error });
+        self
+    }
+}
+
+impl fmt::Display for SchemaReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.class, &self.invalid) {
+            (Some(class), _) => writeln!(f, "  schema: {class} (valid)")?,
+            (None, Some(why)) => writeln!(f, "  schema: INVALID: {why}")?,
+            (None, None) => {}
+        }
+        match (&self.summary, &self.summary_error) {
+            (Some(s), _) => writeln!(f, "  summary: {s}"),
+            (None, Some(e)) => writeln!(f, "  summary: none ({e})"),
+            (None, None) => Ok(()),
+        }
     }
 }
 
 impl fmt::Display for MessageReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "{}: {} ({})", self.file.display(), self.topic, self.msg_id)?;
+        if let Some(schema) = &self.schema {
+            write!(f, "{schema}")?;
+        }
         let width = self.rules.iter().map(|r| r.rule.len()).max().unwrap_or(0).min(32);
         for r in &self.rules {
             writeln!(f, "  {:<width$}  {}", r.rule, r.explanation)?;

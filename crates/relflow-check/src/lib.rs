@@ -11,6 +11,9 @@
 //!   trap explained. With `playbooks`, every playbook is syntax-checked,
 //!   and variables it defines that relflow's extra vars would override are
 //!   warnings naming the file.
+//!   With imported schemas (`[schemas] dir`), every condition is also
+//!   checked against the schemas of the topics its pattern can match: a
+//!   key no schema has, and a comparison with the wrong type, are errors.
 //! * [`run_tests`]: the `[[rule.test]]` tables (`relflow test`).
 //! * [`MessageReport`]: `relflow dry-run`, one line per rule saying why it
 //!   matches or not, and the Jinja dict-method traps in the message.
@@ -23,12 +26,13 @@ mod conditions;
 mod explain;
 mod playbooks;
 pub mod samples;
+mod schemas;
 mod shadowing;
 mod table;
 pub mod traps;
 
-pub use conditions::{check, check_rule, check_with, CheckReport, RuleCheck};
-pub use explain::{MessageReport, RuleLine, RunReport};
+pub use conditions::{check, check_rule, check_with, CheckReport, RuleCheck, SchemaDir};
+pub use explain::{MessageReport, RuleLine, RunReport, SchemaReport};
 pub use playbooks::{syntax_check_all, PlaybookCheck};
 pub use samples::{Sample, Samples};
 pub use table::{run_tests, TestCase, TestReport};

@@ -25,6 +25,7 @@ pub fn routes(state: AppState) -> Router {
         .route("/api/rules", get(rules))
         .route("/api/batches", get(batches))
         .route("/api/timers", get(timers))
+        .route("/api/workers", get(workers))
         .route("/api/info", get(info))
         .route("/api/audit", get(super::audit::list))
         .route("/metrics", get(metrics))
@@ -42,7 +43,7 @@ pub fn routes(state: AppState) -> Router {
     if state.ingest {
         // Room for the largest allowed message plus JSON framing; the handler
         // answers 413 with the limit in words.
-        let limit = state.config.max_message_bytes.saturating_add(64 << 10);
+        let limit = state.config.max_message_bytes.saturating_add(relflow_core::WRAPPING_ALLOWANCE);
         let publish = post(ingest::publish).layer(DefaultBodyLimit::max(limit));
         writes = writes.route("/api/publish", publish.route_layer(need(Permission::Operate, "publish")));
     }
@@ -76,8 +77,14 @@ async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 async fn queue(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let depth = state.queue.depth().await.map_err(|e| ApiError::backend("queue", e))?;
+    let depth = state.depth().await.map_err(|e| ApiError::backend("queue", e))?;
     Ok(Json(json!({"depth": depth, "history": state.depth_history()})))
+}
+
+/// Every worker seen in the last day (heartbeat, host, what it runs now).
+async fn workers(State(state): State<AppState>) -> Result<Json<relflow_engine::fleet::FleetView>, ApiError> {
+    let fleet = relflow_engine::fleet::fleet(state.store.as_ref()).await;
+    Ok(Json(fleet.map_err(|e| ApiError::backend("run store", e))?))
 }
 
 /// Open coalesce windows and joins: key, what arrived, what is missing, when it closes.
@@ -163,15 +170,19 @@ async fn info(State(state): State<AppState>) -> Json<Value> {
         "ingest": state.ingest,
         "token_configured": !state.tokens.is_empty(),
         "protect_reads": state.protect_reads,
-        "queue": if state.config.queue.url.is_some() { "rabbitmq" } else { "embedded" },
+        "queue": if state.config.queue.is_rabbitmq() { "rabbitmq" } else { "embedded" },
     }))
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
-    let depth = state.queue.depth().await.ok();
+    let fleet = relflow_engine::fleet::fleet(state.store.as_ref()).await.ok();
+    let mut depth = state.queue.depth().await.ok();
+    if let (Some(f), Some(d)) = (&fleet, &mut depth) {
+        f.count_in_flight(&state.config, d);
+    }
     (
         [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-        state.metrics.render(depth),
+        state.metrics.render(depth, fleet.as_ref()),
     )
         .into_response()
 }

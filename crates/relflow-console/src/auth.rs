@@ -243,7 +243,7 @@ async fn unauthorized(state: &AppState, request: Request, permission: Permission
         // Read the (bounded) body before answering: closing a connection
         // with unread request bytes makes the kernel reset it, and the
         // client would see "connection reset" instead of the 401.
-        let limit = state.config.max_message_bytes.saturating_add(64 << 10);
+        let limit = state.config.max_message_bytes.saturating_add(relflow_core::WRAPPING_ALLOWANCE);
         let _ = axum::body::to_bytes(request.into_body(), limit).await;
     }
     let mut response = ApiError::new(StatusCode::UNAUTHORIZED, message).into_response();

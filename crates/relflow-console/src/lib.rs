@@ -97,6 +97,11 @@ impl Shared {
         })
     }
 
+    /// The queue's depth, in flight counted over the whole fleet.
+    async fn depth(&self) -> relflow_queue::Result<QueueDepth> {
+        relflow_engine::fleet::queue_depth(&self.config, self.queue.as_ref(), self.store.as_ref()).await
+    }
+
     fn record_depth(&self, depth: QueueDepth) {
         let sample = DepthSample { at: Utc::now(), depth };
         self.depth_history.lock().unwrap_or_else(|p| p.into_inner()).record(sample);
@@ -125,7 +130,7 @@ impl Server {
         let sampler = Arc::clone(&server.state);
         server.spawn("queue depth sampler", async move {
             loop {
-                match sampler.queue.depth().await {
+                match sampler.depth().await {
                     Ok(d) => sampler.record_depth(d),
                     Err(e) => warn!("cannot read the queue depth for the chart: {e}"),
                 }

@@ -41,6 +41,8 @@ pub(crate) mod loopabull_looper;
 pub use announce::AnnounceConfig;
 pub mod backfill;
 pub use backfill::BackfillConfig;
+pub mod schemas;
+pub use schemas::{SchemasConfig, Validate};
 pub mod http;
 pub use http::HttpConfig;
 pub mod tokens;
@@ -48,6 +50,8 @@ pub use tokens::{NamedToken, Permission, Role};
 pub mod ingest;
 pub use ingest::{AmqpTls, FedmsgConfig, IngestConfig, SourceConfig};
 pub mod gates;
+pub mod queue;
+pub use queue::QueueConfig;
 pub mod stateful;
 pub mod timer;
 pub use gates::{Approval, RetentionConfig};
@@ -83,6 +87,8 @@ pub struct Config {
     pub compat: CompatConfig,
     /// `[backfill]`: Datagrepper, and when the bridge fetches by itself.
     pub backfill: Option<BackfillConfig>,
+    /// `[schemas]`: the imported fedora-messaging schemas (paths resolved).
+    pub schemas: SchemasConfig,
     /// `[retention]`: how long runs, logs and dead letters are kept.
     pub retention: RetentionConfig,
     pub rules: Vec<Rule>,
@@ -224,39 +230,6 @@ impl WorkerConfig {
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct QueueConfig {
-    /// `amqp://...` for RabbitMQ. Unset: the embedded SQLite queue in `data_dir`.
-    pub url: Option<String>,
-    /// RabbitMQ: prepended to the names of the queues relflow declares
-    /// (`relflow.work`, `relflow.dead`, `relflow.retry.<delay>`), so several
-    /// relflow setups can share a vhost.
-    pub prefix: String,
-    /// Embedded queue: how long a claimed message stays hidden from other
-    /// workers without a lease renewal; a crashed worker's message comes back
-    /// after it. (RabbitMQ sees a dead worker's connection drop instead.)
-    /// Default 60s; read it with [`QueueConfig::visibility_timeout`].
-    #[serde(default, with = "humantime_serde::option")]
-    pub visibility_timeout: Option<Duration>,
-    /// RabbitMQ over `amqps://`: a CA bundle and a client certificate that
-    /// logs in with SASL EXTERNAL, as `tls` of an AMQP `[[source]]`.
-    pub tls: Option<AmqpTls>,
-}
-
-impl QueueConfig {
-    /// The embedded queue's lease.
-    pub fn visibility_timeout(&self) -> Duration {
-        self.visibility_timeout.unwrap_or(Duration::from_secs(60))
-    }
-
-    fn validate(&mut self, base: &Path) -> Result<(), String> {
-        let Some(tls) = &mut self.tls else { return Ok(()) };
-        let url = self.url.as_deref().ok_or("[queue] tls needs [queue] url (the embedded queue has no TLS)")?;
-        tls.validate(url, base).map_err(|e| format!("[queue] {e}"))
-    }
-}
-
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
     /// `postgres://...` so all workers share one run history. Unset: SQLite
     /// in `data_dir`.
@@ -346,6 +319,8 @@ struct RawConfig {
     #[serde(default)]
     compat: CompatConfig,
     backfill: Option<BackfillConfig>,
+    #[serde(default)]
+    schemas: SchemasConfig,
     #[serde(default)]
     retention: RetentionConfig,
     #[serde(default, rename = "rule")]
@@ -473,8 +448,11 @@ impl Config {
         }
         if let Some(b) = &raw.backfill {
             b.validate().map_err(invalid)?;
+            let fedmsg = config.sources.iter().any(|s| matches!(s, SourceConfig::Fedmsg(_)));
+            config.warnings.extend(b.warnings(fedmsg, config.ingest.dedupe_window));
         }
         config.backfill = raw.backfill;
+        config.schemas = raw.schemas;
         raw.retention.validate().map_err(invalid)?;
         config.retention = raw.retention;
         config.max_message_bytes = raw.max_message_bytes.unwrap_or(DEFAULT_MAX_MESSAGE_BYTES);
@@ -578,6 +556,7 @@ impl Config {
             announce: None,
             compat: CompatConfig::default(),
             backfill: None,
+            schemas: SchemasConfig::default(),
             retention: RetentionConfig::default(),
             rules: Vec::new(),
             timers: Vec::new(),
@@ -597,6 +576,7 @@ impl Config {
         if let Some(cfg) = &self.ansible.config {
             self.ansible.config = Some(base.join(cfg));
         }
+        self.schemas.resolve(&base, &self.ansible.playbook_cmd);
         let inventories =
             std::iter::once(&mut self.ansible.inventory).chain(self.rules.iter_mut().map(|r| &mut r.inventory));
         for inventory in inventories.flatten() {

@@ -23,7 +23,9 @@ mod topic;
 
 pub use ago::ago;
 pub use config::{Config, ConfigError};
-pub use message::{json_type, validate_topic, DecodeError, Message, DEFAULT_MAX_MESSAGE_BYTES};
+pub use message::{
+    json_type, queue_payload_limit, validate_topic, DecodeError, Message, DEFAULT_MAX_MESSAGE_BYTES, WRAPPING_ALLOWANCE,
+};
 pub use rules::{explain_rules, match_rules, Expect, GroupSpec, Matches, Rule, RuleTest, Verdict};
 pub use subject::subject;
 pub use text::{escape_controls, truncate, ControlEscaper};

@@ -24,6 +24,17 @@ use sha2::{Digest, Sha256};
 /// attack, and is refused before it is parsed.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 
+/// Room on the work queue for what relflow wraps around what a sender sent
+/// (topic, id, source, HTTP or AMQP headers). `max_message_bytes` is a limit
+/// on the sender's bytes, checked at the door; a wrapped message within it
+/// must still be accepted by the queue and the worker.
+pub const WRAPPING_ALLOWANCE: usize = 64 * 1024;
+
+/// The largest queue payload a `max_message_bytes` limit allows.
+pub fn queue_payload_limit(max_message_bytes: usize) -> usize {
+    max_message_bytes.saturating_add(WRAPPING_ALLOWANCE)
+}
+
 /// A bus event, whatever bus it came from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

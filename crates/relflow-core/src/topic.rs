@@ -88,6 +88,56 @@ impl TopicPattern {
     }
 }
 
+impl TopicPattern {
+    /// The literal words after the last wildcard (`bodhi.update.comment`
+    /// of `org.*.bodhi.update.comment`; empty for `a.#`): every topic the
+    /// pattern matches ends with them.
+    pub fn literal_tail(&self) -> String {
+        let start = self.words.iter().rposition(|w| !matches!(w, Word::Literal(_))).map_or(0, |i| i + 1);
+        let words: Vec<&str> = self.words[start..]
+            .iter()
+            .filter_map(|w| match w {
+                Word::Literal(l) => Some(l.as_str()),
+                _ => None,
+            })
+            .collect();
+        words.join(".")
+    }
+
+    /// Whether the pattern matches some topic `PREFIX.tail` (any prefix
+    /// words, or none) in which the first word of `tail` is matched by a
+    /// literal or a `*`, not swallowed by a `#`: schema topics are written
+    /// without the publisher's `org.fedoraproject.prod.`, and a `#` standing
+    /// for a whole publisher would reach every class of every package.
+    pub fn can_end_with(&self, tail: &str) -> bool {
+        // The same dynamic programming as `matches`, from the last word
+        // backwards; reach[j]: the words seen can match the last j of tail.
+        let tail: Vec<&str> = tail.rsplit('.').collect();
+        let n = tail.len();
+        let mut reach = vec![false; n + 1];
+        reach[0] = true;
+        for word in self.words.iter().rev() {
+            let mut next = vec![false; n + 1];
+            match word {
+                Word::Many => {
+                    let mut any = false;
+                    for j in 0..=n {
+                        any |= reach[j];
+                        next[j] = any;
+                    }
+                }
+                Word::One => (1..=n).for_each(|j| next[j] = reach[j - 1]),
+                Word::Literal(lit) => (1..=n).for_each(|j| next[j] = reach[j - 1] && tail[j - 1] == lit),
+            }
+            if next[n] && !matches!(word, Word::Many) {
+                return true;
+            }
+            reach = next;
+        }
+        false
+    }
+}
+
 impl fmt::Display for TopicPattern {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.source)
@@ -131,6 +181,22 @@ mod tests {
         let long = format!("{}.z", vec!["a"; 60].join("."));
         assert!(m("#.#.#.#.#.#.#.#.#.#.#.#.#.#.#.#.z", &long), "many #s stay fast and correct");
         assert!(!m("#.#.#.#.#.#.#.#.#.#.#.#.#.#.#.#.y", &long));
+    }
+
+    #[test]
+    fn literal_tail_and_can_end_with() {
+        let p = |s: &str| TopicPattern::parse(s).unwrap();
+        assert_eq!(p("org.*.bodhi.update.comment").literal_tail(), "bodhi.update.comment");
+        assert_eq!(p("a.#").literal_tail(), "");
+        assert_eq!(p("a.b").literal_tail(), "a.b");
+        assert!(p("org.fedoraproject.prod.bodhi.update.comment").can_end_with("bodhi.update.comment"));
+        assert!(p("org.fedoraproject.*.bodhi.#").can_end_with("bodhi.update.comment"));
+        assert!(p("bodhi.update.comment").can_end_with("bodhi.update.comment"));
+        assert!(p("*.*.comment").can_end_with("bodhi.update.comment"));
+        assert!(!p("org.fedoraproject.prod.bodhi.#").can_end_with("buildsys.tag"), "# swallowing a whole publisher");
+        assert!(!p("#").can_end_with("buildsys.tag"));
+        assert!(!p("org.fedoraproject.prod.bodhi.update.edit").can_end_with("bodhi.update.comment"));
+        assert!(!p("update.comment").can_end_with("bodhi.update.comment"), "the pattern is too short");
     }
 
     #[test]

@@ -9,7 +9,6 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use relflow_announce::{AnnounceOptions, Drainer, RunEvent, RunStart, QUEUE};
@@ -18,13 +17,10 @@ use relflow_store::{NewEvent, NewRun, RunFilter, RunOutcome};
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
+use crate::patience::{patiently, STORE_RETRY_FOR};
 use crate::settle::{Handled, RuleOutcome};
 use crate::worker::Worker;
 use crate::Backends;
-
-/// How long a finished run's record is retried before the message is
-/// released instead (the run then stays `running` in the store).
-const RECORD_RETRY_FOR: Duration = Duration::from_secs(60);
 
 /// Why a worker cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +34,9 @@ pub enum WorkerError {
     /// `[[timer]]`s cannot be set up (their intake).
     #[error("[[timer]]: {0}")]
     Timers(String),
+    /// `[[source]] validate = "reject"` without usable schemas.
+    #[error("[[source]] validate: {0}")]
+    Schemas(String),
 }
 
 /// What the worker announces with.
@@ -95,14 +94,15 @@ impl Worker {
     pub(crate) async fn record_start(&self, rule: &Rule, msg: &Message, run: NewRun) -> relflow_store::Result<Started> {
         let started = Started { playbook: relative(&self.config.playbooks_dir, &run.playbook), at: Utc::now(), run };
         let events = self.events(rule, || RunEvent::started(&started.facts(rule, msg)));
-        self.store.start_announced(&started.run, &events).await?;
+        patiently("record the run's start", STORE_RETRY_FOR, || self.store.start_announced(&started.run, &events))
+            .await?;
         self.woke(&events);
         Ok(started)
     }
 
     /// Records how the run ended, with its end event. The playbook already
     /// ran, so a store error (disk full, database restarting) is retried
-    /// for up to [`RECORD_RETRY_FOR`] before giving up; the caller then
+    /// for up to [`STORE_RETRY_FOR`] before giving up; the caller then
     /// releases the message rather than call the run failed or done.
     pub(crate) async fn record_finish(
         &self,
@@ -112,19 +112,26 @@ impl Worker {
         outcome: &RunOutcome,
     ) -> relflow_store::Result<()> {
         let events = self.events(rule, || RunEvent::finished(&started.facts(rule, msg), outcome, Utc::now()));
-        let give_up = tokio::time::Instant::now() + RECORD_RETRY_FOR;
-        let mut pause = Duration::from_millis(250);
-        loop {
-            match self.store.finish_announced(&started.run.id, outcome, &events).await {
-                Ok(()) => break,
-                Err(e) if tokio::time::Instant::now() + pause > give_up => {
-                    warn!(run = %started.run.id, "cannot record how the run ended, giving up: {e}");
-                    return Err(e);
-                }
-                Err(e) => warn!(run = %started.run.id, "cannot record how the run ended, retrying in {pause:?}: {e}"),
+        let run_id = &started.run.id;
+        // On disk first, so a worker that must stop before the store has it
+        // does not lose it (kept.rs).
+        let kept = self.kept.keep(run_id, outcome, &events).await;
+        if let Err(e) = &kept {
+            warn!(run = %run_id, "cannot keep how the run ended on disk (recording it in the store only): {e}");
+        }
+        let recorded = patiently("record how the run ended", STORE_RETRY_FOR, || {
+            self.store.finish_announced(run_id, outcome, &events)
+        })
+        .await;
+        match recorded {
+            Ok(()) if kept.is_ok() => self.kept.forget(run_id),
+            Ok(()) => {}
+            Err(e) if e.is_fatal() => {
+                let keeping = if kept.is_ok() { "kept on disk for the next start" } else { "lost" };
+                self.halt(format!("cannot record how run {run_id} ended ({keeping}): {e}"));
+                return Err(e);
             }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_secs(5));
+            Err(e) => return Err(e),
         }
         crate::failpoint::hit("after-record");
         self.woke(&events);

@@ -5,6 +5,7 @@
 //! |----------------------------------|-----------------------------|---------------------------|
 //! | nothing (the default)            | embedded SQLite in data_dir | SQLite, same file         |
 //! | `[queue] url = "amqp://..."`     | RabbitMQ quorum queues      | (as configured)           |
+//! | `[queue] urls = ["amqp://..."]`  | the same, failing over      | (as configured)           |
 //! | `[store] url = "postgres://..."` | (as configured)             | PostgreSQL, shared by all |
 
 use std::path::PathBuf;
@@ -30,7 +31,7 @@ pub enum BackendError {
         source: std::io::Error,
     },
     /// Holds only the URL's scheme: the rest may carry a password.
-    #[error("[queue] url is a {0:?} URL: use an amqp:// or amqps:// URL, or leave it unset for the embedded queue")]
+    #[error("[queue] url (or an address of urls) is a {0:?} URL: use an amqp:// or amqps:// URL, or leave it unset for the embedded queue")]
     QueueUrl(String),
     /// The queue backend refused to open.
     #[error(transparent)]
@@ -63,19 +64,16 @@ fn ensure_data_dir(config: &Config) -> Result<(), BackendError> {
 
 /// The work queue alone (publishing, dead letters).
 pub async fn open_queue(config: &Config, prefetch: usize) -> Result<Arc<dyn WorkQueue>, BackendError> {
-    Ok(match config.queue.url.as_deref() {
-        None => {
-            ensure_data_dir(config)?;
-            Arc::new(SqliteQueue::open(config.database_path(), options::sqlite_queue(config))?)
-        }
-        Some(url) if url.starts_with("amqp://") || url.starts_with("amqps://") => {
-            Arc::new(AmqpQueue::connect(options::amqp_queue(config, url, prefetch)).await?)
-        }
-        Some(url) => {
-            let scheme = url.split_once("://").map_or("", |(scheme, _)| scheme);
-            return Err(BackendError::QueueUrl(scheme.to_owned()));
-        }
-    })
+    let urls = config.queue.broker_urls();
+    if urls.is_empty() {
+        ensure_data_dir(config)?;
+        return Ok(Arc::new(SqliteQueue::open(config.database_path(), options::sqlite_queue(config))?));
+    }
+    if let Some(url) = urls.iter().find(|u| !u.starts_with("amqp://") && !u.starts_with("amqps://")) {
+        let scheme = url.split_once("://").map_or("", |(scheme, _)| scheme);
+        return Err(BackendError::QueueUrl(scheme.to_owned()));
+    }
+    Ok(Arc::new(AmqpQueue::connect(options::amqp_queue(config, &urls, prefetch)).await?))
 }
 
 /// The run store alone (listing runs).

@@ -24,6 +24,8 @@
 //! * With `[announce]`, every run's events go into the outbox with the run
 //!   state change they report, and the worker drains the outbox onto the
 //!   buses and (chaining) the work queue (`announce.rs`, relflow_announce).
+//! * [`fleet`]: each worker's heartbeat in the run store, and the fleet
+//!   (who is alive, what each runs, the real in-flight count) read back.
 //! * [`Timers`] fires `[[timer]]` slots, one message per slot across every
 //!   worker (`timers.rs`, relflow_store::timers).
 //!
@@ -35,12 +37,15 @@ mod backends;
 pub mod control;
 mod dead_letters;
 mod failpoint;
+pub mod fleet;
 mod history;
+mod kept;
 mod locks;
 mod logs;
 mod metrics;
 mod noops;
 pub mod options;
+mod patience;
 mod record;
 pub mod retention;
 mod run;

@@ -20,6 +20,8 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use relflow_queue::QueueDepth;
 
+use crate::fleet::{FleetView, WorkerState};
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SourceLabels {
     source: String,
@@ -60,6 +62,13 @@ struct LinkLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SchemaLabels {
+    source: String,
+    /// `warn` (queued all the same) or `reject` (dead-lettered by the worker).
+    mode: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
     state: String,
 }
@@ -78,6 +87,7 @@ pub struct Metrics {
     dead_letters: Family<SourceLabels, Counter>,
     replays: Counter,
     queue_depth: Family<StateLabels, Gauge>,
+    workers: Family<StateLabels, Gauge>,
     busy: Gauge,
     slots: Gauge,
     announcements: Family<AnnounceLabels, Counter>,
@@ -86,6 +96,7 @@ pub struct Metrics {
     fedmsg_missing: Family<SourceLabels, Counter>,
     source_up: Family<LinkLabels, Gauge>,
     fedmsg_restarts: Family<SourceLabels, Counter>,
+    schema_invalid: Family<SchemaLabels, Counter>,
 }
 
 fn duration_histogram() -> Histogram {
@@ -115,6 +126,7 @@ impl Metrics {
             dead_letters: Family::default(),
             replays: Counter::default(),
             queue_depth: Family::default(),
+            workers: Family::default(),
             busy: Gauge::default(),
             slots: Gauge::default(),
             announcements: Family::default(),
@@ -122,6 +134,7 @@ impl Metrics {
             fedmsg_gaps: Family::default(),
             fedmsg_missing: Family::default(),
             fedmsg_restarts: Family::default(),
+            schema_invalid: Family::default(),
             source_up: Family::default(),
             registry: Registry::default(),
         };
@@ -161,6 +174,12 @@ impl Metrics {
             "Messages on the work queue by state (read at scrape time)",
             m.queue_depth.clone(),
         );
+        registry.register(
+            "workers",
+            "Workers seen in the last day by state (alive, stopped, lost: stopped beating), from their heartbeats in \
+             the run store (read at scrape time)",
+            m.workers.clone(),
+        );
         registry.register("worker_busy_slots", "Playbook runs in progress in this process", m.busy.clone());
         registry.register("worker_slots", "Playbook runs this process may run at once", m.slots.clone());
         registry.register(
@@ -188,6 +207,11 @@ impl Metrics {
             "fedmsg_producer_restarts",
             "fedmsg producers whose `i` began again (a publisher restart, not a loss), by source",
             m.fedmsg_restarts.clone(),
+        );
+        registry.register(
+            "messages_schema_invalid",
+            "Messages that failed their topic's schema at ingest, by source and `[[source]] validate` mode",
+            m.schema_invalid.clone(),
         );
         registry.register(
             "source_up",
@@ -242,8 +266,15 @@ impl Metrics {
         BusyGuard(Arc::clone(self))
     }
 
-    /// The text exposition format, with the queue depth as read just now.
-    pub fn render(&self, depth: Option<QueueDepth>) -> String {
+    /// The text exposition format, with the queue depth and the fleet as
+    /// read just now.
+    pub fn render(&self, depth: Option<QueueDepth>, fleet: Option<&FleetView>) -> String {
+        if let Some(f) = fleet {
+            for state in [WorkerState::Alive, WorkerState::Stopped, WorkerState::Lost] {
+                let label = StateLabels { state: state.as_str().into() };
+                self.workers.get_or_create(&label).set(f.count(state) as i64);
+            }
+        }
         if let Some(d) = depth {
             for (state, n) in [("ready", d.ready), ("in_flight", d.in_flight), ("delayed", d.delayed), ("dead", d.dead)]
             {
@@ -296,6 +327,16 @@ impl relflow_ingest::Observer for Metrics {
             }
             Seen::First | Seen::InOrder => {}
         }
+    }
+
+    fn schema_invalid(&self, source: &str, mode: relflow_core::config::Validate) {
+        use relflow_core::config::Validate;
+        let mode = match mode {
+            Validate::Warn => "warn",
+            Validate::Reject => "reject",
+            Validate::Off => "off",
+        };
+        self.schema_invalid.get_or_create(&SchemaLabels { source: source.into(), mode: mode.into() }).inc();
     }
 }
 
@@ -352,7 +393,7 @@ mod tests {
         m.dropped(2);
         let waiting = Backlog { destination: "fedmsg".into(), pending: 7, oldest: None, last_error: None };
         m.backlog(&[waiting]);
-        let text = m.render(None);
+        let text = m.render(None, None);
         for line in [
             "relflow_announcements_total{destination=\"amqp\",outcome=\"sent\"} 3",
             "relflow_announcements_total{destination=\"amqp\",outcome=\"failed\"} 1",
@@ -381,7 +422,7 @@ mod tests {
         m.sequenced("fedmsg:bus", &Seen::Gap(gap(0, 2)));
         m.sequenced("fedmsg:bus", &Seen::Restart { previous: 9, now: 1 });
         m.sequenced("fedmsg:bus", &Seen::InOrder);
-        let text = m.render(None);
+        let text = m.render(None, None);
         for line in [
             "relflow_fedmsg_gaps_total{source=\"fedmsg:bus\"} 2",
             "relflow_fedmsg_missing_messages_total{source=\"fedmsg:bus\"} 6",
@@ -396,8 +437,12 @@ mod tests {
         use relflow_ingest::{Links, Observer};
         let (m, links) = (Metrics::new(), Links::default());
         m.linked(&links.set("fedmsg:bus", "tcp://hub:9940", Err("cannot connect".into())));
-        assert!(m.render(None).contains("relflow_source_up{source=\"fedmsg:bus\",endpoint=\"tcp://hub:9940\"} 0"));
+        assert!(m
+            .render(None, None)
+            .contains("relflow_source_up{source=\"fedmsg:bus\",endpoint=\"tcp://hub:9940\"} 0"));
         m.linked(&links.set("fedmsg:bus", "tcp://hub:9940", Ok(())));
-        assert!(m.render(None).contains("relflow_source_up{source=\"fedmsg:bus\",endpoint=\"tcp://hub:9940\"} 1"));
+        assert!(m
+            .render(None, None)
+            .contains("relflow_source_up{source=\"fedmsg:bus\",endpoint=\"tcp://hub:9940\"} 1"));
     }
 }

@@ -17,12 +17,14 @@ pub fn sqlite_queue(config: &Config) -> SqliteQueueOptions {
     SqliteQueueOptions { visibility_timeout: config.queue.visibility_timeout(), ..Default::default() }
 }
 
-/// RabbitMQ at `url`, for a process holding up to `prefetch` deliveries at once.
-pub fn amqp_queue(config: &Config, url: &str, prefetch: usize) -> AmqpQueueOptions {
+/// RabbitMQ at `urls` (one address, or a cluster's: tried in turn), for a
+/// process holding up to `prefetch` deliveries at once.
+pub fn amqp_queue(config: &Config, urls: &[String], prefetch: usize) -> AmqpQueueOptions {
     let max_retries = config.rules.iter().map(|r| r.retries).max().unwrap_or(0);
     let longest_run = config.rules.iter().map(|r| r.timeout).max().unwrap_or_default();
     AmqpQueueOptions {
-        url: url.to_owned(),
+        url: urls.first().cloned().unwrap_or_default(),
+        failover_urls: urls.iter().skip(1).cloned().collect(),
         prefix: config.queue.prefix.clone(),
         prefetch: u16::try_from(prefetch).unwrap_or(u16::MAX).max(1),
         retry_delays: config.worker.retry_delays(max_retries),
@@ -92,6 +94,12 @@ pub fn sink(config: &Config) -> SinkOptions {
         dedupe_window: config.ingest.dedupe_window,
         fedmsg: config.fedmsg.clone(),
         max_message_bytes: config.max_message_bytes,
+        schema_dir: config.schemas.dir().to_path_buf(),
+        validate: relflow_schemas::Gate::modes(&config.sources),
+        auto_backfill: config
+            .backfill
+            .as_ref()
+            .and_then(|b| relflow_ingest::auto::AutoBackfill::new(b, &config.sources)),
     }
 }
 

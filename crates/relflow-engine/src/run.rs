@@ -28,6 +28,11 @@ impl Worker {
         kill: CancellationToken,
         rerun: Option<&(Request, String)>,
     ) -> RuleOutcome {
+        // Held until the run is recorded, across workers: see `lock_run`.
+        let _same_run = match self.store.lock_run(&msg.id, &rule.name).await {
+            Ok(guard) => guard,
+            Err(e) => return RuleOutcome::Failed(format!("cannot take the run's lock: {e}")),
+        };
         if rerun.is_none() {
             if let Some(skip) = self.preflight(rule, msg, attempt).await {
                 return skip;
@@ -72,7 +77,8 @@ impl Worker {
 
     /// Why this rule need not (or must not) run now, if so.
     async fn preflight(&self, rule: &Rule, msg: &Message, attempt: u32) -> Option<RuleOutcome> {
-        match self.store.has_succeeded(&msg.id, &rule.name).await {
+        let done = || self.store.has_succeeded(&msg.id, &rule.name);
+        match crate::patience::patiently("look up earlier runs", crate::patience::STORE_RETRY_FOR, done).await {
             Ok(true) => {
                 info!(rule = %rule.name, msg_id = %msg.id, "already ran successfully for this message; skipping");
                 return Some(RuleOutcome::AlreadyDone);

@@ -89,6 +89,9 @@ pub enum Handled<'a> {
     ChainTooDeep(String),
     /// Its approval gate expired; why, in words (starts "approval expired").
     ApprovalExpired(String),
+    /// Its source has `validate = "reject"` and it fails its topic's
+    /// schema; the schema's objections.
+    SchemaInvalid(String),
     /// Attempt `attempt` ran these rules.
     Ran {
         /// 1 for the first attempt, +1 per retry.
@@ -110,6 +113,7 @@ pub fn settle(handled: &Handled<'_>, worker: &WorkerConfig) -> Settle {
         }
         Handled::NoMatch => return Settle::Ack,
         Handled::ChainTooDeep(why) | Handled::ApprovalExpired(why) => return Settle::DeadLetter(why.clone()),
+        Handled::SchemaInvalid(why) => return Settle::DeadLetter(format!("fails its schema: {why}")),
         Handled::Ran { attempt, rules } => (*attempt, rules),
     };
     if rules.iter().any(|r| r.outcome == RuleOutcome::Interrupted) {

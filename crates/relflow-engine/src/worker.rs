@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use relflow_ansible::Runner;
-use relflow_core::{match_rules, Config, Message};
+use relflow_core::{match_rules, queue_payload_limit, Config, Message};
 use relflow_queue::{Delivery, WorkQueue};
 use relflow_store::{RequestKind, RunStore};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::announce::{Announce, WorkerError};
+use crate::fleet::HeldCount;
 use crate::locks::KeyedLocks;
 use crate::logs::RunLogs;
 use crate::metrics::Metrics;
@@ -45,10 +46,10 @@ pub struct Worker {
     noops: Arc<NoopCounter>,
     /// Bounds playbook runs at once; shared by all messages in flight.
     pub(crate) run_slots: Arc<Semaphore>,
-    concurrency: usize,
+    pub(crate) concurrency: usize,
     /// Deliveries held at once (`[worker] prefetch`); only `run_slots`
     /// waits for a playbook, so no-ops keep flowing while every slot runs.
-    prefetch: usize,
+    pub(crate) prefetch: usize,
     /// Fired when the worker stops taking work: deliveries still waiting for
     /// a run slot are released instead of starting a playbook.
     pub(crate) stopping: CancellationToken,
@@ -65,10 +66,21 @@ pub struct Worker {
     pub(crate) batches_due: tokio::sync::Notify,
     /// How the messages it handled were settled.
     settled: Counters,
-    /// Why it stopped by itself, if it did (the queue became unusable).
+    /// Why it stopped by itself, if it did (the queue or the store became
+    /// unusable).
     fatal: std::sync::OnceLock<String>,
+    /// Fired with `fatal`: the claim loop stops.
+    halted: CancellationToken,
+    /// Finished runs' outcomes until the store has them (kept.rs).
+    pub(crate) kept: crate::kept::Kept,
     /// `[[timer]]`s: `None` when there are none.
     timers: Option<Arc<Timers>>,
+    /// Deliveries held now, for the heartbeat (fleet.rs).
+    pub(crate) held: HeldCount,
+    pub(crate) started_at: chrono::DateTime<chrono::Utc>,
+    /// The sources with `validate = "reject"` and their schemas; `None`
+    /// when there are none.
+    schemas: Option<relflow_schemas::Gate>,
 }
 
 impl Worker {
@@ -82,8 +94,11 @@ impl Worker {
         let id = format!("{host}:{}", std::process::id());
         let prefetch = config.worker.prefetch_for(concurrency);
         let timers = Self::open_timers(&config, &backends, &id)?;
+        let config_dir = config.data_dir.clone();
+        let schemas = Self::open_schemas(&config)?;
         Ok(Worker {
             timers,
+            schemas,
             announce: Announce::open(&config, &backends, &id)?,
             runner: Arc::new(Runner::new(crate::options::runner(&config))?),
             noops: Arc::new(NoopCounter::new(Arc::clone(&backends.store))),
@@ -102,6 +117,10 @@ impl Worker {
             batches_due: tokio::sync::Notify::new(),
             settled: Counters::default(),
             fatal: std::sync::OnceLock::new(),
+            held: HeldCount::default(),
+            started_at: chrono::Utc::now(),
+            halted: CancellationToken::new(),
+            kept: crate::kept::Kept::new(&config_dir),
         })
     }
 
@@ -114,6 +133,14 @@ impl Worker {
             .map_err(|e| WorkerError::Timers(format!("{e:#}")))?;
         let timers = Timers::new(Arc::clone(config), Arc::clone(&backends.store), sink, id.to_owned());
         Ok(Some(Arc::new(timers)))
+    }
+
+    /// The schema gate of the sources that reject (`warn` is the intake's
+    /// business alone).
+    fn open_schemas(config: &Config) -> Result<Option<relflow_schemas::Gate>, WorkerError> {
+        let mut modes = relflow_schemas::Gate::modes(&config.sources);
+        modes.retain(|_, mode| *mode == relflow_core::config::Validate::Reject);
+        relflow_schemas::Gate::open(config.schemas.dir(), modes).map_err(|e| WorkerError::Schemas(e.to_string()))
     }
 
     /// Shares `metrics` (the one `/metrics` renders) instead of a private set.
@@ -129,6 +156,14 @@ impl Worker {
         self.fatal.get().map(String::as_str)
     }
 
+    /// Stops the worker for good (the process exits non-zero): retrying
+    /// cannot help, e.g. its SQLite files cannot be written any more.
+    pub(crate) fn halt(&self, why: String) {
+        tracing::error!("stopping: {why}");
+        let _ = self.fatal.set(why);
+        self.halted.cancel();
+    }
+
     /// How the messages this worker handled so far were settled.
     pub fn tally(&self) -> Tally {
         self.settled.tally()
@@ -141,6 +176,12 @@ impl Worker {
         let kill = CancellationToken::new();
         let in_flight = Arc::new(Semaphore::new(self.prefetch));
         let mut tasks = JoinSet::new();
+        // Before any work: a run a stopped worker finished must be on record
+        // before its redelivered message is looked at.
+        if let Err(e) = self.kept.record_all(&*self.store).await {
+            self.halt(format!("cannot record the runs kept by a stopped worker: {e}"));
+            return;
+        }
         info!(worker = %self.id, concurrency = self.concurrency, prefetch = self.prefetch, rules = self.config.rules.len(), "worker started");
         let stop_noops = CancellationToken::new();
         // Before the warm-up, which may take seconds: a slot due now fires now.
@@ -150,6 +191,7 @@ impl Worker {
         let noops = tokio::spawn(Arc::clone(&self.noops).run(stop_noops.clone()));
         let drainer = self.announce.as_ref().map(|a| a.spawn(Arc::clone(&self.metrics), stop_noops.clone()));
         let closer = tokio::spawn(Arc::clone(&self).close_batches(stop_noops.clone()));
+        let beats = tokio::spawn(Arc::clone(&self).keep_beating(stop_noops.clone()));
         let sweeper = tokio::spawn(Arc::clone(&self).expire_approvals(stop_noops.clone()));
         let pruner = tokio::spawn(crate::retention::keep_pruning(
             Arc::clone(&self.store),
@@ -159,28 +201,37 @@ impl Worker {
         ));
         loop {
             while tasks.try_join_next().is_some() {}
-            let permit = tokio::select! {
-                p = Arc::clone(&in_flight).acquire_owned() => p.expect("the slot semaphore is never closed"),
+            let slots = tokio::select! {
+                s = free_slots(&in_flight) => s,
                 _ = shutdown.cancelled() => break,
+                _ = self.halted.cancelled() => break,
             };
-            let claimed = tokio::select! {
-                c = self.queue.claim(CLAIM_WAIT) => c,
-                _ = shutdown.cancelled() => break,
-            };
+            // Not raced against shutdown: a claim cut short may still have
+            // leased what it took, which would then wait out its lease. It
+            // returns within CLAIM_WAIT, and what it took goes back.
+            let claimed = self.queue.claim_many(slots.len(), CLAIM_WAIT).await;
+            if shutdown.is_cancelled() || self.halted.is_cancelled() {
+                self.release_unstarted(claimed.unwrap_or_default()).await;
+                break;
+            }
             match claimed {
-                Ok(Some(delivery)) => {
-                    let (me, kill) = (Arc::clone(&self), kill.clone());
-                    tasks.spawn(async move { me.handle(delivery, permit, kill).await });
+                Ok(deliveries) if !deliveries.is_empty() => {
+                    for (delivery, permit) in deliveries.into_iter().zip(slots) {
+                        let (me, kill, held) = (Arc::clone(&self), kill.clone(), self.held.hold());
+                        tasks.spawn(async move {
+                            me.handle(delivery, permit, kill).await;
+                            drop(held);
+                        });
+                    }
                 }
-                Ok(None) if drain && tasks.is_empty() => {
+                Ok(_) if drain && tasks.is_empty() => {
                     if self.drained().await {
                         break;
                     }
                 }
-                Ok(None) => {}
+                Ok(_) => {}
                 Err(e) if e.is_fatal() => {
-                    tracing::error!("stopping: {e}");
-                    let _ = self.fatal.set(e.to_string());
+                    self.halt(e.to_string());
                     break;
                 }
                 Err(e) => {
@@ -202,10 +253,20 @@ impl Worker {
         }
         let _ = sweeper.await;
         let _ = pruner.await;
+        let _ = beats.await;
         if let Some(drainer) = drainer {
             let _ = drainer.await;
         }
         info!("worker stopped");
+    }
+
+    /// Hands back deliveries claimed as the worker began to stop.
+    async fn release_unstarted(&self, deliveries: Vec<Delivery>) {
+        for d in deliveries {
+            if let Err(e) = self.queue.release(&d).await {
+                warn!("cannot hand a delivery back (it comes back when its lease runs out): {e}");
+            }
+        }
     }
 
     /// `--drain`: whether nothing is left to do (ready, delayed or in flight
@@ -270,7 +331,7 @@ impl Worker {
     /// in one transaction (one fsync instead of two per message). The settle
     /// itself still happens only after the work; nothing is acked early.
     async fn handle(&self, d: Delivery, slot: OwnedSemaphorePermit, kill: CancellationToken) {
-        let decoded = Message::from_queue_payload(&d.payload, self.config.max_message_bytes);
+        let decoded = Message::from_queue_payload(&d.payload, queue_payload_limit(self.config.max_message_bytes));
         let (decision, source, _one_at_a_time, keep_alive) = match decoded {
             Err(e) => {
                 self.metrics.rejected("unknown", "undecodable");
@@ -328,6 +389,12 @@ impl Worker {
 
     /// Runs the rules `msg` matches and decides how to settle it.
     async fn process(&self, d: &Delivery, msg: &Message, kill: CancellationToken) -> Settle {
+        // Before any rule sees it: a rule must never run on a message its
+        // source's schema refuses.
+        if let Some(verdict) = self.schemas.as_ref().and_then(|g| g.check(msg)) {
+            self.metrics.rejected(&msg.source, "schema");
+            return self.conclude(d, msg, Handled::SchemaInvalid(verdict.invalid.to_string())).await;
+        }
         if Self::is_batch(msg) {
             return self.process_batch(d, msg, kill).await;
         }
@@ -412,4 +479,15 @@ fn failed_rules<'a>(handled: &Handled<'a>) -> Vec<&'a str> {
             .collect(),
         _ => Vec::new(),
     }
+}
+
+/// Waits for a free run slot, then takes every other one free now: the
+/// claim fills them all in one call (one transaction on the embedded queue).
+async fn free_slots(in_flight: &Arc<Semaphore>) -> Vec<OwnedSemaphorePermit> {
+    let first = Arc::clone(in_flight).acquire_owned().await.expect("the slot semaphore is never closed");
+    let mut slots = vec![first];
+    while let Ok(more) = Arc::clone(in_flight).try_acquire_owned() {
+        slots.push(more);
+    }
+    slots
 }

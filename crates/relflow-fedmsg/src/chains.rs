@@ -10,7 +10,7 @@
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 
-use rsa::RsaPublicKey;
+use crate::pkcs1::PublicKey;
 use sha2::{Digest, Sha256};
 
 use crate::x509::{self, Cert};
@@ -24,7 +24,7 @@ const CAPACITY: usize = 4096;
 pub(crate) struct SigningCert {
     /// Kept as a result so a bad key is reported where fedmsg reports it
     /// (after the validity and revocation checks).
-    pub key: Result<RsaPublicKey, String>,
+    pub key: Result<PublicKey, String>,
     pub subject: String,
     pub cn: Option<String>,
     pub serial: Vec<u8>,
@@ -36,7 +36,7 @@ impl SigningCert {
     pub fn new(parsed: &Cert) -> SigningCert {
         let tbs = &parsed.cert.tbs_certificate;
         SigningCert {
-            key: x509::rsa_key(&parsed.cert),
+            key: x509::rsa_key(&parsed.cert).and_then(|k| PublicKey::new(&k)),
             subject: tbs.subject.to_string(),
             cn: x509::common_name(&tbs.subject),
             serial: tbs.serial_number.as_bytes().to_vec(),

@@ -6,7 +6,8 @@
 //! minus `signature` and `certificate`. This crate reproduces those bytes
 //! exactly ([`canonical`]), checks the certificate against the configured CA
 //! and CRL, applies `routing_policy` ([`policy`]) and can sign for
-//! republishing ([`sign`]). Pure RustCrypto: OpenSSL under system crypto
+//! republishing ([`sign`]). Pure Rust (RustCrypto, and `num-bigint` for the
+//! per-message signature check, `pkcs1.rs`): OpenSSL under system crypto
 //! policies refuses SHA-1 signatures.
 //!
 //! ```no_run
@@ -24,6 +25,7 @@
 pub mod canonical;
 mod chains;
 pub mod config;
+mod pkcs1;
 pub mod policy;
 pub mod sign;
 pub mod verify;

@@ -23,7 +23,7 @@ use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use rsa::{Pkcs1v15Sign, RsaPublicKey};
+use rsa::RsaPublicKey;
 use sha1::{Digest, Sha1};
 use x509_cert::Certificate;
 
@@ -311,8 +311,10 @@ impl Verifier {
             .key
             .as_ref()
             .map_err(|detail| VerifyError::BadEncoding { field: "certificate", detail: detail.clone() })?;
-        let digest = Sha1::digest(signed_bytes(envelope).as_bytes());
-        key.verify(Pkcs1v15Sign::new::<Sha1>(), &digest, &signature).map_err(|_| VerifyError::BadSignature)?;
+        let digest: [u8; 20] = Sha1::digest(signed_bytes(envelope).as_bytes()).into();
+        if !key.verify_sha1(&digest, &signature) {
+            return Err(VerifyError::BadSignature);
+        }
 
         // 5. Routing policy.
         let cn = cn.ok_or(VerifyError::NoCommonName { subject: subject.clone() })?;

@@ -120,6 +120,7 @@ async fn bench_bridge(count: usize) {
     let mut publisher = zeromq::PubSocket::new();
     publisher.bind(&endpoint).await.unwrap();
     let source = ZmqSource::new(FedmsgSource {
+        validate: Default::default(),
         name: "bench".into(),
         endpoints: vec![endpoint],
         topics: vec![],

@@ -51,7 +51,20 @@ pub enum BackfillError {
 pub struct Window {
     pub start: f64,
     pub end: f64,
+    /// Exact topics, asked of Datagrepper.
     pub topics: Vec<String>,
+    /// Topic prefixes, checked here (Datagrepper matches topics only
+    /// exactly): a fetched message whose topic starts with none of them is
+    /// skipped. Empty: every topic. The automatic backfills use a fedmsg
+    /// source's `topics`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub prefixes: Vec<String>,
+}
+
+impl Window {
+    fn wants(&self, topic: &str) -> bool {
+        self.prefixes.is_empty() || self.prefixes.iter().any(|p| topic.starts_with(p.as_str()))
+    }
 }
 
 /// One page of a search.
@@ -153,15 +166,25 @@ pub struct Report {
     pub queued: u64,
     pub already_seen: u64,
     pub rejected: u64,
+    /// Outside the window's `prefixes`: not submitted.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub skipped: u64,
     /// Rejections, one line each: `id: check: reason`.
     pub rejections: Vec<String>,
     pub dry_run: bool,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let verb = if self.dry_run { "would queue" } else { "queued" };
         write!(f, "fetched {}, {verb} {} new, {} already seen", self.fetched, self.queued, self.already_seen)?;
+        if self.skipped > 0 {
+            write!(f, ", {} outside the source's topics", self.skipped)?;
+        }
         if self.rejected > 0 {
             write!(f, ", {} rejected", self.rejected)?;
             for r in &self.rejections {
@@ -193,6 +216,10 @@ pub async fn run(
             .map_err(|e| BackfillError::Http { url: dg.endpoint.clone(), detail: e.to_string() })??;
         for raw in &got.raw_messages {
             report.fetched += 1;
+            if !window.wants(raw.get("topic").and_then(Value::as_str).unwrap_or_default()) {
+                report.skipped += 1;
+                continue;
+            }
             take(sink, signed, dry_run, raw, &mut report).await?;
         }
         progress(report.fetched, got.total);

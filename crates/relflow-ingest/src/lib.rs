@@ -35,6 +35,7 @@
 //! the other.
 
 pub mod amqp;
+pub mod auto;
 pub mod backfill;
 pub mod dedupe;
 pub mod gaps;

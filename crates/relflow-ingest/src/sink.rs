@@ -22,20 +22,22 @@
 //! Queueing a message again on purpose is explicit ([`Sink::submit_forced`],
 //! [`Sink::replay`]), never a side effect of skipping the dedupe check.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context;
-use relflow_core::config::FedmsgConfig;
-use relflow_core::Message;
+use relflow_core::config::{FedmsgConfig, Validate};
+use relflow_core::{queue_payload_limit, Message, WRAPPING_ALLOWANCE};
 use relflow_fedmsg::Verifier;
 use relflow_queue::{QueueError, WorkQueue};
+use relflow_schemas::Gate;
 use serde::Serialize;
 use tokio::sync::broadcast;
 
+use crate::auto::AutoBackfill;
 use crate::dedupe::{Claim, Dedupe, DedupeError};
 use crate::gaps::{Gaps, Seen};
 
@@ -90,6 +92,9 @@ pub struct Stats {
     pub rejected_by_check: BTreeMap<String, u64>,
     /// Enqueue or dedupe failures (the message was kept for a retry).
     pub errors: u64,
+    /// Messages that failed their topic's schema (`[[source]] validate`);
+    /// queued all the same, and dead-lettered by the worker under `reject`.
+    pub schema_invalid: u64,
 }
 
 /// Where the sink keeps its dedupe window and what it checks against.
@@ -103,6 +108,12 @@ pub struct SinkOptions {
     pub fedmsg: Option<FedmsgConfig>,
     /// Bigger messages are refused.
     pub max_message_bytes: usize,
+    /// `[schemas] dir`, read when some source validates.
+    pub schema_dir: PathBuf,
+    /// `[[source]] validate`, by source label (see [`Gate::modes`]).
+    pub validate: HashMap<String, Validate>,
+    /// `[backfill] on_gap` / `on_start`; `None`: neither.
+    pub auto_backfill: Option<Arc<AutoBackfill>>,
 }
 
 /// Told of every decision, synchronously and exactly once (unlike
@@ -115,6 +126,9 @@ pub trait Observer: Send + Sync {
 
     /// A source endpoint connected or lost its connection (see [`crate::links`]).
     fn linked(&self, _link: &crate::links::Link) {}
+
+    /// A message failed its topic's schema under `mode` (`[[source]] validate`).
+    fn schema_invalid(&self, _source: &str, _mode: Validate) {}
 }
 
 /// The `source` of events about dead letters put back on the queue.
@@ -147,11 +161,14 @@ struct Inner {
     duplicates: AtomicU64,
     rejected: AtomicU64,
     errors: AtomicU64,
+    schema_invalid: AtomicU64,
     by_check: Mutex<BTreeMap<String, u64>>,
     events: broadcast::Sender<Event>,
     observer: OnceLock<Arc<dyn Observer>>,
     gaps: OnceLock<Gaps>,
     links: crate::links::Links,
+    schemas: OnceLock<Gate>,
+    auto_backfill: OnceLock<Arc<AutoBackfill>>,
 }
 
 impl Sink {
@@ -166,11 +183,14 @@ impl Sink {
                 duplicates: AtomicU64::new(0),
                 rejected: AtomicU64::new(0),
                 errors: AtomicU64::new(0),
+                schema_invalid: AtomicU64::new(0),
                 by_check: Mutex::new(BTreeMap::new()),
                 events: broadcast::channel(4096).0,
                 observer: OnceLock::new(),
                 gaps: OnceLock::new(),
                 links: crate::links::Links::default(),
+                schemas: OnceLock::new(),
+                auto_backfill: OnceLock::new(),
             }),
         }
     }
@@ -187,7 +207,48 @@ impl Sink {
         };
         let sink = Sink::new(queue, dedupe, verifier, options.max_message_bytes);
         sink.track_gaps(Gaps::open(&options.data_dir.join("ingest.sqlite3"))?);
+        let gate = Gate::open(&options.schema_dir, options.validate.clone()).context("[[source]] validate")?;
+        if let Some(gate) = gate {
+            sink.validate_with(gate);
+        }
+        if let Some(auto) = &options.auto_backfill {
+            sink.backfill_with(Arc::clone(auto));
+        }
         Ok(sink)
+    }
+
+    /// Fetches gaps from Datagrepper as they are seen, and gives
+    /// [`auto_backfill`](Sink::auto_backfill) to whoever starts the sources.
+    /// One per sink; a second call is ignored.
+    pub fn backfill_with(&self, auto: Arc<AutoBackfill>) {
+        let _ = self.inner.auto_backfill.set(auto);
+    }
+
+    /// `[backfill] on_gap` / `on_start`, when configured.
+    pub fn auto_backfill(&self) -> Option<&Arc<AutoBackfill>> {
+        self.inner.auto_backfill.get()
+    }
+
+    /// Checks the messages of the sources `gate` names against their
+    /// schemas from now on. One gate per sink; a second call is ignored.
+    pub fn validate_with(&self, gate: Gate) {
+        let _ = self.inner.schemas.set(gate);
+    }
+
+    /// Logs and counts a message that fails its schema. It is queued all
+    /// the same: under `reject` the worker dead-letters it with the
+    /// reason, where it can be listed and replayed, never silently lost.
+    fn check_schema(&self, msg: &Message) {
+        let Some(verdict) = self.inner.schemas.get().and_then(|g| g.check(msg)) else { return };
+        self.inner.schema_invalid.fetch_add(1, Ordering::Relaxed);
+        if let Some(observer) = self.inner.observer.get() {
+            observer.schema_invalid(&msg.source, verdict.mode);
+        }
+        let then = match verdict.mode {
+            Validate::Reject => "the worker dead-letters it",
+            _ => "queued anyway (validate = \"warn\")",
+        };
+        tracing::warn!(source = %msg.source, id = %msg.id, topic = %msg.topic, "fails its schema, {then}: {}", verdict.invalid);
     }
 
     /// Keeps fedmsg sequence numbers in `gaps` from now on (see
@@ -212,15 +273,20 @@ impl Sink {
             Err(e) => return tracing::error!(source, "{e}"),
         };
         match &seen {
-            Seen::Gap(g) => tracing::warn!(
-                source,
-                producer,
-                missing = g.missing,
-                after = g.after,
-                before = g.before,
-                "fedmsg gap: {} message(s) lost before this one (`relflow backfill` can fetch them)",
-                g.missing
-            ),
+            Seen::Gap(g) => {
+                tracing::warn!(
+                    source,
+                    producer,
+                    missing = g.missing,
+                    after = g.after,
+                    before = g.before,
+                    "fedmsg gap: {} message(s) lost before this one (`relflow backfill` can fetch them)",
+                    g.missing
+                );
+                if let Some(auto) = self.auto_backfill() {
+                    auto.gap(self, source, g);
+                }
+            }
             Seen::Restart { previous, now } => {
                 tracing::info!(source, producer, previous, now, "fedmsg producer restarted (its `i` began again)")
             }
@@ -282,12 +348,10 @@ impl Sink {
 
     /// Dedupes and enqueues a message a source built itself.
     pub async fn submit(&self, msg: Message) -> Result<Outcome, SinkError> {
-        let payload = msg.to_queue_payload();
-        if payload.len() > self.inner.max_bytes {
-            let reason =
-                format!("message is {} bytes, over max_message_bytes ({})", payload.len(), self.inner.max_bytes);
-            return Ok(self.reject(&msg.source, Some(&msg.id), Some(&msg.topic), "too_large", reason));
-        }
+        let payload = match self.payload(&msg) {
+            Ok(payload) => payload,
+            Err(rejected) => return Ok(rejected),
+        };
         let digest = digest(&msg);
         let claim = self.inner.dedupe.claim(&msg.id, Some(&digest)).await.inspect_err(|_| self.count_error())?;
         let ticket = match claim {
@@ -295,6 +359,7 @@ impl Sink {
             Claim::Conflict => return Ok(self.conflict(&msg)),
             Claim::Fresh(ticket) => ticket,
         };
+        self.check_schema(&msg);
         self.inner.queue.enqueue(&payload).await.inspect_err(|_| self.count_error())?;
         ticket.commit().inspect_err(|_| self.count_error())?;
         Ok(self.queued(&msg))
@@ -362,11 +427,19 @@ impl Sink {
     }
 
     /// The queue payload of `msg`, or its rejection when it is too large.
+    /// The sources check what the sender sent against `max_message_bytes`;
+    /// this bounds the wrapped message, which may be larger by what relflow
+    /// adds around it ([`relflow_core::WRAPPING_ALLOWANCE`]).
     fn payload(&self, msg: &Message) -> Result<Vec<u8>, Outcome> {
         let payload = msg.to_queue_payload();
-        if payload.len() > self.inner.max_bytes {
-            let reason =
-                format!("message is {} bytes, over max_message_bytes ({})", payload.len(), self.inner.max_bytes);
+        let limit = queue_payload_limit(self.inner.max_bytes);
+        if payload.len() > limit {
+            let reason = format!(
+                "the wrapped message is {} bytes, over max_message_bytes ({}) plus {} bytes for what relflow adds",
+                payload.len(),
+                self.inner.max_bytes,
+                WRAPPING_ALLOWANCE
+            );
             return Err(self.reject(&msg.source, Some(&msg.id), Some(&msg.topic), "too_large", reason));
         }
         Ok(payload)
@@ -404,6 +477,7 @@ impl Sink {
             rejected: i.rejected.load(Ordering::Relaxed),
             rejected_by_check: i.by_check.lock().unwrap_or_else(|e| e.into_inner()).clone(),
             errors: i.errors.load(Ordering::Relaxed),
+            schema_invalid: i.schema_invalid.load(Ordering::Relaxed),
         }
     }
 

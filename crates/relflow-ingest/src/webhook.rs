@@ -80,8 +80,9 @@ pub fn router(hooks: &[WebhookSource], sink: Sink) -> anyhow::Result<Router> {
         let hook = Hook { config: h.clone(), secret: secret.into_bytes(), label: format!("webhook:{}", h.name) };
         by_name.insert(h.name.clone(), hook);
     }
-    // Leave room for the headers we add; the sink enforces the real limit.
-    let limit = sink.max_bytes().saturating_add(64 * 1024);
+    // A little over the limit, so a body just over it gets the JSON reason
+    // from `receive` rather than a bare 413; far over it, the bare 413.
+    let limit = relflow_core::queue_payload_limit(sink.max_bytes());
     let state = Arc::new(Hooks { by_name, sink });
     Ok(Router::new().route("/hooks/{name}", post(receive)).layer(DefaultBodyLimit::max(limit)).with_state(state))
 }
@@ -104,6 +105,13 @@ async fn receive(
         return reply(StatusCode::NOT_FOUND, json!({"error": format!("no webhook source named {name:?}")}));
     };
     let sink = &hooks.sink;
+    // The limit is on the body the sender sent; the message wrapped around
+    // it (topic, id, headers) may be larger, and the queue allows for that.
+    if body.len() > sink.max_bytes() {
+        let reason = format!("body is {} bytes, over max_message_bytes ({})", body.len(), sink.max_bytes());
+        let outcome = sink.reject(&hook.label, None, None, "too_large", reason);
+        return reply(StatusCode::PAYLOAD_TOO_LARGE, json!(outcome));
+    }
     if let Err(reason) = check_signature(hook, &headers, &body) {
         let outcome = sink.reject(&hook.label, None, None, "hmac", reason);
         return reply(StatusCode::UNAUTHORIZED, json!(outcome));

@@ -70,6 +70,7 @@ impl Vhost {
 
 fn source_config(url: String, queue: &str) -> AmqpSourceConfig {
     AmqpSourceConfig {
+        validate: Default::default(),
         name: "fm".into(),
         url,
         exchange: "amq.topic".into(),

@@ -61,6 +61,7 @@ impl Drop for Publisher {
 
 fn source(endpoint: &str) -> Box<ZmqSource> {
     Box::new(ZmqSource::new(FedmsgSource {
+        validate: Default::default(),
         name: "test".into(),
         endpoints: vec![endpoint.into()],
         topics: vec!["org.fedoraproject.test.".into()],

@@ -14,8 +14,6 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,61 +21,29 @@ use axum::extract::{Query, State};
 use axum::Json;
 use common::*;
 use relflow_core::config::ingest::FedmsgSource;
+use relflow_core::config::{BackfillConfig, SourceConfig};
+use relflow_ingest::auto::AutoBackfill;
 use relflow_ingest::backfill::{self, Datagrepper, SignedTopics, Window};
 use relflow_ingest::gaps::Gap;
 use relflow_ingest::zmq::ZmqSource;
 use relflow_ingest::{Outcome, Sink, SinkOptions};
-use relflow_queue::{SqliteQueue, SqliteQueueOptions};
+use relflow_queue::{SqliteQueue, SqliteQueueOptions, WorkQueue};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
 const TOTAL: usize = 500;
 
-/// A running `tests/py/fedmsg_sequence.py`.
-struct Publisher {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    stdout: BufReader<ChildStdout>,
-}
+/// The real Python fedmsg publisher (relflow_testkit's), its envelopes parsed.
+struct Publisher(relflow_testkit::FedmsgPublisher);
 
 impl Publisher {
     fn start(endpoint: &str) -> Publisher {
-        let mut child = Command::new(python())
-            .arg(script("fedmsg_sequence.py"))
-            .arg(endpoint)
-            .arg(keys())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start the Python fedmsg publisher");
-        let stdin = child.stdin.take();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        assert_eq!(line.trim(), "ready", "the publisher did not start");
-        Publisher { child, stdin, stdout }
+        Publisher(relflow_testkit::FedmsgPublisher::start(endpoint))
     }
 
     /// Publishes the next `n` messages; returns their envelopes.
     fn send(&mut self, n: usize) -> Vec<Value> {
-        writeln!(self.stdin.as_mut().unwrap(), "{n}").unwrap();
-        let mut out = Vec::new();
-        loop {
-            let mut line = String::new();
-            assert!(self.stdout.read_line(&mut line).unwrap() > 0, "the publisher died");
-            if line.trim() == "sent" {
-                return out;
-            }
-            out.push(serde_json::from_str(&line).unwrap());
-        }
-    }
-}
-
-impl Drop for Publisher {
-    fn drop(&mut self) {
-        self.stdin.take();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.0.send(n).iter().map(|e| serde_json::from_str(e).unwrap()).collect()
     }
 }
 
@@ -94,12 +60,7 @@ impl Bridge {
     fn start(options: &SinkOptions, queue: Arc<SqliteQueue>, endpoint: &str) -> Bridge {
         let sink = Sink::open(options, queue).unwrap();
         let events = sink.events();
-        let source = Box::new(ZmqSource::new(FedmsgSource {
-            name: "bus".into(),
-            endpoints: vec![endpoint.into()],
-            topics: vec!["org.fedoraproject.test.".into()],
-            require_signature: true,
-        }));
+        let source = Box::new(ZmqSource::new(bus(endpoint)));
         let stop = CancellationToken::new();
         let task = relflow_ingest::run(vec![source], sink.clone(), stop.clone());
         Bridge { sink, events, stop, task }
@@ -120,6 +81,17 @@ impl Bridge {
     async fn stop(self) {
         self.stop.cancel();
         self.task.await.unwrap().unwrap();
+    }
+}
+
+/// The fedmsg source every bridge here runs.
+fn bus(endpoint: &str) -> FedmsgSource {
+    FedmsgSource {
+        validate: Default::default(),
+        name: "bus".into(),
+        endpoints: vec![endpoint.into()],
+        topics: vec!["org.fedoraproject.test.".into()],
+        require_signature: true,
     }
 }
 
@@ -168,9 +140,15 @@ struct Search {
     rows_per_page: usize,
 }
 
-/// Datagrepper's `/v2/search` over `messages` (see the module docs).
-async fn datagrepper(messages: Vec<Value>) -> String {
-    async fn search(State(all): State<Arc<Vec<Value>>>, Query(q): Query<Search>) -> Json<Value> {
+/// What "Datagrepper" has stored. A test holding the lock makes searches
+/// wait until it has stored what was sent (the real one stores a message
+/// a moment after it was sent).
+type Store = Arc<tokio::sync::Mutex<Vec<Value>>>;
+
+/// Datagrepper's `/v2/search` over `store` (see the module docs).
+async fn datagrepper(store: Store) -> String {
+    async fn search(State(store): State<Store>, Query(q): Query<Search>) -> Json<Value> {
+        let all = store.lock().await;
         let hits: Vec<&Value> =
             all.iter().filter(|m| (q.start..=q.end).contains(&m["timestamp"].as_f64().unwrap())).collect();
         let rows = q.rows_per_page.clamp(1, 100);
@@ -178,23 +156,30 @@ async fn datagrepper(messages: Vec<Value>) -> String {
         let page: Vec<&Value> = hits.iter().skip((q.page - 1) * rows).take(rows).copied().collect();
         Json(json!({"raw_messages": page, "count": page.len(), "page": q.page, "pages": pages, "total": hits.len()}))
     }
-    let app = axum::Router::new().route("/v2/search", axum::routing::get(search)).with_state(Arc::new(messages));
+    let app = axum::Router::new().route("/v2/search", axum::routing::get(search)).with_state(store);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
     url
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn two_bridge_restarts_leave_counted_gaps_and_backfill_queues_exactly_the_missing_messages() {
-    let dir = tempfile::tempdir().unwrap();
-    let queue = Arc::new(SqliteQueue::open(dir.path().join("relflow.sqlite3"), SqliteQueueOptions::default()).unwrap());
-    let options = SinkOptions {
+fn options(dir: &tempfile::TempDir, auto_backfill: Option<Arc<AutoBackfill>>) -> SinkOptions {
+    SinkOptions {
         data_dir: dir.path().to_owned(),
         dedupe_window: Duration::from_secs(3600),
         fedmsg: Some(fedmsg_config()),
         max_message_bytes: relflow_core::DEFAULT_MAX_MESSAGE_BYTES,
-    };
+        schema_dir: dir.path().join("schemas"),
+        validate: Default::default(),
+        auto_backfill,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_bridge_restarts_leave_counted_gaps_and_backfill_queues_exactly_the_missing_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = Arc::new(SqliteQueue::open(dir.path().join("relflow.sqlite3"), SqliteQueueOptions::default()).unwrap());
+    let options = options(&dir, None);
     let endpoint = format!("tcp://127.0.0.1:{}", free_port());
     let mut publisher = Publisher::start(&endpoint);
     let (mut sent, mut got) = (Vec::new(), BTreeSet::new());
@@ -227,16 +212,11 @@ async fn two_bridge_restarts_leave_counted_gaps_and_backfill_queues_exactly_the_
     assert!(missed >= 120, "each stop loses at least the 60 sent meanwhile: {missed}");
 
     // Backfill from "Datagrepper", through a new sink over the same state.
-    let url = datagrepper(sent.clone()).await;
+    let url = datagrepper(Arc::new(tokio::sync::Mutex::new(sent.clone()))).await;
     let sink = Sink::open(&options, queue.clone()).unwrap();
     let ts = |e: &Value| e["timestamp"].as_f64().unwrap();
-    let window = Window { start: ts(&sent[0]), end: ts(&sent[TOTAL - 1]), topics: vec![] };
-    let signed = SignedTopics::from_sources(&[relflow_core::config::SourceConfig::Fedmsg(FedmsgSource {
-        name: "bus".into(),
-        endpoints: vec![endpoint.clone()],
-        topics: vec!["org.fedoraproject.test.".into()],
-        require_signature: true,
-    })]);
+    let window = Window { start: ts(&sent[0]), end: ts(&sent[TOTAL - 1]), topics: vec![], prefixes: vec![] };
+    let signed = SignedTopics::from_sources(&[SourceConfig::Fedmsg(bus(&endpoint))]);
     let mut pages = 0;
     let report =
         backfill::run(Datagrepper::new(&url), window.clone(), &sink, &signed, false, |_, _| pages += 1).await.unwrap();
@@ -260,4 +240,91 @@ async fn two_bridge_restarts_leave_counted_gaps_and_backfill_queues_exactly_the_
     let ids: BTreeSet<String> = sent.iter().map(|e| e["msg_id"].as_str().unwrap().to_owned()).collect();
     assert_eq!(count.keys().cloned().collect::<BTreeSet<_>>(), ids);
     assert!(count.values().all(|&n| n == 1), "a message queued twice: {count:?}");
+}
+
+/// `[backfill] on_gap`: the gap a restarted bridge sees is fetched at once,
+/// for the source's topics only, through the intake (the messages around
+/// it, already queued, are dropped as duplicates).
+#[tokio::test(flavor = "multi_thread")]
+async fn on_gap_fetches_the_gap_for_the_sources_topics_as_soon_as_it_is_seen() {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = Arc::new(SqliteQueue::open(dir.path().join("relflow.sqlite3"), SqliteQueueOptions::default()).unwrap());
+    let store: Store = Default::default();
+    let endpoint = format!("tcp://127.0.0.1:{}", free_port());
+    let backfill = BackfillConfig { url: datagrepper(store.clone()).await, on_gap: true, on_start: None };
+    let options = options(&dir, AutoBackfill::new(&backfill, &[SourceConfig::Fedmsg(bus(&endpoint))]));
+    let mut publisher = Publisher::start(&endpoint);
+    let (mut sent, mut got) = (Vec::new(), BTreeSet::new());
+
+    let mut bridge = Bridge::start(&options, queue.clone(), &endpoint);
+    connect(&mut publisher, &mut bridge, &mut sent, &mut got).await;
+    send_all(&mut publisher, &mut bridge, 20, &mut sent, &mut got).await;
+    bridge.stop().await;
+    let lost = publisher.send(30);
+    sent.extend(lost.clone());
+
+    // Until the new bridge has its first message, "Datagrepper" is still
+    // storing: the gap's search waits for it.
+    let mut stored = store.lock().await;
+    let elsewhere = json!({"topic": "org.fedoraproject.other.thing", "msg": {}, "msg_id": "other-topic",
+                            "timestamp": lost[10]["timestamp"], "i": 1, "username": "someone"});
+    stored.push(elsewhere);
+    let mut bridge = Bridge::start(&options, queue.clone(), &endpoint);
+    loop {
+        sent.extend(publisher.send(1));
+        if let Some(id) = bridge.next_queued(Duration::from_millis(300)).await {
+            got.insert(id);
+            break;
+        }
+    }
+    stored.extend(sent.iter().cloned());
+    drop(stored);
+    let all: BTreeSet<String> = sent.iter().map(|e| e["msg_id"].as_str().unwrap().to_owned()).collect();
+    // The window starts at the message before the gap, already queued.
+    let mut duplicates = 0;
+    while got != all {
+        let event = tokio::time::timeout(PATIENCE, bridge.events.recv()).await;
+        let event = event.expect("the lost messages, fetched by on_gap").unwrap();
+        match event.outcome {
+            Outcome::Queued => {
+                got.insert(event.id.unwrap());
+            }
+            Outcome::Duplicate => duplicates += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    bridge.stop().await;
+    assert!(duplicates >= 1, "the message before the gap is fetched and dropped as a duplicate");
+    let mut count: BTreeMap<String, usize> = BTreeMap::new();
+    while let Some(d) = queue.claim(Duration::ZERO).await.unwrap() {
+        *count.entry(relflow_core::Message::from_queue_payload(&d.payload, usize::MAX).unwrap().id).or_default() += 1;
+        queue.ack(&d).await.unwrap();
+    }
+    drop(dir);
+    assert_eq!(count.keys().cloned().collect::<BTreeSet<_>>(), all, "every message once, none of other topics");
+    assert!(count.values().all(|&n| n == 1), "a message queued twice: {count:?}");
+}
+
+/// `[backfill] on_start`: the last DURATION, for the fedmsg sources' topics.
+#[tokio::test(flavor = "multi_thread")]
+async fn on_start_fetches_the_last_duration_for_the_fedmsg_sources_topics() {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as f64;
+    let envelope = |id: &str, topic: &str, ago: f64| json!({"topic": topic, "msg": {"n": id}, "msg_id": id, "timestamp": now - ago, "i": 0, "username": "u"});
+    let store: Store = Arc::new(tokio::sync::Mutex::new(vec![
+        envelope("recent-1", "org.fedoraproject.test.relflow.seq", 60.0),
+        envelope("recent-2", "org.fedoraproject.test.relflow.seq", 300.0),
+        envelope("an-hour-ago", "org.fedoraproject.test.relflow.seq", 3600.0),
+        envelope("other-topic", "org.fedoraproject.other.thing", 60.0),
+    ]));
+    let backfill =
+        BackfillConfig { url: datagrepper(store).await, on_gap: false, on_start: Some(Duration::from_secs(600)) };
+    let source = FedmsgSource { require_signature: false, ..bus("tcp://127.0.0.1:1") };
+    let auto = AutoBackfill::new(&backfill, &[SourceConfig::Fedmsg(source)]).unwrap();
+    let h = Harness::new();
+    let report = auto.start(&h.sink).await.expect("on_start is set").unwrap();
+    assert_eq!((report.fetched, report.queued, report.skipped), (3, 2, 1), "{report}");
+    let ids: BTreeSet<String> = h.drain().await.into_iter().map(|m| m.id).collect();
+    assert_eq!(ids, ["recent-1".to_owned(), "recent-2".to_owned()].into());
+    let again = auto.start(&h.sink).await.unwrap().unwrap();
+    assert_eq!((again.queued, again.already_seen), (0, 2), "a second start queues nothing twice");
 }

@@ -42,6 +42,7 @@ async fn signed_posts_are_queued_once_and_bad_signatures_get_401_with_a_reason()
     let secret_file = h.dir.path().join("hook.secret");
     std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
     let hook = WebhookSource {
+        validate: Default::default(),
         name: "forge".into(),
         secret: None,
         secret_file: Some(secret_file),
@@ -121,6 +122,7 @@ async fn signed_posts_are_queued_once_and_bad_signatures_get_401_with_a_reason()
 async fn a_signed_timestamp_outside_the_tolerance_is_refused() {
     let h = Harness::new();
     let hook = WebhookSource {
+        validate: Default::default(),
         name: "timed".into(),
         secret: Some(SECRET.into()),
         secret_file: None,

@@ -19,6 +19,7 @@
 //!   the worker's business (it dead-letters it with a reason), so a broken
 //!   producer can never wedge the queue.
 
+pub mod file;
 mod reclaim;
 mod sqlite;
 mod wal_watch;
@@ -104,13 +105,17 @@ pub enum QueueError {
     /// no longer reach the queue the others use, so it must stop.
     #[error("queue file gone: {0}")]
     Gone(String),
+    /// The embedded queue's files can no longer be written (see
+    /// [`file::Guard`]): going on would mean a SIGBUS, so the process stops.
+    #[error("queue file unwritable: {0}")]
+    Unwritable(#[from] file::Unwritable),
 }
 
 impl QueueError {
     /// Whether a process using the queue has to stop (systemd restarts it)
     /// instead of trying again.
     pub fn is_fatal(&self) -> bool {
-        matches!(self, QueueError::Gone(_))
+        matches!(self, QueueError::Gone(_) | QueueError::Unwritable(_))
     }
 }
 
@@ -125,6 +130,16 @@ pub trait WorkQueue: Send + Sync {
     /// Take the next ready payload, waiting up to `wait` for one to appear.
     /// `None` means nothing was ready in that time.
     async fn claim(&self, wait: Duration) -> Result<Option<Delivery>>;
+
+    /// Take up to `max` ready payloads at once, waiting up to `wait` for
+    /// the first; empty means nothing was ready in that time. Each is a
+    /// delivery like [`claim`](WorkQueue::claim)'s. A backend that can hand
+    /// out several in one round trip overrides this (the embedded queue:
+    /// one transaction, so one fsync, for all of them).
+    async fn claim_many(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>> {
+        let _ = max;
+        Ok(self.claim(wait).await?.into_iter().collect())
+    }
 
     /// Tell the queue the worker is still busy with `delivery`, so it is not
     /// handed to another worker. Call it every [`lease_renewal`](WorkQueue::lease_renewal)

@@ -105,16 +105,7 @@ fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// Opens a SQLite file the way every relflow component wants it: WAL so
-/// readers never block the writer, FULL sync so a committed enqueue survives
-/// power loss, and a busy timeout so several worker processes can share it.
-pub fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
-    let conn = Connection::open(path)?;
-    conn.busy_timeout(Duration::from_secs(10))?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    Ok(conn)
-}
+pub(crate) use crate::file::open_connection;
 
 impl SqliteQueue {
     /// Opens (creating if needed) the queue in the SQLite file at `path`.
@@ -128,7 +119,7 @@ impl SqliteQueue {
         // After the schema: the WAL file exists now, and stays while the
         // connection is open.
         let wal = WalWatch::new(&path).map(Arc::new);
-        let writer = Writer::start(conn)
+        let writer = Writer::start(conn, &path)
             .map_err(|e| QueueError::Backend(format!("cannot start the queue's writer thread: {e}")))?;
         let file = file_id(&path).map_err(|e| QueueError::Backend(format!("cannot stat {}: {e}", path.display())))?;
         Ok(SqliteQueue { writer, options, notify: Arc::new(Notify::new()), wal, path, file })
@@ -176,26 +167,32 @@ impl SqliteQueue {
         }
     }
 
-    fn try_claim(conn: &Connection, visibility: i64) -> rusqlite::Result<Option<Delivery>> {
+    /// Leases up to `max` ready payloads, oldest first.
+    fn try_claim(conn: &Connection, visibility: i64, max: usize) -> rusqlite::Result<Vec<Delivery>> {
         let now = now_ms();
         // Cached: the claim and ack statements run once per message, and
         // parsing them each time cost a third of a no-op's time.
-        conn.prepare_cached(
-            "UPDATE queue SET lease_until = ?2, deliveries = deliveries + 1
-             WHERE id = (SELECT id FROM queue
-                         WHERE not_before <= ?1 AND (lease_until IS NULL OR lease_until <= ?1)
-                         ORDER BY not_before, id LIMIT 1)
-             RETURNING id, payload, attempt, deliveries",
-        )?
-        .query_row(params![now, now + visibility], |row| {
-            Ok(Delivery {
-                tag: row.get::<_, i64>(0)? as u64,
-                payload: row.get(1)?,
-                attempt: row.get(2)?,
-                deliveries: row.get(3)?,
-            })
-        })
-        .optional()
+        let mut claimed = conn
+            .prepare_cached(
+                "UPDATE queue SET lease_until = ?2, deliveries = deliveries + 1
+                 WHERE id IN (SELECT id FROM queue
+                              WHERE not_before <= ?1 AND (lease_until IS NULL OR lease_until <= ?1)
+                              ORDER BY not_before, id LIMIT ?3)
+                 RETURNING id, payload, attempt, deliveries, not_before",
+            )?
+            .query_map(params![now, now + visibility, max as i64], |row| {
+                let d = Delivery {
+                    tag: row.get::<_, i64>(0)? as u64,
+                    payload: row.get(1)?,
+                    attempt: row.get(2)?,
+                    deliveries: row.get(3)?,
+                };
+                Ok((row.get::<_, i64>(4)?, d))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        // RETURNING comes in no promised order.
+        claimed.sort_by_key(|(not_before, d)| (*not_before, d.tag));
+        Ok(claimed.into_iter().map(|(_, d)| d).collect())
     }
 }
 
@@ -213,20 +210,25 @@ impl WorkQueue for SqliteQueue {
     }
 
     async fn claim(&self, wait: Duration) -> Result<Option<Delivery>> {
+        Ok(self.claim_many(1, wait).await?.pop())
+    }
+
+    async fn claim_many(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>> {
         self.check_file()?;
         let deadline = tokio::time::Instant::now() + wait;
-        let visibility = ms(self.options.visibility_timeout);
+        let (visibility, max) = (ms(self.options.visibility_timeout), max.max(1));
         loop {
             // Register interest before looking, so an enqueue that lands
             // between the look and the wait still wakes us. (The inotify
             // queue keeps writes that happen meanwhile by itself.)
             let notified = self.notify.notified();
-            if let Some(d) = self.with_conn(move |c| Self::try_claim(c, visibility)).await? {
-                return Ok(Some(d));
+            let claimed = self.with_conn(move |c| Self::try_claim(c, visibility, max)).await?;
+            if !claimed.is_empty() {
+                return Ok(claimed);
             }
             let now = tokio::time::Instant::now();
             if now >= deadline {
-                return Ok(None);
+                return Ok(claimed);
             }
             let nap = self.options.poll_interval.min(deadline - now);
             tokio::select! {

@@ -27,9 +27,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
+use std::path::Path;
+
 use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::oneshot;
 
+use crate::file::{Guard, Unwritable, WalBound};
 use crate::{QueueError, Result};
 
 /// The most calls one transaction takes; bounds how long the first caller
@@ -38,6 +41,8 @@ const MAX_BATCH: usize = 64;
 
 /// How long a busy writer waits for more calls before committing.
 const GATHER: Duration = Duration::from_micros(200);
+/// Quiet this long, the writer tidies the WAL (file.rs).
+const IDLE: Duration = Duration::from_secs(1);
 /// "Busy": the previous commit ended less than this long ago.
 const GATHER_WHILE_BUSY: Duration = Duration::from_millis(2);
 
@@ -47,7 +52,7 @@ trait Call: Send {
     /// they failed (the caller gets the error, the statements are undone).
     fn run(&mut self, conn: &Connection) -> bool;
     /// Answers the caller once the transaction's fate is known.
-    fn finish(self: Box<Self>, committed: std::result::Result<(), &rusqlite::Error>);
+    fn finish(self: Box<Self>, committed: std::result::Result<(), &Failed>);
 }
 
 struct Pending<T, F> {
@@ -74,16 +79,24 @@ where
         ok
     }
 
-    fn finish(self: Box<Self>, committed: std::result::Result<(), &rusqlite::Error>) {
+    fn finish(self: Box<Self>, committed: std::result::Result<(), &Failed>) {
         let answer = match (committed, self.result) {
             (Ok(()), Some(result)) => result,
             (Ok(()), None) => Err(QueueError::Backend("a queue call was not run".into())),
-            (Err(e), _) => Err(QueueError::Backend(format!("queue transaction failed: {e}"))),
+            (Err(Failed::Commit(e)), _) => Err(QueueError::Backend(format!("queue transaction failed: {e}"))),
+            (Err(Failed::Unwritable(e)), _) => Err(QueueError::Unwritable(e.clone())),
         };
         // The caller may have stopped waiting (its task was cancelled); the
         // statements ran anyway, which is what a dropped future means.
         let _ = self.reply.send(answer);
     }
+}
+
+/// Why a whole batch failed.
+enum Failed {
+    Commit(rusqlite::Error),
+    /// Not even begun: the files cannot be written (file.rs).
+    Unwritable(Unwritable),
 }
 
 /// The handle the queue keeps; cheap to clone. The thread stops when the
@@ -97,12 +110,13 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    /// Moves `conn` to a new writer thread.
-    pub(crate) fn start(conn: Connection) -> std::io::Result<Writer> {
+    /// Moves `conn`, open on the database at `path`, to a new writer thread.
+    pub(crate) fn start(conn: Connection, path: &Path) -> std::io::Result<Writer> {
         let (calls, queued) = mpsc::channel::<Box<dyn Call>>();
         let commits = Arc::new(AtomicU64::new(0));
         let counted = Arc::clone(&commits);
-        std::thread::Builder::new().name("relflow-queue".into()).spawn(move || serve(conn, queued, counted))?;
+        let files = Files { guard: Guard::new(path), wal: WalBound::new(path) };
+        std::thread::Builder::new().name("relflow-queue".into()).spawn(move || serve(conn, files, queued, counted))?;
         Ok(Writer { calls, commits })
     }
 
@@ -122,10 +136,18 @@ impl Writer {
 
 /// The writer thread: batch whatever is waiting, commit, answer, repeat,
 /// until every handle is dropped.
-fn serve(mut conn: Connection, queued: mpsc::Receiver<Box<dyn Call>>, commits: Arc<AtomicU64>) {
+fn serve(mut conn: Connection, mut files: Files, queued: mpsc::Receiver<Box<dyn Call>>, commits: Arc<AtomicU64>) {
     let mut last_commit: Option<Instant> = None;
     let mut last_batch = 0;
-    while let Ok(first) = queued.recv() {
+    loop {
+        let first = match queued.recv_timeout(IDLE) {
+            Ok(call) => call,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                files.wal.idle(&conn);
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
         let mut batch = vec![first];
         // Busy (the last commit just ended): the callers it answered are
         // about to send their next calls (a worker's ack and its next
@@ -143,15 +165,27 @@ fn serve(mut conn: Connection, queued: mpsc::Receiver<Box<dyn Call>>, commits: A
             }
         }
         last_batch = batch.len();
-        commit_batch(&mut conn, batch);
+        commit_batch(&mut conn, &mut files, batch);
         last_commit = Some(Instant::now());
         commits.fetch_add(1, Ordering::Relaxed);
     }
 }
 
-fn commit_batch(conn: &mut Connection, mut batch: Vec<Box<dyn Call>>) {
+/// What the writer thread keeps about the database's files.
+struct Files {
+    guard: Guard,
+    wal: WalBound,
+}
+
+fn commit_batch(conn: &mut Connection, files: &mut Files, mut batch: Vec<Box<dyn Call>>) {
+    // Before SQLite touches its mapped -shm: once that cannot be written,
+    // touching it is a SIGBUS (file.rs).
+    if let Err(e) = files.guard.check() {
+        return fail_all(batch, &Failed::Unwritable(e));
+    }
     // IMMEDIATE: take the write lock up front (waiting up to the busy
     // timeout for other processes), so no statement inside can hit BUSY.
+    let mut all_ran = true;
     let committed = conn.transaction_with_behavior(TransactionBehavior::Immediate).and_then(|mut tx| {
         for call in &mut batch {
             let sp = tx.savepoint()?;
@@ -159,14 +193,28 @@ fn commit_batch(conn: &mut Connection, mut batch: Vec<Box<dyn Call>>) {
                 sp.commit()?;
             } else {
                 // Undo this call's statements only; it keeps its error.
+                all_ran = false;
                 sp.finish()?;
             }
         }
         tx.commit()
     });
-    let outcome = committed.as_ref().map(|_| ());
+    // A SIGBUS caught meanwhile: not even a commit is to be trusted.
+    if let Err(e) = files.guard.confirm() {
+        return fail_all(batch, &Failed::Unwritable(e));
+    }
+    // A call's own error counts: a full disk often fails the statement
+    // that needed the space, not the commit.
+    files.wal.after(conn, committed.is_ok() && all_ran);
+    let failed = committed.err().map(Failed::Commit);
     for call in batch {
-        call.finish(outcome);
+        call.finish(failed.as_ref().map_or(Ok(()), Err));
+    }
+}
+
+fn fail_all(batch: Vec<Box<dyn Call>>, failed: &Failed) {
+    for call in batch {
+        call.finish(Err(failed));
     }
 }
 
@@ -178,7 +226,7 @@ mod tests {
         let path = dir.path().join("w.sqlite3");
         let conn = crate::sqlite::open_connection(&path).unwrap();
         conn.execute_batch("CREATE TABLE t (v INTEGER NOT NULL UNIQUE)").unwrap();
-        (Writer::start(conn).unwrap(), path)
+        (Writer::start(conn, &path).unwrap(), path)
     }
 
     fn values(path: &std::path::Path) -> Vec<i64> {

@@ -208,6 +208,7 @@ contract!(own_node: enqueue_returns_once_durable);
 contract!(
     a_claim_goes_to_one_worker_only,
     many_workers_never_share_a_delivery,
+    claim_many_hands_out_each_payload_once,
     ack_removes_it_for_good,
     retry_comes_back_after_its_delay_with_the_next_attempt,
     dead_letter_parks_it_with_reason_and_attempt,
@@ -288,6 +289,32 @@ async fn many_workers_never_share_a_delivery(b: Backend) {
     let mut seen = seen.lock().unwrap().clone();
     seen.sort();
     assert_eq!(seen, (0..N as u32).collect::<Vec<_>>(), "each payload handed out exactly once");
+}
+
+/// Two workers taking several at a time (the backend decides how many,
+/// 1..=max): every payload once, each a first delivery.
+async fn claim_many_hands_out_each_payload_once(b: Backend) {
+    const N: u32 = 10;
+    let (first, second) = (b.worker().await, b.worker().await);
+    for i in 0..N {
+        first.enqueue(&i.to_be_bytes()).await.unwrap();
+    }
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while seen.len() < N as usize && std::time::Instant::now() < deadline {
+        for (q, max) in [(&first, 4), (&second, 100)] {
+            let batch = q.claim_many(max, Duration::from_millis(200)).await.unwrap();
+            assert!(batch.len() <= max, "{}: {} for a max of {max}", b.name(), batch.len());
+            for d in batch {
+                assert_eq!((d.attempt, d.deliveries), (1, 1), "{}", b.name());
+                seen.push(u32::from_be_bytes(d.payload.as_slice().try_into().unwrap()));
+                q.ack(&d).await.unwrap();
+            }
+        }
+    }
+    seen.sort();
+    assert_eq!(seen, (0..N).collect::<Vec<_>>(), "{}: each payload handed out exactly once", b.name());
+    assert!(first.claim_many(5, NOTHING).await.unwrap().is_empty(), "all were acked");
 }
 
 async fn ack_removes_it_for_good(b: Backend) {

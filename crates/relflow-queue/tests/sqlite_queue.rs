@@ -31,6 +31,28 @@ async fn enqueue_claim_ack_round_trip_in_order() {
     assert_eq!(q.depth().await.unwrap().pending(), 0);
 }
 
+/// Several in one call (one transaction), oldest first, each leased: what
+/// lets a worker with free slots fill them for one fsync.
+#[tokio::test]
+async fn claim_many_takes_up_to_max_oldest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = queue(&dir, Duration::from_secs(60));
+    for p in [b"a", b"b", b"c", b"d", b"e"] {
+        q.enqueue(p).await.unwrap();
+    }
+    let first = q.claim_many(3, NOW).await.unwrap();
+    let payloads: Vec<&[u8]> = first.iter().map(|d| d.payload.as_slice()).collect();
+    assert_eq!(payloads, [b"a", b"b", b"c"]);
+    assert_eq!(q.depth().await.unwrap().in_flight, 3);
+    let rest = q.claim_many(10, NOW).await.unwrap();
+    assert_eq!(rest.iter().map(|d| d.payload.as_slice()).collect::<Vec<_>>(), [b"d", b"e"]);
+    assert!(q.claim_many(10, NOW).await.unwrap().is_empty(), "all are leased");
+    for d in first.iter().chain(&rest) {
+        q.ack(d).await.unwrap();
+    }
+    assert_eq!(q.depth().await.unwrap().pending(), 0);
+}
+
 #[tokio::test]
 async fn survives_reopen() {
     let dir = tempfile::tempdir().unwrap();

@@ -9,8 +9,10 @@
 pub mod approval;
 pub mod audit;
 pub mod control;
+pub mod fleet;
 pub mod outbox;
 mod page;
+mod pg_lock;
 mod postgres;
 mod reindex;
 pub mod retention;
@@ -27,6 +29,7 @@ use serde::{Deserialize, Serialize};
 pub use approval::Approvals;
 pub use audit::{AuditEntry, AuditLog, NewAudit};
 pub use control::{Control, HistoryEvent, Request, RequestKind};
+pub use fleet::{Fleet, WorkerBeat, WorkerSeen};
 pub use outbox::{Backlog, NewEvent, Outbox, PendingEvent};
 pub use page::{Cursor, RuleCount, COUNT_CAP, MAX_OFFSET};
 pub use postgres::PgStore;
@@ -139,7 +142,7 @@ pub struct TaskCounts {
 }
 
 /// How a run ended.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunOutcome {
     pub status: RunStatus,
     pub exit_code: Option<i32>,
@@ -284,6 +287,18 @@ pub enum StoreError {
     OffsetTooDeep(usize),
     #[error("the run store task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
+    /// The SQLite files can no longer be written: going on would mean a
+    /// SIGBUS (see `relflow_queue::file`), so the process must stop.
+    #[error("run store unwritable: {0}")]
+    Unwritable(#[from] relflow_queue::file::Unwritable),
+}
+
+impl StoreError {
+    /// Whether retrying cannot help and the process has to stop (systemd
+    /// restarts it once the files are writable again).
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, StoreError::Unwritable(_))
+    }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -292,10 +307,11 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// ([`Outbox`]), operators' requests and messages' histories are kept
 /// ([`Control`]), stateful rules and timers keep their state
 /// ([`StateStore`], [`TimerStore`]), approval gates wait ([`Approvals`]),
-/// old rows are pruned ([`Retention`]), and the audit log ([`AuditLog`]).
+/// old rows are pruned ([`Retention`]), the audit log ([`AuditLog`]), and
+/// the workers' heartbeats ([`Fleet`]).
 #[async_trait]
 pub trait RunStore:
-    Outbox + StateStore + TimerStore + Control + Approvals + Retention + AuditLog + Send + Sync
+    Outbox + StateStore + TimerStore + Control + Approvals + Retention + AuditLog + Fleet + Send + Sync
 {
     /// Records a run as started. Earlier runs of the same (message, rule)
     /// still marked running are marked abandoned: their worker died, which
@@ -361,7 +377,18 @@ pub trait RunStore:
     /// they never overlap even across worker processes and hosts: the run
     /// store is the one thing all workers share. A worker that dies releases
     /// its locks (the OS drops its file locks; PostgreSQL its session's).
+    /// On PostgreSQL a holder keeps its lock across a database restart, and
+    /// waiting for a lock waits the restart out (see `pg_lock`).
     async fn lock(&self, name: &str) -> Result<LockGuard>;
+
+    /// The lock a worker holds while it checks for, runs and records the
+    /// run of `rule` for `message_id`: a second copy of the message on
+    /// another worker (redelivered after a lost channel, or published twice
+    /// after a lost confirm) waits, then finds the first one's success.
+    async fn lock_run(&self, message_id: &str, rule: &str) -> Result<LockGuard> {
+        // \u{1f} cannot appear in a rule name, so no group name collides.
+        self.lock(&format!("relflow-run\u{1f}{message_id}\u{1f}{rule}")).await
+    }
 }
 
 /// Holds a [`RunStore::lock`] until dropped.

@@ -18,8 +18,8 @@ use tokio_postgres::{Client, NoTls, Row};
 
 use crate::page::{matching, prefix_range, sum, topics_sql};
 use crate::{
-    lock_key, stored_subject, time, FilterValue, HourlyCount, LockGuard, NewEvent, NewRun, Result, RuleCount,
-    RunDetail, RunFilter, RunOutcome, RunRecord, RunStatus, RunStore, StoreError, TaskCounts, COUNT_CAP,
+    stored_subject, time, FilterValue, HourlyCount, LockGuard, NewEvent, NewRun, Result, RuleCount, RunDetail,
+    RunFilter, RunOutcome, RunRecord, RunStatus, RunStore, StoreError, TaskCounts, COUNT_CAP,
 };
 
 const SCHEMA: &str = "
@@ -55,6 +55,12 @@ pub struct PgStore {
     client: Mutex<Option<Client>>,
     /// For listings and lookups, shared by concurrent readers.
     reader: Mutex<Option<Arc<Client>>>,
+}
+
+/// A statement written with SQLite's `?N` placeholders, as PostgreSQL's
+/// `$N`: each concern's SQL is written once for both backends.
+pub(crate) fn dialect(sql: &str) -> String {
+    sql.replace('?', "$")
 }
 
 pub(crate) fn pg(e: tokio_postgres::Error) -> StoreError {
@@ -122,20 +128,9 @@ impl PgStore {
         // PostgreSQL's catalog, so workers starting together take turns.
         let tx = client.transaction().await.map_err(pg)?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK]).await.map_err(pg)?;
-        tx.batch_execute(SCHEMA).await.map_err(pg)?;
-        let new_terms: bool =
-            tx.query_one("SELECT to_regclass('relflow_run_terms') IS NULL", &[]).await.map_err(pg)?.get(0);
-        tx.batch_execute(crate::schema::POSTGRES).await.map_err(pg)?;
-        if new_terms {
-            let n = crate::reindex::postgres(&tx).await?;
-            tracing::info!("indexed {n} earlier runs for search");
+        if !schema_is_current(&tx).await? {
+            upgrade(&tx).await?;
         }
-        tx.batch_execute(crate::outbox::postgres::SCHEMA).await.map_err(pg)?;
-        tx.batch_execute(&crate::state::postgres::schema()).await.map_err(pg)?;
-        tx.batch_execute(&crate::timers::postgres::schema()).await.map_err(pg)?;
-        tx.batch_execute(crate::control::postgres::SCHEMA).await.map_err(pg)?;
-        tx.batch_execute(&crate::approval::schema("BIGINT")).await.map_err(pg)?;
-        tx.batch_execute(crate::audit::PG_SCHEMA).await.map_err(pg)?;
         tx.commit().await.map_err(pg)?;
         Ok(PgStore { url: url.to_owned(), client: Mutex::new(Some(client)), reader: Mutex::default() })
     }
@@ -176,6 +171,74 @@ impl PgStore {
         }
         Ok(tokio::sync::MutexGuard::map(slot, |c| c.as_mut().expect("just connected")))
     }
+}
+
+/// Every statement that makes the schema, in order. The conditional search
+/// reindex between them is in [`upgrade`].
+fn schema_parts() -> [std::borrow::Cow<'static, str>; 11] {
+    [
+        SCHEMA.into(),
+        crate::schema::POSTGRES.into(),
+        crate::outbox::postgres::SCHEMA.into(),
+        crate::state::postgres::schema().into(),
+        crate::timers::postgres::schema().into(),
+        crate::fleet::postgres::schema().into(),
+        crate::control::postgres::SCHEMA.into(),
+        crate::approval::schema("BIGINT").into(),
+        crate::audit::PG_SCHEMA.into(),
+        crate::pg_lock::SCHEMA.into(),
+        SCHEMA_VERSION_TABLE.into(),
+    ]
+}
+
+const SCHEMA_VERSION_TABLE: &str =
+    "CREATE TABLE IF NOT EXISTS relflow_schema (id INTEGER PRIMARY KEY CHECK (id = 1), fingerprint TEXT NOT NULL);";
+
+/// The digest of [`schema_parts`]: a release that changes the schema changes it.
+fn schema_fingerprint() -> String {
+    use sha2::Digest;
+    let mut digest = sha2::Sha256::new();
+    for part in schema_parts() {
+        digest.update(part.as_bytes());
+    }
+    digest.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Whether this release's schema is already in place. Checked before any
+/// DDL because `CREATE INDEX` and `ALTER TABLE` lock their table even when
+/// there is nothing to do: a CLI call taking those locks while a worker
+/// records a run across several tables deadlocked the two.
+async fn schema_is_current(tx: &tokio_postgres::Transaction<'_>) -> Result<bool> {
+    let exists: bool = tx.query_one("SELECT to_regclass('relflow_schema') IS NOT NULL", &[]).await.map_err(pg)?.get(0);
+    if !exists {
+        return Ok(false);
+    }
+    let row = tx.query_opt("SELECT fingerprint FROM relflow_schema WHERE id = 1", &[]).await.map_err(pg)?;
+    Ok(row.is_some_and(|r| r.get::<_, String>(0) == schema_fingerprint()))
+}
+
+/// Creates or upgrades every table, then records the schema's fingerprint.
+async fn upgrade(tx: &tokio_postgres::Transaction<'_>) -> Result<()> {
+    let new_terms: bool =
+        tx.query_one("SELECT to_regclass('relflow_run_terms') IS NULL", &[]).await.map_err(pg)?.get(0);
+    let [runs, runs_upgrade, rest @ ..] = schema_parts();
+    tx.batch_execute(&runs).await.map_err(pg)?;
+    tx.batch_execute(&runs_upgrade).await.map_err(pg)?;
+    if new_terms {
+        let n = crate::reindex::postgres(tx).await?;
+        tracing::info!("indexed {n} earlier runs for search");
+    }
+    for part in rest {
+        tx.batch_execute(&part).await.map_err(pg)?;
+    }
+    tx.execute(
+        "INSERT INTO relflow_schema (id, fingerprint) VALUES (1, $1)
+         ON CONFLICT (id) DO UPDATE SET fingerprint = EXCLUDED.fingerprint",
+        &[&schema_fingerprint()],
+    )
+    .await
+    .map_err(pg)?;
+    Ok(())
 }
 
 /// Inserts `run` as started now, in `status` (running, or awaiting approval).
@@ -387,14 +450,10 @@ impl RunStore for PgStore {
     }
 
     async fn lock(&self, name: &str) -> Result<LockGuard> {
-        // A session-level advisory lock on a connection of its own: on the
-        // shared client it would be re-entrant for every run of this
-        // process, and closing the connection (drop, or the worker dying)
-        // is what releases it.
-        let client = connect(&self.url).await?;
-        let key = i64::from_be_bytes(lock_key(name)[..8].try_into().unwrap_or_default());
-        client.execute("SELECT pg_advisory_lock($1)", &[&key]).await.map_err(pg)?;
-        Ok(LockGuard::new(client))
+        // A lease row queued behind an advisory lock, on a connection of its
+        // own: see `pg_lock` for why an advisory lock alone would let a
+        // restart of the database start a second run of the group.
+        crate::pg_lock::lock(&self.url, name).await
     }
 
     async fn noop_count(&self) -> Result<u64> {

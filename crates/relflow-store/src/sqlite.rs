@@ -9,6 +9,8 @@ use chrono::{DateTime, Utc};
 use rusqlite::types::Value as Sql;
 use rusqlite::{params, params_from_iter, Connection, OpenFlags, OptionalExtension, Row};
 
+use relflow_queue::file::{open_connection, Guard, WalBound};
+
 use crate::page::{matching, prefix_range, sum, topics_sql};
 use crate::{
     lock_key, stored_subject, time, FilterValue, HourlyCount, LockGuard, NewEvent, NewRun, Result, RuleCount,
@@ -49,12 +51,19 @@ const HAS_SUCCEEDED: &str = "SELECT 1 FROM runs WHERE message_id = ?1 AND rule =
 const RECORD_COLUMNS: &str = "id, message_id, topic, rule, playbook, attempt, status, exit_code, started_at, \
      finished_at, ok, changed, failed, skipped, unreachable, error, worker, subject";
 
+/// How many lock files [`RunStore::lock_run`] spreads runs over.
+const RUN_LOCK_STRIPES: u8 = 64;
+
 /// The SQLite [`RunStore`]. Cheap to clone.
 #[derive(Clone)]
 pub struct SqliteStore {
     /// The one writer; the worker's reads that decide what to run
     /// (`has_succeeded`) use it too, so they see its own writes.
     conn: Arc<Mutex<Connection>>,
+    /// Whether the files can still be written, asked before every use of
+    /// either connection kind (relflow_queue::file: else a SIGBUS).
+    guard: Guard,
+    wal: Arc<Mutex<WalBound>>,
     readers: Readers,
     /// Lock files for concurrency groups: `<db dir>/locks/<sha256>.lock`.
     lock_dir: std::path::PathBuf,
@@ -196,34 +205,39 @@ impl SqliteStore {
     pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore> {
         let path = path.as_ref();
         let open_err = |source| StoreError::Open { path: path.display().to_string(), source };
-        let conn = Connection::open(path).map_err(open_err)?;
-        conn.busy_timeout(Duration::from_secs(10)).map_err(open_err)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(open_err)?;
-        conn.pragma_update(None, "synchronous", "FULL").map_err(open_err)?;
-        let mut conn = conn;
+        let mut conn = open_connection(path).map_err(open_err)?;
         conn.execute_batch(SCHEMA).map_err(open_err)?;
         crate::schema::upgrade_sqlite(&mut conn).map_err(open_err)?;
         conn.execute_batch(crate::outbox::sqlite::SCHEMA).map_err(open_err)?;
         conn.execute_batch(crate::state::SCHEMA).map_err(open_err)?;
         conn.execute_batch(crate::timers::SCHEMA).map_err(open_err)?;
+        conn.execute_batch(crate::fleet::SCHEMA).map_err(open_err)?;
         conn.execute_batch(crate::control::sqlite::SCHEMA).map_err(open_err)?;
         conn.execute_batch(&crate::approval::schema("INTEGER")).map_err(open_err)?;
         conn.execute_batch(crate::audit::SQLITE_SCHEMA).map_err(open_err)?;
         let lock_dir = path.parent().unwrap_or(Path::new(".")).join("locks");
         let readers = Readers { path: path.to_owned(), idle: Arc::default() };
-        Ok(SqliteStore { conn: Arc::new(Mutex::new(conn)), readers, lock_dir })
+        let (guard, wal) = (Guard::new(path), Arc::new(Mutex::new(WalBound::new(path))));
+        Ok(SqliteStore { conn: Arc::new(Mutex::new(conn)), guard, wal, readers, lock_dir })
     }
 
     /// Runs `f` on a read connection off the async runtime.
-    async fn with_reader<T, F>(&self, f: F) -> Result<T>
+    pub(crate) async fn with_reader<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
         let readers = self.readers.clone();
+        let guard = self.guard.clone();
         tokio::task::spawn_blocking(move || {
+            guard.check()?;
             let conn = readers.take()?;
             let out = f(&conn);
+            if let Err(e) = guard.confirm() {
+                // Never closed: a close may checkpoint (relflow_queue::file::sigbus).
+                std::mem::forget(conn);
+                return Err(e.into());
+            }
             readers.put(conn);
             out
         })
@@ -267,10 +281,17 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     {
-        let conn = Arc::clone(&self.conn);
+        let (conn, guard, wal) = (Arc::clone(&self.conn), self.guard.clone(), Arc::clone(&self.wal));
         tokio::task::spawn_blocking(move || {
             let mut conn = conn.lock().unwrap_or_else(|poison| poison.into_inner());
-            f(&mut conn)
+            guard.check()?;
+            let out = f(&mut conn);
+            // A SIGBUS caught meanwhile: not even a commit is to be trusted.
+            guard.confirm()?;
+            // Reads come through here too; an error is a failed write
+            // often enough (a full disk) to treat each one as one.
+            wal.lock().unwrap_or_else(|p| p.into_inner()).after(&conn, out.is_ok());
+            out
         })
         .await?
     }
@@ -491,6 +512,14 @@ impl RunStore for SqliteStore {
         .await?
         .map_err(|e| StoreError::Backend(format!("cannot take the concurrency-group lock {name:?}: {e}")))?;
         Ok(LockGuard::new(file))
+    }
+
+    async fn lock_run(&self, message_id: &str, rule: &str) -> Result<LockGuard> {
+        // One lock file per stripe, not per run: per-run files would pile up
+        // forever. Two runs of one stripe merely take turns; no deadlock, as
+        // a worker takes the stripe first, before its group lock and slot.
+        let stripe = lock_key(&format!("{message_id}\u{1f}{rule}"))[0] % RUN_LOCK_STRIPES;
+        self.lock(&format!("relflow-run-stripe\u{1f}{stripe}")).await
     }
 
     async fn noop_count(&self) -> Result<u64> {

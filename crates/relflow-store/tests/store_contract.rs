@@ -394,6 +394,9 @@ async fn the_audit_log_keeps_every_entry_in_write_order(s: &dyn RunStore) {
 /// Stateful-rule batches (coalesce, join).
 #[path = "store_contract/find.rs"]
 mod find;
+/// Worker heartbeats.
+#[path = "store_contract/fleet.rs"]
+mod fleet;
 #[path = "store_contract/state.rs"]
 mod state;
 #[path = "store_contract/timers.rs"]

@@ -8,29 +8,41 @@
 //!
 //! * [`Vhost`] and [`PgDatabase`] give a test its own corner of the shared
 //!   broker and database server, and delete it when dropped.
+//! * [`PgServer`] is a whole PostgreSQL server owned by the test (initdb in
+//!   a temp dir, own port and socket dir), for the tests that restart it.
 //! * [`RabbitNode`] is a whole RabbitMQ node owned by the test (own node
 //!   name, ports, data, cookie, epmd), for the tests that need to stop,
 //!   kill or restart the broker, cluster it, or talk TLS to it. Nothing a
 //!   test does to it can reach the shared broker.
+//! * [`FedmsgPublisher`] and [`Datagrepper`] are the real Python fedmsg
+//!   publisher and a test Datagrepper, as child processes.
 //! * [`RemoteHost`] is a host to SSH into: a network namespace with its own
 //!   sshd, automation users with keys, sudoers drop-ins and root-owned
 //!   files, all removed on drop (see its module docs before using it).
+//! * [`Tmpfs`] and [`Immutable`] are file-system faults: a small disk to
+//!   fill, files even root cannot write; undone on drop.
 //!
 //! Everything here panics with a message that says what to do when a
 //! service or tool is missing: a test cannot go on without it anyway.
 
 #![deny(missing_docs)]
 
+mod fedmsg;
+mod fs;
 mod node;
 mod paths;
+mod pg_server;
 mod postgres;
 mod rabbitmq;
 mod remote;
 mod tls;
 mod wait;
 
+pub use fedmsg::{Datagrepper, FedmsgPublisher};
+pub use fs::{wal_size, Immutable, Tmpfs};
 pub use node::{RabbitBuilder, RabbitCluster, RabbitNode};
-pub use paths::{ansible_playbook, fixture, fixtures_dir, flr_binary, repo_root};
+pub use paths::{ansible_playbook, fixture, fixtures_dir, flr_binary, repo_root, venv_python};
+pub use pg_server::PgServer;
 pub use postgres::PgDatabase;
 pub use rabbitmq::{rabbitmqctl, QueueStat, Vhost};
 pub use remote::{AutomationUser, RemoteHost, RemoteHostBuilder};

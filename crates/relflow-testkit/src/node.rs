@@ -473,6 +473,28 @@ impl RabbitCluster {
         &mut self.nodes[i]
     }
 
+    /// Every node at once, e.g. to restart several in parallel threads.
+    pub fn nodes_mut(&mut self) -> &mut [RabbitNode] {
+        &mut self.nodes
+    }
+
+    /// Asks node `via` which node leads quorum queue `queue` of vhost `/`
+    /// and which nodes hold a replica: `(leader, members)` as indices into
+    /// [`nodes`](Self::nodes). `None` if the queue is unknown or has no
+    /// leader right now (an election is under way, or quorum is lost).
+    pub fn quorum_of(&self, via: usize, queue: &str) -> Option<(usize, Vec<usize>)> {
+        let out = self.nodes[via].try_ctl(&["list_queues", "--no-table-headers", "name", "leader", "members"]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let line = text.lines().find(|l| l.split('\t').next() == Some(queue))?;
+        let fields: Vec<&str> = line.split('\t').collect();
+        let index_of = |name: &str| self.nodes.iter().position(|n| n.name() == name.trim());
+        let leader = index_of(fields.get(1)?)?;
+        let members = (0..self.nodes.len())
+            .filter(|&i| fields.get(2).is_some_and(|m| m.contains(self.nodes[i].name())))
+            .collect();
+        Some((leader, members))
+    }
+
     /// Every node's [`url`](RabbitNode::url), as a client's failover list.
     pub fn urls(&self) -> Vec<String> {
         self.nodes.iter().map(RabbitNode::url).collect()

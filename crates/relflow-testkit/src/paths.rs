@@ -60,3 +60,19 @@ pub fn flr_binary() -> PathBuf {
     });
     executable.expect("cargo reported no flr executable")
 }
+
+/// The Python with fedora-messaging and the schema packages:
+/// `$RELFLOW_PYTHON`, else the repository's `.venv/bin/python`
+/// (`RELFLOW_TEST_PY=1 scripts/setup.sh` installs them there).
+pub fn venv_python() -> PathBuf {
+    let path = match std::env::var_os("RELFLOW_PYTHON") {
+        Some(p) => PathBuf::from(p),
+        None => repo_root().join(".venv/bin/python"),
+    };
+    assert!(
+        path.exists(),
+        "{} not found: run RELFLOW_TEST_PY=1 scripts/setup.sh or set RELFLOW_PYTHON",
+        path.display()
+    );
+    path
+}

@@ -100,6 +100,11 @@ pub enum Command {
     /// Queue depth and run counts at a glance.
     Status(JsonFlag),
 
+    /// The fleet: every worker seen in the last day (on any host sharing the
+    /// run store), alive, stopped or lost (no heartbeat for 20 s), with its
+    /// concurrency, what it holds and the runs it is running now.
+    Workers(JsonFlag),
+
     /// The [[timer]]s: when each fires next, when it fired last, and slots
     /// missed while no worker ran; fire one now.
     #[command(subcommand)]
@@ -172,6 +177,10 @@ pub enum Command {
     /// Safe to repeat. Prints `fetched N, queued M new, K already seen`.
     Backfill(BackfillArgs),
 
+    /// The fedora-messaging schemas of the topics relflow sees.
+    #[command(subcommand)]
+    Schemas(SchemasCommand),
+
     /// Internal: the per-run process supervisor (see relflow-ansible).
     #[command(name = "__supervise", hide = true)]
     Supervise,
@@ -210,6 +219,29 @@ pub struct BackfillArgs {
     pub dry_run: bool,
     #[command(flatten)]
     pub json: JsonFlag,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SchemasCommand {
+    /// Write the schemas of every installed fedora-messaging schema package
+    /// into [schemas] dir (default `schemas/` beside the config).
+    ///
+    /// Runs [schemas] python (default: the venv's, beside ansible-playbook)
+    /// to load every class of the `fedora.messages` entry points
+    /// (bodhi-messages, koji-fedoramessaging-messages, ...), and writes one
+    /// JSON Schema per class plus index.json. `relflow check` then checks
+    /// conditions against them, and `[[source]] validate` can use them.
+    /// Re-run it after installing or upgrading a package.
+    Import {
+        /// The Python to load the packages with (default: [schemas] python).
+        #[arg(long)]
+        python: Option<PathBuf>,
+        /// Where to write them (default: [schemas] dir).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
 }
 
 #[derive(Debug, Subcommand)]

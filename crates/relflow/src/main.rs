@@ -27,6 +27,9 @@ fn main() -> ExitCode {
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     }
     init_logging(&cli);
+    if let Err(e) = relflow_queue::file::sigbus::survive() {
+        tracing::warn!("cannot install the SIGBUS handler (a SIGBUS will kill the process silently): {e}");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

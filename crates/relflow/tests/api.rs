@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::serve::{Answer, Serve, TOKEN};
+use common::serve::{value, Answer, Serve, TOKEN};
 use common::{play, Env};
 use serde_json::{json, Value};
 
@@ -24,22 +24,6 @@ name = "missing"
 topic = "relflow.test.missing"
 playbook = "does-not-exist.yml"
 "#;
-
-/// Sum of a counter (or gauge) over the samples whose labels include `labels`.
-fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
-    scrape
-        .samples
-        .iter()
-        .filter(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-        .map(|s| match s.value {
-            prometheus_parse::Value::Counter(v)
-            | prometheus_parse::Value::Gauge(v)
-            | prometheus_parse::Value::Untyped(v) => v,
-            prometheus_parse::Value::Histogram(ref h) => h.iter().map(|b| b.count).fold(0.0, f64::max),
-            _ => 0.0,
-        })
-        .sum()
-}
 
 fn env_with_playbooks() -> Env {
     let env = Env::new(RULES);
@@ -293,6 +277,7 @@ fn the_openapi_description_matches_the_live_server() {
         ("get", "/api/rules"),
         ("get", "/api/batches"),
         ("get", "/api/timers"),
+        ("get", "/api/workers"),
         ("get", "/api/dead-letters"),
         ("get", "/api/audit"),
         ("post", "/api/dead-letters/{id}/replay"),

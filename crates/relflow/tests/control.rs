@@ -6,6 +6,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::serve::Serve;
 use common::{fixture, play, processes_with, wait_for, Env, Shared};
 use serde_json::Value;
 
@@ -149,4 +150,59 @@ fn replaying_a_dead_letter_whose_rule_since_succeeded_says_so_and_keeps_it() {
     );
     assert!(stderr.contains("relflow runs rerun"), "{stderr}");
     assert_eq!(env.json(&["dead-letters", "list"]).as_array().unwrap().len(), 1, "the dead letter stays");
+}
+
+/// The fleet seen from another process, on RabbitMQ + PostgreSQL:
+/// `relflow serve --no-worker`, `/metrics` and `relflow workers` show a
+/// worker process alive, with its pid and the run it is running; the
+/// queue's in-flight count is the delivery that worker holds (RabbitMQ
+/// tells a client only about its own); a clean stop shows as stopped.
+#[test]
+fn the_fleet_shows_each_worker_and_what_it_runs_from_another_process() {
+    let shared = Shared::new();
+    let env = compose_env(&shared.tables());
+    let go_on = env.path("go-on");
+    env.playbook("compose.yml", &play(&format!("    - wait_for: path={} timeout=600\n", go_on.display())));
+    let s = Serve::start(env, &["--no-worker"]);
+    let mut worker = s.env.spawn_worker(&[]);
+    s.env.ok(&["publish", fixture(FINISHED).to_str().unwrap()]);
+    let run = wait_for(Duration::from_secs(60), "the run to start", || {
+        s.env.runs().into_iter().find(|r| r["status"] == "running")
+    });
+
+    // Workers beat every 5 s: wait for a beat written while the run runs.
+    let fleet = wait_for(Duration::from_secs(30), "a heartbeat with the run", || {
+        let f = s.get_json("/api/workers");
+        (f["workers"][0]["running"] == 1).then_some(f)
+    });
+    let w = &fleet["workers"][0];
+    assert_eq!((w["state"].as_str(), w["pid"].as_u64()), (Some("alive"), Some(u64::from(worker.id()))), "{fleet}");
+    assert_eq!(w["id"], run["worker"], "the id its runs are recorded with");
+    assert_eq!((w["running"].as_u64(), w["held"].as_u64()), (Some(1), Some(1)), "{fleet}");
+    assert_eq!(w["runs"][0]["id"], run["id"]);
+    assert!(w["runs"][0]["subject"].as_str().unwrap().contains("FINISHED"), "{fleet}");
+    assert_eq!((fleet["alive"].as_u64(), fleet["in_flight"].as_u64()), (Some(1), Some(1)));
+    let depth = s.get_json("/api/queue")["depth"].clone();
+    assert_eq!(depth["in_flight"], 1, "in flight over the fleet, not this process's 0: {depth}");
+    let metrics = s.metrics();
+    let gauge = |name: &str, label: (&str, &str)| {
+        let found = metrics.samples.iter().find(|m| m.metric == name && m.labels.get(label.0) == Some(label.1));
+        found.map(|m| format!("{:?}", m.value))
+    };
+    assert_eq!(gauge("relflow_workers", ("state", "alive")).as_deref(), Some("Gauge(1.0)"));
+    assert_eq!(gauge("relflow_queue_depth", ("state", "in_flight")).as_deref(), Some("Gauge(1.0)"));
+    let text = s.env.ok(&["workers"]);
+    assert!(text.starts_with("1 alive: 1 deliveries in flight, 1 playbooks running"), "{text}");
+    assert!(text.contains(&format!("running {}", &run["id"].as_str().unwrap()[..8])), "{text}");
+
+    std::fs::write(&go_on, "").unwrap();
+    wait_for(Duration::from_secs(60), "the run to succeed", || {
+        s.env.runs().into_iter().find(|r| r["status"] == "succeeded")
+    });
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(worker.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    assert!(worker.wait().unwrap().success(), "{}", s.env.worker_logs());
+    let fleet = s.env.json(&["workers"]);
+    assert_eq!(fleet["workers"][0]["state"], "stopped", "{fleet}");
+    assert_eq!((fleet["alive"].as_u64(), fleet["in_flight"].as_u64()), (Some(0), Some(0)));
+    assert_eq!(s.get_json("/api/queue")["depth"]["in_flight"], 0);
 }

@@ -1,14 +1,16 @@
 //! Faults under a running worker that used to go unnoticed: the embedded
-//! queue's file deleted or replaced. The worker must stop with a clear
-//! error (systemd restarts it on the file that is there now) instead of
-//! going on with an unlinked file nobody else sees.
+//! queue's file deleted, replaced or made unwritable. The worker must stop
+//! with a clear error (systemd restarts it on the file that is there now)
+//! instead of going on with an unlinked file nobody else sees, or dying of
+//! a signal.
 
 mod common;
 
+use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 
 use common::{wait_for, Env};
-use relflow_testkit::wait_until;
+use relflow_testkit::{wait_until, Immutable};
 
 fn a_worker_stops_when_its_queue_file(what: &str, change: impl FnOnce(&Env)) {
     let env = Env::new("");
@@ -51,16 +53,7 @@ fn a_finished_run_the_store_cannot_record_for_a_while_is_recorded_not_rerun() {
         &format!("[store]\nurl = {:?}\n", db.url()),
         "[[rule]]\nname = \"sync\"\ntopic = \"a.b\"\nplaybook = \"sync.yml\"\nretries = 3\n",
     );
-    let (go, ran) = (env.path("go"), env.path("ran"));
-    let task = format!(
-        "    - shell: echo once >> {ran}\n    - wait_for: path={go} timeout=120\n",
-        ran = ran.display(),
-        go = go.display()
-    );
-    env.playbook("sync.yml", &common::play(&task));
-    env.publish_body("a.b", &serde_json::json!({"n": 1}));
-    let mut worker = env.spawn_worker(&[]);
-    wait_until(Duration::from_secs(120), "the playbook to start", || ran.exists());
+    let (go, ran, mut worker) = start_sync_run(&env);
 
     db.sql(
         "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS \
@@ -82,4 +75,64 @@ fn a_finished_run_the_store_cannot_record_for_a_while_is_recorded_not_rerun() {
     let runs = env.runs();
     assert_eq!(runs.len(), 1, "{runs:#?}");
     assert!(env.json(&["dead-letters", "list"]).as_array().unwrap().is_empty());
+}
+
+/// The SQLite files (queue and run store share one) made unwritable while
+/// a playbook runs. SQLite has the -shm mapped, and a write through that
+/// mapping used to kill the worker with SIGBUS, nothing logged (-shm alone);
+/// with every file frozen, the worker retried forever instead. Either way
+/// the restarted worker ran the finished playbook again. Now the worker
+/// stops with a clear error, and its successor records the kept result
+/// instead of running the playbook again.
+fn unwritable_files_stop_the_worker_and_the_finished_run_is_kept(suffixes: &[&str]) {
+    let env = Env::with_tables(
+        "",
+        "[queue]\nvisibility_timeout = \"2s\"\n",
+        "[[rule]]\nname = \"sync\"\ntopic = \"a.b\"\nplaybook = \"sync.yml\"\n",
+    );
+    let (go, ran, mut worker) = start_sync_run(&env);
+
+    let files: Vec<_> = suffixes.iter().map(|s| env.path(&format!("data/relflow.sqlite3{s}"))).collect();
+    let frozen = Immutable::new(&files);
+    std::fs::write(&go, "").unwrap();
+    let status = wait_for(Duration::from_secs(90), "the worker to stop by itself", || worker.try_wait().unwrap());
+    let logs = env.worker_logs();
+    assert_eq!(status.signal(), None, "the worker died of a signal:\n{logs}");
+    assert_eq!(status.code(), Some(1), "{logs}");
+    assert!(logs.contains("relflow.sqlite3-shm cannot be written"), "{logs}");
+
+    drop(frozen);
+    env.drain();
+    assert_eq!(std::fs::read_to_string(&ran).unwrap(), "once\n", "the playbook ran once");
+    let runs = env.runs();
+    assert_eq!(runs.len(), 1, "{runs:#?}");
+    assert_eq!(runs[0]["status"], "succeeded", "{runs:#?}");
+    assert!(env.json(&["dead-letters", "list"]).as_array().unwrap().is_empty());
+}
+
+#[test]
+fn an_unwritable_shm_file_stops_the_worker_with_an_error_not_sigbus() {
+    unwritable_files_stop_the_worker_and_the_finished_run_is_kept(&["-shm"]);
+}
+
+#[test]
+fn unwritable_sqlite_files_stop_the_worker_with_an_error_and_the_run_is_kept() {
+    unwritable_files_stop_the_worker_and_the_finished_run_is_kept(&["", "-wal", "-shm"]);
+}
+
+/// Publishes one `a.b` message and starts a worker on it; rule `sync`'s
+/// playbook appends to `ran` (returned), then waits for `go` to exist.
+/// Returns once the playbook has started.
+fn start_sync_run(env: &Env) -> (std::path::PathBuf, std::path::PathBuf, std::process::Child) {
+    let (go, ran) = (env.path("go"), env.path("ran"));
+    let task = format!(
+        "    - shell: echo once >> {ran}\n    - wait_for: path={go} timeout=120\n",
+        ran = ran.display(),
+        go = go.display()
+    );
+    env.playbook("sync.yml", &common::play(&task));
+    env.publish_body("a.b", &serde_json::json!({"n": 1}));
+    let worker = env.spawn_worker(&[]);
+    wait_until(Duration::from_secs(120), "the playbook to start", || ran.exists());
+    (go, ran, worker)
 }

@@ -67,22 +67,9 @@ fn a_webhook_on_serve_s_port_becomes_a_recorded_run() {
     );
 }
 
-/// `/metrics` value of `name` with exactly `labels`, 0 if absent.
+/// `/metrics` value of `name` with `labels`, 0 if absent.
 fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    let lines = text.lines().map(|l| Ok(l.to_owned()));
-    let scrape = prometheus_parse::Scrape::parse(lines).unwrap();
-    scrape
-        .samples
-        .iter()
-        .filter(|s| s.metric == name)
-        .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-        .map(|s| match s.value {
-            prometheus_parse::Value::Counter(v)
-            | prometheus_parse::Value::Gauge(v)
-            | prometheus_parse::Value::Untyped(v) => v,
-            _ => 0.0,
-        })
-        .sum()
+    common::serve::value(&common::serve::parse_metrics(text), name, labels)
 }
 
 fn curl(args: &[&str]) -> String {
@@ -162,4 +149,55 @@ fn serve_metrics_count_every_source() {
 
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(serve.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
     assert!(serve.wait().unwrap().success());
+}
+
+/// `max_message_bytes` is the limit on the body a webhook sender sent, not
+/// on the message relflow wraps around it (topic, id, headers): a body just
+/// within the limit is queued and run, one just over it is refused with the
+/// body's size.
+#[test]
+fn the_webhook_size_limit_is_on_the_body_sent() {
+    let env = Env::with_tables(
+        "",
+        "[[source]]\ntype = \"webhook\"\nname = \"ci\"\nsecret = \"k\"\ntopic = \"org.example.ci.done\"\n",
+        "[[rule]]\nname = \"ci-done\"\ntopic = \"org.example.ci.#\"\nplaybook = \"ci.yml\"\n",
+    );
+    let config = std::fs::read_to_string(&env.config).unwrap();
+    std::fs::write(
+        &env.config,
+        config.replace("data_dir = \"data\"\n", "data_dir = \"data\"\nmax_message_bytes = 4096\n"),
+    )
+    .unwrap();
+    env.playbook("ci.yml", &play("    - debug: msg=\"pad {{ msg.pad | length }}\"\n"));
+    let (mut serve, base) = spawn_serve(&env, &[]);
+    let post = |body: &str| {
+        let sig = format!("X-Hub-Signature-256: {}", relflow_ingest::webhook::sign(b"k", body.as_bytes()));
+        let url = format!("{base}/hooks/ci");
+        // Extra headers the sender adds: they are wrapped into the message too.
+        let event = "X-Event-Name: pipeline-finished-with-a-long-header-value";
+        curl(&["-w", " %{http_code}", "--data-binary", body, "-H", &sig, "-H", event, &url])
+    };
+    let body = |len: usize| {
+        let pad = "x".repeat(len - r#"{"pad": ""}"#.len());
+        format!(r#"{{"pad": "{pad}"}}"#)
+    };
+
+    let within = post(&body(4096));
+    assert!(within.ends_with(" 202"), "a body of exactly max_message_bytes is queued: {within}");
+    let over = post(&body(4097));
+    assert!(over.ends_with(" 413"), "{over}");
+    assert!(over.contains("body is 4097 bytes, over max_message_bytes (4096)"), "{over}");
+
+    let runs = wait_for(Duration::from_secs(120), "the webhook's run to finish", || {
+        let runs = env.runs();
+        (runs.first().is_some_and(|r| r["status"] != "running")).then_some(runs)
+    });
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0]["status"], "succeeded", "{runs:#?}");
+    let log = env.ok(&["runs", "log", runs[0]["id"].as_str().unwrap()]);
+    assert!(log.contains(&format!("pad {}", 4096 - r#"{"pad": ""}"#.len())), "{log}");
+    assert!(env.json(&["dead-letters", "list"]).as_array().unwrap().is_empty());
+
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(serve.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    serve.wait().unwrap();
 }

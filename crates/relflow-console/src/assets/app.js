@@ -401,6 +401,29 @@ async function batchesView() {
   refreshTimer = setTimeout(() => route(true), 5000);
 }
 
+// Every worker seen in the last day, alive first (GET /api/workers): the
+// heartbeats every worker writes into the run store, from any host.
+async function workersView() {
+  navActive("nav-workers");
+  const fleet = await api("/api/workers");
+  const beat = w => w.stopped_at ? "stopped " + when(w.stopped_at) : `${w.beat_age_secs}s ago`;
+  const running = w => w.runs.length ? w.runs.map(r => el("div", {},
+    el("a", { href: "#/runs/" + encodeURIComponent(r.id), class: "mono" }, r.id.slice(0, 8)), ` ${r.rule}: `,
+    el("span", { class: "subject" }, r.subject), el("span", { class: "muted" }, ` (${elapsed({ status: "running", started_at: r.started_at, timeout_secs: null })})`)))
+    : el("span", { class: "muted" }, "idle");
+  const rows = fleet.workers.map(w => el("tr", { "data-worker-id": w.id, "data-state": w.state },
+    el("td", {}, el("span", { class: "status s-" + w.state }, w.state)), el("td", { class: "mono" }, w.host),
+    el("td", {}, w.pid), el("td", {}, beat(w)), el("td", {}, `${w.running} of ${w.concurrency}`),
+    el("td", {}, `${w.held} of ${w.prefetch}`), el("td", {}, w.version), el("td", { class: "worker-runs" }, running(w))));
+  setMain(el("h2", {}, "Workers"),
+    el("p", { class: "muted", id: "fleet-summary" }, `${fleet.alive} alive · ${fleet.in_flight} deliveries in flight · `
+      + `${fleet.running} playbooks running. Each worker writes a heartbeat every 5 s; one silent for 20 s is lost.`),
+    el("table", { id: "workers" },
+      el("thead", {}, el("tr", {}, ["state", "host", "pid", "heartbeat", "playbooks", "deliveries", "version", "running now"].map(h => el("th", {}, h)))),
+      el("tbody", {}, rows.length ? rows : el("tr", {}, el("td", { colspan: 8, class: "muted" }, "no worker has beaten in the last day")))));
+  refreshTimer = setTimeout(() => route(true), 3000);
+}
+
 // Who changed what, when and from where; newest at the top.
 async function auditView() {
   navActive("nav-audit");
@@ -439,6 +462,7 @@ async function route(isRefresh) {
     else if (path === "/rules") await rulesView();
     else if (path === "/batches") await batchesView();
     else if (path === "/audit") await auditView();
+    else if (path === "/workers") await workersView();
     else setMain(el("p", {}, "No such page. ", el("a", { href: "#/runs" }, "Runs")));
   } catch (e) {
     showError(e);

@@ -1,7 +1,8 @@
 //! TOML errors, said the way an operator fixes them.
 //!
-//! serde's "unknown field `retires`, expected one of ..." under a "not valid
-//! TOML" heading sends people looking for a syntax error. The valid keys are
+//! serde's "unknown field `retires`, expected one of ..." (or "missing field
+//! `topic`") under a "not valid TOML" heading sends people looking for a
+//! syntax error. The valid keys are
 //! in that message, so this names the key, the table it is in (found from
 //! the error's position), and the closest valid key. Writing `[rule]` for
 //! `[[rule]]` gives "invalid type: map, expected a sequence", or "duplicate
@@ -26,6 +27,11 @@ pub(super) fn toml_error(path: &Path, text: &str, e: &toml::de::Error) -> Config
         if !unknown.expected.is_empty() {
             message.push_str(&format!(" Valid keys there: {}.", unknown.expected.join(", ")));
         }
+        return ConfigError::Invalid { path: path.into(), message };
+    }
+    // "missing field" is not a syntax error either.
+    if let Some(key) = e.message().strip_prefix("missing field ") {
+        let message = format!("required key {key} is missing from {} (line {line})", table_at(text, e.span()));
         return ConfigError::Invalid { path: path.into(), message };
     }
     let mut message = e.to_string();
@@ -81,6 +87,21 @@ fn enclosing_table(text: &str, at: usize) -> String {
     }
 }
 
+/// The table a "missing field" error is about: serde points at its header,
+/// or at nothing for the top level.
+fn table_at(text: &str, span: Option<std::ops::Range<usize>>) -> String {
+    // The top level's span is empty.
+    let Some(at) = span.filter(|s| !s.is_empty()).map(|s| s.start.min(text.len())) else {
+        return "the top level".into();
+    };
+    let own = text[at..].lines().next().unwrap_or("").trim();
+    match header_name(own) {
+        Some(name) if own.starts_with("[[") => format!("[[{name}]]"),
+        Some(name) => format!("[{name}]"),
+        None => enclosing_table(text, at),
+    }
+}
+
 /// `rule` for `[rule]` and `[[rule]]`, `rule.test` for `[[rule.test]]`.
 fn header_name(line: &str) -> Option<String> {
     let inner = line.strip_prefix('[')?;
@@ -124,6 +145,16 @@ mod tests {
             "playbooks_dir = 'p'\n[[rule]]\nname = 'a'\ntopic = '#'\nplaybook = 'a.yml'\n[[rule.test]]\nmesage = 'x'\n",
         );
         assert!(e.contains("unknown key `mesage` in [[rule.test]] (line 7); did you mean `message`?"), "{e}");
+    }
+
+    #[test]
+    fn a_missing_key_is_named_with_its_table_not_called_bad_toml() {
+        let e = error("[[rule]]\nname = 'a'\ntopic = '#'\nplaybook = 'a.yml'\n");
+        assert_eq!(e, "config relflow.toml: required key `playbooks_dir` is missing from the top level (line 1)");
+        let e = error("playbooks_dir = 'p'\n[[rule]]\nname = 'a'\nplaybook = 'a.yml'\n");
+        assert_eq!(e, "config relflow.toml: required key `topic` is missing from [[rule]] (line 2)");
+        let e = error("[[rule]]\nname = 'a'\nplaybook = 'a.yml'\n");
+        assert!(e.contains("`topic` is missing from [[rule]] (line 1)"), "{e}");
     }
 
     #[test]

@@ -20,6 +20,7 @@
 //! endpoints = ["tcp://hub.fedoraproject.org:9940"]
 //! topics = ["org.fedoraproject.prod.pungi."]   # prefixes; default: everything
 //! require_signature = true         # default; needs [fedmsg]
+//! validate = "warn"                # or "reject"; checks bodies against [schemas] (docs/schemas.md)
 //!
 //! [[source]]
 //! type = "amqp"                    # fedora-messaging
@@ -40,6 +41,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use relflow_fedmsg::FedmsgConfig;
+
+use super::schemas::Validate;
 use serde::{Deserialize, Serialize};
 
 /// `[ingest]`: settings shared by all sources.
@@ -81,6 +84,25 @@ impl SourceConfig {
             SourceConfig::Webhook(s) => &s.name,
         }
     }
+
+    /// `validate`: what a schema-invalid message from it gets.
+    pub fn validate(&self) -> Validate {
+        match self {
+            SourceConfig::Fedmsg(s) => s.validate,
+            SourceConfig::Amqp(s) => s.validate,
+            SourceConfig::Webhook(s) => s.validate,
+        }
+    }
+
+    /// The [`crate::Message::source`] of what it receives (`fedmsg:<name>`).
+    pub fn label(&self) -> String {
+        let kind = match self {
+            SourceConfig::Fedmsg(_) => "fedmsg",
+            SourceConfig::Amqp(_) => "amqp",
+            SourceConfig::Webhook(_) => "webhook",
+        };
+        format!("{kind}:{}", self.name())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -96,6 +118,11 @@ pub struct FedmsgSource {
     /// Refuse messages whose X.509 signature does not verify against `[fedmsg]`.
     #[serde(default = "yes")]
     pub require_signature: bool,
+    /// Check each message against its topic's imported schema (`[schemas]`):
+    /// `"warn"` logs and counts a failure, `"reject"` also dead-letters
+    /// the message with the schema's error. Default `"off"`.
+    #[serde(default)]
+    pub validate: Validate,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -120,6 +147,11 @@ pub struct AmqpSource {
     /// TLS with a client certificate (SASL EXTERNAL), as Fedora's broker wants.
     #[serde(default)]
     pub tls: Option<AmqpTls>,
+    /// Check each message against its topic's imported schema (`[schemas]`):
+    /// `"warn"` logs and counts a failure, `"reject"` also dead-letters
+    /// the message with the schema's error. Default `"off"`.
+    #[serde(default)]
+    pub validate: Validate,
 }
 
 impl AmqpSource {
@@ -197,6 +229,11 @@ pub struct WebhookSource {
     pub timestamp_header: Option<String>,
     #[serde(default = "timestamp_tolerance", with = "humantime_serde")]
     pub timestamp_tolerance: Duration,
+    /// Check each message against its topic's imported schema (`[schemas]`):
+    /// `"warn"` logs and counts a failure, `"reject"` also dead-letters
+    /// the message with the schema's error. Default `"off"`.
+    #[serde(default)]
+    pub validate: Validate,
 }
 
 fn timestamp_tolerance() -> Duration {

@@ -98,6 +98,7 @@ fn amqp_source(looper: &Value, routing_keys: &[String]) -> Option<AmqpSource> {
         true => routing_keys.to_vec(),
     };
     Some(AmqpSource {
+        validate: Default::default(),
         name: SOURCE_NAME.into(),
         url: format!("{scheme}://{user}{host}{port}/{vhost}"),
         exchange: looper.get("exchange").and_then(|e| text(e.get("name"))).unwrap_or_else(|| "amq.topic".into()),

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{decided_status, on, Approvals};
-use crate::control::postgres::dialect;
+use crate::postgres::dialect;
 use crate::postgres::{pg, PgStore};
 use crate::{time, NewRun, Request, Result, RunStatus};
 

@@ -6,7 +6,7 @@ use chrono::Utc;
 use tokio_postgres::{GenericClient, Row};
 
 use super::{Control, HistoryEvent, Request, RequestKind};
-use crate::postgres::{pg, PgStore};
+use crate::postgres::{dialect, pg, PgStore};
 use crate::{time, Result};
 
 pub(crate) const SCHEMA: &str = "
@@ -34,11 +34,6 @@ CREATE TABLE IF NOT EXISTS relflow_history (
 );
 CREATE INDEX IF NOT EXISTS relflow_history_message ON relflow_history (message_id, seq);
 ";
-
-/// `?N` placeholders as `$N`.
-pub(crate) fn dialect(sql: &str) -> String {
-    sql.replace('?', "$")
-}
 
 fn request(r: &Row) -> Request {
     Request {

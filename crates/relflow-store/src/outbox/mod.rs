@@ -41,7 +41,7 @@ use serde_json::{Map, Value};
 use crate::Result;
 
 /// An event to announce, to each of `destinations`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct NewEvent {
     /// Unique per event; the message id it is published with.
     pub id: String,

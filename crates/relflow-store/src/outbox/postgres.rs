@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::{Row, Transaction};
 
 use super::{Backlog, NewEvent, Outbox, PendingEvent};
-use crate::postgres::{pg, PgStore};
+use crate::postgres::{dialect, pg, PgStore};
 use crate::{time, Result};
 
 pub(crate) const SCHEMA: &str = "
@@ -29,11 +29,6 @@ CREATE TABLE IF NOT EXISTS relflow_outbox (
 );
 CREATE INDEX IF NOT EXISTS relflow_outbox_pending ON relflow_outbox (destination, seq) WHERE sent_at IS NULL;
 ";
-
-/// `?N` placeholders as `$N`.
-fn dialect(sql: &str) -> String {
-    sql.replace('?', "$")
-}
 
 /// Writes `events` inside the caller's transaction.
 pub(crate) async fn insert(tx: &Transaction<'_>, events: &[NewEvent]) -> Result<()> {

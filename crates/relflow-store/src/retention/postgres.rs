@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{statements, Prune, Retention};
-use crate::control::postgres::dialect;
+use crate::postgres::dialect;
 use crate::postgres::{pg, PgStore};
 use crate::Result;
 

@@ -77,7 +77,8 @@ pub struct BatchAdd {
     /// A new batch is due this long after its first message.
     pub window: Duration,
     pub limit: Limit,
-    /// `mode = "latest"`: the message replaces the ones waiting.
+    /// `mode = "latest"`: the message replaces the ones waiting, unless one
+    /// of them was sent after it (see [`supersedes`]).
     pub latest: bool,
 }
 
@@ -211,9 +212,12 @@ pub(crate) const OPEN: &str =
 pub(crate) const NEXT_SEQ: &str = "SELECT COALESCE(MAX(seq), 0) + 1 FROM relflow_batch_items WHERE batch_id = ?1";
 /// ?1 batch.
 pub(crate) const REPLACE_ALL: &str = "UPDATE relflow_batch_items SET replaced = 1 WHERE batch_id = ?1";
-/// ?1 rule, ?2 message id, ?3 batch, ?4 seq, ?5 part, ?6 message.
-pub(crate) const INSERT_ITEM: &str = "INSERT INTO relflow_batch_items (rule, message_id, batch_id, seq, part, message)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+/// ?1 batch: the messages a `latest` batch holds now.
+pub(crate) const WAITING: &str = "SELECT message FROM relflow_batch_items WHERE batch_id = ?1 AND replaced = 0";
+/// ?1 rule, ?2 message id, ?3 batch, ?4 seq, ?5 part, ?6 message, ?7 replaced (0 or 1).
+pub(crate) const INSERT_ITEM: &str =
+    "INSERT INTO relflow_batch_items (rule, message_id, batch_id, seq, part, message, replaced)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 /// ?1 batch: (part, messages).
 pub(crate) const PART_COUNTS: &str = "SELECT part, COUNT(*) FROM relflow_batch_items
      WHERE batch_id = ?1 AND replaced = 0 GROUP BY part ORDER BY part";
@@ -257,6 +261,17 @@ pub(crate) const OPEN_BATCHES: &str =
 pub(crate) fn batch_id(add: &BatchAdd) -> String {
     let key = crate::lock_key(&format!("{}\0{}\0{}", add.rule, add.key, add.message_id));
     key[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Whether `new` replaces the `waiting` messages of a `latest` batch: it
+/// does unless one of them was sent after it. A worker decides its
+/// deliveries side by side, so the last one added is not always the last
+/// one published; the publisher's `sent_at` is. Without it on both sides,
+/// the last one added wins.
+pub(crate) fn supersedes(new: &Value, waiting: &[Value]) -> bool {
+    let sent = |m: &Value| m["sent_at"].as_str().and_then(|t| DateTime::parse_from_rfc3339(t).ok());
+    let Some(new) = sent(new) else { return true };
+    waiting.iter().all(|w| sent(w).is_none_or(|w| w <= new))
 }
 
 /// Whether a batch with these per-part counts (and `total` messages) is full.

@@ -5,16 +5,12 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use serde_json::Value;
 use tokio_postgres::Row;
 
 use super::{Added, Batch, BatchAdd, BatchItem, DueBatch, OpenBatch, StateStore};
-use crate::postgres::{pg, PgStore};
+use crate::postgres::{dialect, pg, PgStore};
 use crate::{time, Result};
-
-/// `?N` placeholders as `$N`.
-fn dialect(sql: &str) -> String {
-    sql.replace('?', "$")
-}
 
 pub(crate) fn schema() -> String {
     super::SCHEMA.replace("INTEGER", "BIGINT")
@@ -69,13 +65,20 @@ impl StateStore for PgStore {
             }
         };
         let seq: i64 = tx.query_one(&dialect(super::NEXT_SEQ), &[&batch]).await.map_err(pg)?.get(0);
+        let mut replaced = false;
         if add.latest {
-            tx.execute(&dialect(super::REPLACE_ALL), &[&batch]).await.map_err(pg)?;
+            let rows = tx.query(&dialect(super::WAITING), &[&batch]).await.map_err(pg)?;
+            let waiting: Vec<Value> =
+                rows.iter().map(|r| serde_json::from_str(r.get::<_, &str>(0)).unwrap_or_default()).collect();
+            replaced = !super::supersedes(&add.message, &waiting);
+            if !replaced {
+                tx.execute(&dialect(super::REPLACE_ALL), &[&batch]).await.map_err(pg)?;
+            }
         }
         let message = add.message.to_string();
-        tx.execute(&dialect(super::INSERT_ITEM), &[&add.rule, &add.message_id, &batch, &seq, &add.part, &message])
-            .await
-            .map_err(pg)?;
+        let row: [&(dyn tokio_postgres::types::ToSql + Sync); 7] =
+            [&add.rule, &add.message_id, &batch, &seq, &add.part, &message, &i64::from(replaced)];
+        tx.execute(&dialect(super::INSERT_ITEM), &row).await.map_err(pg)?;
         let counts: Vec<(String, i64)> = tx
             .query(&dialect(super::PART_COUNTS), &[&batch])
             .await

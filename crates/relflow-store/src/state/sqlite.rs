@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
+use serde_json::Value;
 
 use super::{Added, Batch, BatchAdd, BatchItem, DueBatch, OpenBatch, StateStore};
 use crate::sqlite::SqliteStore;
@@ -36,11 +37,21 @@ fn add(c: &mut rusqlite::Connection, add: &BatchAdd) -> rusqlite::Result<Added> 
         }
     };
     let seq: i64 = tx.query_row(super::NEXT_SEQ, [&batch], |r| r.get(0))?;
+    let mut replaced = false;
     if add.latest {
-        tx.execute(super::REPLACE_ALL, [&batch])?;
+        let waiting: Vec<Value> = tx
+            .prepare(super::WAITING)?
+            .query_map([&batch], |r| r.get::<_, String>(0))?
+            .map(|m| m.map(|m| serde_json::from_str(&m).unwrap_or_default()))
+            .collect::<rusqlite::Result<_>>()?;
+        replaced = !super::supersedes(&add.message, &waiting);
+        if !replaced {
+            tx.execute(super::REPLACE_ALL, [&batch])?;
+        }
     }
     let message = add.message.to_string();
-    tx.execute(super::INSERT_ITEM, params![add.rule, add.message_id, batch, seq, add.part, message])?;
+    let row = params![add.rule, add.message_id, batch, seq, add.part, message, i64::from(replaced)];
+    tx.execute(super::INSERT_ITEM, row)?;
     let counts: Vec<(String, i64)> = tx
         .prepare(super::PART_COUNTS)?
         .query_map([&batch], |r| Ok((r.get(0)?, r.get(1)?)))?

@@ -9,13 +9,8 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::Row;
 
 use super::{TimerAdvance, TimerSlot, TimerState, TimerStore};
-use crate::postgres::{pg, PgStore};
+use crate::postgres::{dialect, pg, PgStore};
 use crate::{time, Result};
-
-/// `?N` placeholders as `$N`.
-fn dialect(sql: &str) -> String {
-    sql.replace('?', "$")
-}
 
 pub(crate) fn schema() -> String {
     super::SCHEMA.replace("INTEGER", "BIGINT")

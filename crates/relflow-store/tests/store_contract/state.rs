@@ -89,6 +89,22 @@ async fn latest(s: &dyn RunStore) {
     }
     let items = s.batch(&id).await.unwrap().unwrap().items;
     assert_eq!(items.iter().map(|i| i.message_id.as_str()).collect::<Vec<_>>(), ["c3"]);
+
+    // Added out of order (a worker decides deliveries side by side): the
+    // one sent last is kept, whatever the order they were added in.
+    let sent = |id: &str, at: &str| BatchAdd {
+        latest: true,
+        message: json!({"id": id, "body": {"tag": "f44"}, "sent_at": at}),
+        ..coalesce("f44", id, HOUR, 10)
+    };
+    let (newest, older) = (sent("d5", "2026-12-01T10:00:05.2Z"), sent("d4", "2026-12-01T10:00:04.987654Z"));
+    let id = batch_of(&s.add_to_batch(&newest).await.unwrap());
+    let added = s.add_to_batch(&older).await.unwrap();
+    assert!(matches!(added, Added::Buffered { count: 1, .. }), "{added:?}");
+    let duplicate = s.add_to_batch(&older).await.unwrap();
+    assert!(matches!(duplicate, Added::Duplicate { .. }), "an older one is still known: {duplicate:?}");
+    let items = s.batch(&id).await.unwrap().unwrap().items;
+    assert_eq!(items.iter().map(|i| i.message_id.as_str()).collect::<Vec<_>>(), ["d5"]);
 }
 
 async fn join(s: &dyn RunStore) {

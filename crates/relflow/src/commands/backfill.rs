@@ -20,7 +20,7 @@ pub async fn run(config: &Config, args: &BackfillArgs) -> Result<ExitCode> {
     anyhow::ensure!(start < end, "--since must be before --until");
     let url = args.url.clone().or_else(|| config.backfill.as_ref().map(|b| b.url.clone()));
     let dg = Datagrepper::new(url.as_deref().unwrap_or(FEDORA_DATAGREPPER));
-    let window = Window { start, end, topics: args.topics.clone() };
+    let window = Window { start, end, topics: args.topics.clone(), prefixes: vec![] };
     let sink = super::open_sink(config).await?;
     let signed = SignedTopics::from_sources(&config.sources);
     let terminal = std::io::stderr().is_terminal() && !args.json.json;

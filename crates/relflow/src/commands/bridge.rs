@@ -15,6 +15,7 @@ pub async fn run(config: Config) -> Result<ExitCode> {
     for s in &config.sources {
         tracing::info!(source = s.name(), "starting");
     }
+    super::backfill_on_start(&sink);
     crate::systemd::ready("bridging");
     crate::systemd::spawn_watchdog();
     let result = sources.await?;
@@ -24,6 +25,7 @@ pub async fn run(config: Config) -> Result<ExitCode> {
         duplicates = s.duplicates,
         rejected = s.rejected,
         errors = s.errors,
+        schema_invalid = s.schema_invalid,
         "bridge stopped"
     );
     result?;

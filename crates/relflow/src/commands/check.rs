@@ -38,7 +38,12 @@ pub async fn run(path: &Path, args: CheckArgs) -> Result<ExitCode> {
     problems.extend(inventories.problems);
     config.warnings.extend(inventories.warnings);
     // Addresses may carry a password: show them redacted, in text and JSON alike.
-    let queue = config.queue.url.as_deref().map_or_else(|| "embedded (SQLite)".to_owned(), redact_url);
+    let urls = config.queue.broker_urls();
+    let queue = if urls.is_empty() {
+        "embedded (SQLite)".to_owned()
+    } else {
+        urls.iter().map(|u| redact_url(u)).collect::<Vec<_>>().join(", ")
+    };
     let store = config.store.url.as_deref().map_or_else(|| "embedded (SQLite)".to_owned(), redact_url);
     let connections = if args.connect { Some(connect(&config).await) } else { None };
     if let Some(c) = &connections {

@@ -11,12 +11,14 @@ mod import;
 mod prune;
 mod publish;
 mod runs;
+mod schemas;
 mod serve;
 mod status;
 mod test;
 mod timers;
 mod verify;
 mod worker;
+mod workers;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -38,11 +40,13 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::DeadLetters(cmd) => dead_letters::run(&config()?, cmd).await,
         Command::Status(json) => status::run(&config()?, json.json).await,
         Command::Timers(cmd) => timers::run(config()?, cmd).await,
+        Command::Workers(json) => workers::run(&config()?, json.json).await,
         Command::Audit(cmd) => audit::run(&config()?, cmd).await,
         Command::Prune { dry_run, json } => prune::run(&config()?, dry_run, json.json).await,
         Command::Backfill(args) => backfill::run(&config()?, &args).await,
         Command::Bridge => bridge::run(config()?).await,
         Command::Import(cmd) => import::run(cmd),
+        Command::Schemas(cmd) => schemas::run(&config()?, cmd),
         Command::Verify { files, json } => verify::run(&config()?, &files, json.json),
         Command::Serve(args) => serve::run(config()?, args).await,
         Command::Supervise => anyhow::bail!("__supervise is internal: relflow starts it itself"),
@@ -77,6 +81,17 @@ fn shutdown_on_signal(then: &'static str) -> Result<tokio_util::sync::Cancellati
     Ok(shutdown)
 }
 
+/// Ends the process once its worker stopped by itself (`worker` and
+/// `serve`). It does not close the SQLite connections: the last one to
+/// close checkpoints, writing the mapped -shm, which is a SIGBUS once the
+/// file cannot be written; and after a caught SIGBUS this process's view
+/// of the -shm is its own, not one to checkpoint from
+/// (relflow_queue::file::sigbus). Dying here is as safe as a crash.
+fn exit_stopped_worker(why: &str) -> ! {
+    eprintln!("error: the worker stopped: {why}");
+    std::process::exit(1);
+}
+
 /// The one door to the work queue (dedupe, metrics), for commands that
 /// put messages on it.
 async fn open_sink(config: &Config) -> Result<relflow_ingest::Sink> {
@@ -86,6 +101,21 @@ async fn open_sink(config: &Config) -> Result<relflow_ingest::Sink> {
 /// The intake over a queue the command already opened.
 fn sink_on(config: &Config, queue: std::sync::Arc<dyn relflow_queue::WorkQueue>) -> Result<relflow_ingest::Sink> {
     relflow_ingest::Sink::open(&relflow_engine::options::sink(config), queue)
+}
+
+/// `[backfill] on_start`, in the background, once the live sources run
+/// (so nothing falls between the fetched past and the live stream).
+fn backfill_on_start(sink: &relflow_ingest::Sink) {
+    let Some(auto) = sink.auto_backfill().cloned() else { return };
+    let sink = sink.clone();
+    tokio::spawn(async move {
+        match auto.start(&sink).await {
+            Some(Ok(report)) => tracing::info!("on_start backfill: {report}"),
+            // The live sources go on; `relflow backfill --since` can do it by hand.
+            Some(Err(e)) => tracing::warn!("on_start backfill failed: {e}"),
+            None => {}
+        }
+    });
 }
 
 /// Reads and decodes one fedmsg / fedora-messaging message file (`-`: stdin).

@@ -43,6 +43,7 @@ pub async fn run(mut config: Config, args: ServeArgs) -> Result<ExitCode> {
         if !bus.is_empty() {
             let sources = relflow_ingest::run(bus, sink.clone(), shutdown.clone());
             server.spawn("bus sources", async move { sources.await? });
+            super::backfill_on_start(&sink);
         }
         let hooks = relflow_ingest::webhooks(&config.sources);
         if !hooks.is_empty() {
@@ -55,10 +56,10 @@ pub async fn run(mut config: Config, args: ServeArgs) -> Result<ExitCode> {
         server.spawn("worker", async move {
             let worker = Arc::new(worker);
             Arc::clone(&worker).run(false, stop).await;
-            match worker.fatal() {
-                Some(why) => Err(anyhow::anyhow!("the worker stopped: {why}")),
-                None => Ok(()),
+            if let Some(why) = worker.fatal() {
+                super::exit_stopped_worker(why);
             }
+            Ok(())
         });
     }
 

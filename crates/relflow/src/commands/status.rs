@@ -8,11 +8,14 @@ use relflow_ingest::gaps::{Gap, Gaps, Producer, Totals};
 use relflow_store::RunStatus;
 use serde_json::json;
 
+use relflow_engine::fleet::WorkerState;
 use relflow_engine::Backends;
 
 pub async fn run(config: &Config, as_json: bool) -> Result<ExitCode> {
     let b = Backends::open(config, 1).await?;
-    let depth = b.queue.depth().await?;
+    let mut depth = b.queue.depth().await?;
+    let fleet = relflow_engine::fleet::fleet(b.store.as_ref()).await?;
+    fleet.count_in_flight(config, &mut depth);
     let summary = b.store.summary().await?;
     let mut runs = serde_json::Map::new();
     for status in RunStatus::ALL {
@@ -32,7 +35,8 @@ pub async fn run(config: &Config, as_json: bool) -> Result<ExitCode> {
         };
         let fedmsg = json!({"totals": totals, "producers": producers, "recent_gaps": gaps});
         super::print_json(&json!({"queue": depth, "runs": runs, "noop_messages": noop, "announcements": outbox,
-            "open_batches": batches, "timers": {"count": timers.len(), "missed": missed}, "fedmsg_sequence": fedmsg}))?;
+            "open_batches": batches, "timers": {"count": timers.len(), "missed": missed}, "fedmsg_sequence": fedmsg,
+            "workers": {"alive": fleet.alive, "lost": fleet.count(WorkerState::Lost), "running": fleet.running}}))?;
     } else {
         println!(
             "queue: {} ready, {} in flight, {} delayed, {} dead",
@@ -42,6 +46,12 @@ pub async fn run(config: &Config, as_json: bool) -> Result<ExitCode> {
             runs.iter().filter(|(_, n)| n.as_u64() != Some(0)).map(|(k, n)| format!("{n} {k}")).collect();
         println!("runs:  {}", if counts.is_empty() { "none".into() } else { counts.join(", ") });
         println!("no-op messages (matched no rule): {noop}");
+        println!(
+            "workers: {} alive, {} playbooks running, {} lost (relflow workers)",
+            fleet.alive,
+            fleet.running,
+            fleet.count(WorkerState::Lost)
+        );
         let joins = batches.iter().filter(|b| b.kind == relflow_store::BatchKind::Join).count();
         println!("open: {} coalesce windows, {joins} joins", batches.len() - joins);
         if !timers.is_empty() {

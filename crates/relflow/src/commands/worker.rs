@@ -20,7 +20,7 @@ pub async fn run(mut config: Config, args: WorkerArgs) -> Result<ExitCode> {
     crate::systemd::spawn_watchdog();
     Arc::clone(&worker).run(args.drain, shutdown).await;
     if let Some(why) = worker.fatal() {
-        anyhow::bail!("the worker stopped: {why}");
+        super::exit_stopped_worker(why);
     }
     if !args.drain {
         return Ok(ExitCode::SUCCESS);

@@ -162,6 +162,15 @@ try {
   assert.match(page.url(), /rule=flaky/);
   pass("filters");
 
+  // The Rules page shows each rule's runs by status as numbers.
+  await page.goto(base + "/#/rules");
+  const helloRule = page.locator("#rules tbody tr", { hasText: "relflow.test.hello" });
+  await helloRule.waitFor();
+  const byStatus = await helloRule.locator("td").last().textContent();
+  assert.match(byStatus, /^succeeded 1\s*$/, "runs by status: " + byStatus);
+  assert.ok(!/object/.test(await page.locator("#rules").textContent()), "no [object ...] in the table");
+  pass("the Rules page shows runs by status as numbers");
+
   // 2. Open the run: its log text and task results, and the hostile text stays text.
   await page.goto(base + "/#/runs");
   await helloRow.click();
@@ -199,6 +208,16 @@ try {
   await page.goto(`${base}/#/runs/${slow.id}`);
   await page.locator("#log", { hasText: "slow run started" }).waitFor();
   assert.equal(await page.locator("#run-status .status").textContent(), "running");
+  // The Workers tab: serve's own worker, alive, running the slow run.
+  await page.click("#nav-workers");
+  const alive = page.locator('#workers tbody tr[data-state="alive"]');
+  await alive.locator(".worker-runs a", { hasText: slow.id.slice(0, 8) }).waitFor();
+  assert.equal(await alive.count(), 1);
+  assert.match(await page.locator("#fleet-summary").textContent(), /^1 alive/);
+  if (shots) await page.screenshot({ path: path.join(shots, "workers.png"), fullPage: true });
+  pass("the Workers tab shows the live worker and the run it is running");
+  await page.goto(`${base}/#/runs/${slow.id}`);
+  await page.locator("#log", { hasText: "slow run started" }).waitFor();
   fs.writeFileSync(marker("go-on"), "");
   await page.locator("#log", { hasText: "slow run done" }).waitFor();
   await page.locator("#run-status .s-succeeded").waitFor();
@@ -239,6 +258,47 @@ try {
   await until("the approved run", async () => (await api("/api/runs?rule=gate&status=succeeded")).total === 1);
   assert.equal(await page.locator("#approve").count(), 0, "no buttons once decided");
   pass("Approve on a run awaiting approval runs its rule");
+
+  // 7. Re-run a succeeded run from its page: a second run, linked to the
+  // first, and both in the message's history.
+  const first = (await api("/api/runs?rule=hello&status=succeeded")).runs.at(-1);
+  await page.goto(`${base}/#/runs/${first.id}`);
+  await page.locator("#run-status .s-succeeded").waitFor();
+  await page.click("#rerun");
+  await page.locator("#run-action-result", { hasText: "Re-run queued" }).waitFor();
+  const rerun = await until("the re-run to succeed", async () => (await api("/api/runs?rule=hello&status=succeeded&message_id="
+    + encodeURIComponent(first.message_id))).runs.find((r) => r.id !== first.id));
+  assert.equal((await api(`/api/runs/${rerun.id}`)).rerun_of, first.id, "linked to the original");
+  await page.goto(`${base}/#/runs/${rerun.id}`);
+  await page.locator("#run-rerun-of a", { hasText: first.id.slice(0, 8) }).waitFor();
+  const historyRuns = await page.locator("#history tbody tr td a").evaluateAll((as) => as.map((a) => a.textContent));
+  for (const r of [first, rerun]) assert.ok(historyRuns.includes(r.id.slice(0, 8)), `run ${r.id} in the history: ${historyRuns}`);
+  pass("Re-run on a succeeded run makes a linked second run, both in the message's history");
+
+  // 8. A phone-sized screen: no view is wider than the screen, and the token
+  // box is on it.
+  const phone = await browser.newPage({ viewport: { width: 390, height: 844 } });
+  phone.setDefaultTimeout(WAIT);
+  phone.on("pageerror", (e) => pageErrors.push(String(e)));
+  const views = { "#/runs": "#runs", [`#/runs/${rerun.id}`]: "#run-details", "#/dead-letters": "#dead-letters",
+    "#/rules": "#rules", "#/workers": "#workers", "#/batches": "#batches", "#/audit": "#audit" };
+  for (const [view, drawn] of Object.entries(views)) {
+    // Each view's own table: a hash change keeps the last view until the new one is drawn.
+    await phone.goto(`${base}/${view}`);
+    await phone.locator(drawn).waitFor();
+    const widths = await phone.evaluate(() => ({ page: document.documentElement.scrollWidth, screen: window.innerWidth,
+      token: document.getElementById("token").getBoundingClientRect().right }));
+    // What sticks out, for the failure message: boxes past the screen's edge,
+    // and boxes whose content spills out of them.
+    const wide = await phone.evaluate(() => [...document.querySelectorAll("body *")].filter((e) => {
+      const r = e.getBoundingClientRect(), spill = getComputedStyle(e).overflowX === "visible" ? e.scrollWidth - e.clientWidth : 0;
+      return r.right + Math.max(0, spill) > window.innerWidth + 1 && !e.closest("table, pre.log");
+    }).slice(0, 5).map((e) => `${e.tagName.toLowerCase()}#${e.id}.${e.className}`));
+    assert.ok(widths.page <= widths.screen, `${view} is ${widths.page}px wide on a ${widths.screen}px screen: ${wide}`);
+    assert.ok(widths.token <= widths.screen, `${view}: the token box ends at ${widths.token}px`);
+  }
+  if (shots) await phone.screenshot({ path: path.join(shots, "phone.png"), fullPage: true });
+  pass("every view fits a 390 px screen, token box included");
 
   assert.deepEqual(pageErrors, [], "no script errors or CSP violations on the page");
 } catch (e) {

@@ -137,8 +137,7 @@ impl Serve {
     pub fn metrics(&self) -> prometheus_parse::Scrape {
         let a = self.get("/metrics");
         assert_eq!(a.status, 200);
-        let lines = a.body.lines().map(|l| Ok(l.to_owned()));
-        prometheus_parse::Scrape::parse(lines).unwrap_or_else(|e| panic!("/metrics does not parse: {e}\n{}", a.body))
+        parse_metrics(&a.body)
     }
 
     pub fn log(&self) -> String {
@@ -154,4 +153,27 @@ impl Drop for Serve {
             eprintln!("--- relflow serve log\n{}", self.log());
         }
     }
+}
+
+/// A `/metrics` body, parsed; panics with the text if it does not parse.
+pub fn parse_metrics(text: &str) -> prometheus_parse::Scrape {
+    let lines = text.lines().map(|l| Ok(l.to_owned()));
+    prometheus_parse::Scrape::parse(lines).unwrap_or_else(|e| panic!("/metrics does not parse: {e}\n{text}"))
+}
+
+/// Sum of a counter (or gauge) over the samples whose labels include
+/// `labels` (a histogram counts its observations); 0 if there are none.
+pub fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            prometheus_parse::Value::Histogram(ref h) => h.iter().map(|b| b.count).fold(0.0, f64::max),
+            _ => 0.0,
+        })
+        .sum()
 }
