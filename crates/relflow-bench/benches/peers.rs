@@ -201,6 +201,7 @@ fn main() -> Result<()> {
         }
         for (i, (name, run)) in contenders.iter().enumerate() {
             let out = scratch.path().join(format!("r{round}-{i}"));
+            settle();
             let took = run(&out).with_context(|| name.clone())?;
             eprintln!("round {round}: {name}: {:.1} s", took.as_secs_f64());
             times.entry(name.clone()).or_default().push(took.as_secs_f64());

@@ -182,6 +182,32 @@ pub fn poll<T>(every: Duration, limit: Duration, what: &str, mut f: impl FnMut()
     }
 }
 
+/// Waits (at most two minutes) until the CPUs have been idle for a whole
+/// second: what the last contender left behind (ansible-rulebook's
+/// playbooks, a JVM shutting down, the page cache being written back) must
+/// not be timed as the next one's cost.
+pub fn settle() {
+    let quiet = || {
+        let (busy0, all0) = cpu_ticks()?;
+        std::thread::sleep(Duration::from_secs(1));
+        let (busy1, all1) = cpu_ticks()?;
+        let share = (busy1 - busy0) as f64 / (all1 - all0).max(1) as f64;
+        (share < 0.1).then_some(())
+    };
+    if poll(Duration::ZERO, Duration::from_secs(120), "an idle machine", quiet).is_err() {
+        eprintln!("warning: the machine did not go quiet; the next figures are noisier");
+    }
+}
+
+/// (busy, total) jiffies of all CPUs, from `/proc/stat`'s first line.
+fn cpu_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let ticks: Vec<u64> = stat.lines().next()?.split_whitespace().skip(1).filter_map(|t| t.parse().ok()).collect();
+    let idle = ticks.get(3)? + ticks.get(4).unwrap_or(&0);
+    let total: u64 = ticks.iter().take(8).sum();
+    Some((total - idle, total))
+}
+
 /// SIGTERM, then wait.
 pub fn stop(child: &mut Child) {
     let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();

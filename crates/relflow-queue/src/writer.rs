@@ -248,8 +248,9 @@ mod tests {
                 w.call(move |c| {
                     c.execute("INSERT INTO t (v) VALUES (?1)", [i * 10])?;
                     if i % 50 == 7 {
-                        // Second statement violates UNIQUE: the whole call must vanish.
-                        c.execute("INSERT INTO t (v) VALUES (0)", [])?;
+                        // Its own value again violates UNIQUE whatever order the
+                        // calls run in: the whole call, first insert too, must vanish.
+                        c.execute("INSERT INTO t (v) VALUES (?1)", [i * 10])?;
                     }
                     Ok(i)
                 })
