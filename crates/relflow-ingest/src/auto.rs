@@ -8,6 +8,8 @@
 //!   fetched for every fedmsg source's topics: what was sent while relflow
 //!   was down. The live sources start first, so nothing falls between.
 //!
+//! A failed on_gap fetch is retried a few times (`GAP_RETRIES`).
+//!
 //! Everything fetched goes through the one intake ([`crate::backfill::run`]),
 //! so what was already queued is dropped as a duplicate. AMQP sources are
 //! left out: their durable queue kept what was sent meanwhile.
@@ -24,6 +26,9 @@ use relflow_core::config::{BackfillConfig, SourceConfig};
 use crate::backfill::{self, BackfillError, Datagrepper, Report, SignedTopics, Window};
 use crate::gaps::Gap;
 use crate::Sink;
+
+/// How long an on_gap fetch that failed waits before each retry.
+const GAP_RETRIES: [Duration; 3] = [Duration::from_secs(2), Duration::from_secs(10), Duration::from_secs(30)];
 
 /// What `[backfill]` asks relflow to fetch by itself.
 #[derive(Debug)]
@@ -90,13 +95,29 @@ impl AutoBackfill {
         let window = Window { start, end, topics: Vec::new(), prefixes: prefixes.clone() };
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
         let (me, sink, source) = (Arc::clone(self), sink.clone(), source.to_owned());
-        runtime.spawn(async move {
-            match me.fetch(&sink, window).await {
-                Ok(report) => tracing::info!(source, "on_gap backfill: {report}"),
-                // Logged, not retried: `relflow backfill` can fetch it by hand.
-                Err(e) => tracing::warn!(source, "on_gap backfill failed: {e}"),
-            }
-        });
+        runtime.spawn(async move { me.fetch_gap(&sink, &source, window).await });
+    }
+
+    /// Fetches a gap's window, retrying a failed fetch after each of
+    /// [`GAP_RETRIES`]: a Datagrepper blip must not cost the gap, and a
+    /// fetch repeated finds only duplicates, which the intake drops.
+    async fn fetch_gap(&self, sink: &Sink, source: &str, window: Window) {
+        let mut waits = GAP_RETRIES.iter();
+        loop {
+            let e = match self.fetch(sink, window.clone()).await {
+                Ok(report) => return tracing::info!(source, "on_gap backfill: {report}"),
+                Err(e) => e,
+            };
+            let Some(wait) = waits.next() else {
+                let tries = GAP_RETRIES.len() + 1;
+                return tracing::warn!(
+                    source,
+                    "on_gap backfill failed {tries} times, giving up (`relflow backfill --since` can fetch it): {e}"
+                );
+            };
+            tracing::warn!(source, "on_gap backfill failed, retrying in {}s: {e}", wait.as_secs());
+            tokio::time::sleep(*wait).await;
+        }
     }
 
     async fn fetch(&self, sink: &Sink, window: Window) -> Result<Report, BackfillError> {

@@ -14,10 +14,13 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use common::*;
 use relflow_core::config::ingest::FedmsgSource;
@@ -145,9 +148,14 @@ struct Search {
 /// a moment after it was sent).
 type Store = Arc<tokio::sync::Mutex<Vec<Value>>>;
 
-/// Datagrepper's `/v2/search` over `store` (see the module docs).
-async fn datagrepper(store: Store) -> String {
-    async fn search(State(store): State<Store>, Query(q): Query<Search>) -> Json<Value> {
+/// Datagrepper's `/v2/search` over `store` (see the module docs); its
+/// first `failures` searches answer 503, as a Datagrepper being restarted.
+async fn datagrepper(store: Store, failures: Arc<AtomicUsize>) -> String {
+    type Failures = Arc<AtomicUsize>;
+    async fn search(State((store, failures)): State<(Store, Failures)>, Query(q): Query<Search>) -> Response {
+        if failures.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
         let all = store.lock().await;
         let hits: Vec<&Value> =
             all.iter().filter(|m| (q.start..=q.end).contains(&m["timestamp"].as_f64().unwrap())).collect();
@@ -155,8 +163,9 @@ async fn datagrepper(store: Store) -> String {
         let pages = hits.len().div_ceil(rows);
         let page: Vec<&Value> = hits.iter().skip((q.page - 1) * rows).take(rows).copied().collect();
         Json(json!({"raw_messages": page, "count": page.len(), "page": q.page, "pages": pages, "total": hits.len()}))
+            .into_response()
     }
-    let app = axum::Router::new().route("/v2/search", axum::routing::get(search)).with_state(store);
+    let app = axum::Router::new().route("/v2/search", axum::routing::get(search)).with_state((store, failures));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -212,7 +221,7 @@ async fn two_bridge_restarts_leave_counted_gaps_and_backfill_queues_exactly_the_
     assert!(missed >= 120, "each stop loses at least the 60 sent meanwhile: {missed}");
 
     // Backfill from "Datagrepper", through a new sink over the same state.
-    let url = datagrepper(Arc::new(tokio::sync::Mutex::new(sent.clone()))).await;
+    let url = datagrepper(Arc::new(tokio::sync::Mutex::new(sent.clone())), Default::default()).await;
     let sink = Sink::open(&options, queue.clone()).unwrap();
     let ts = |e: &Value| e["timestamp"].as_f64().unwrap();
     let window = Window { start: ts(&sent[0]), end: ts(&sent[TOTAL - 1]), topics: vec![], prefixes: vec![] };
@@ -244,14 +253,17 @@ async fn two_bridge_restarts_leave_counted_gaps_and_backfill_queues_exactly_the_
 
 /// `[backfill] on_gap`: the gap a restarted bridge sees is fetched at once,
 /// for the source's topics only, through the intake (the messages around
-/// it, already queued, are dropped as duplicates).
+/// it, already queued, are dropped as duplicates). Datagrepper fails the
+/// first fetch: it is retried.
 #[tokio::test(flavor = "multi_thread")]
-async fn on_gap_fetches_the_gap_for_the_sources_topics_as_soon_as_it_is_seen() {
+async fn on_gap_fetches_the_gap_for_the_sources_topics_retrying_a_failed_fetch() {
     let dir = tempfile::tempdir().unwrap();
     let queue = Arc::new(SqliteQueue::open(dir.path().join("relflow.sqlite3"), SqliteQueueOptions::default()).unwrap());
     let store: Store = Default::default();
     let endpoint = format!("tcp://127.0.0.1:{}", free_port());
-    let backfill = BackfillConfig { url: datagrepper(store.clone()).await, on_gap: true, on_start: None };
+    let failures = Arc::new(AtomicUsize::new(1));
+    let url = datagrepper(store.clone(), failures.clone()).await;
+    let backfill = BackfillConfig { url, on_gap: true, on_start: None };
     let options = options(&dir, AutoBackfill::new(&backfill, &[SourceConfig::Fedmsg(bus(&endpoint))]));
     let mut publisher = Publisher::start(&endpoint);
     let (mut sent, mut got) = (Vec::new(), BTreeSet::new());
@@ -294,6 +306,7 @@ async fn on_gap_fetches_the_gap_for_the_sources_topics_as_soon_as_it_is_seen() {
         }
     }
     bridge.stop().await;
+    assert_eq!(failures.load(Ordering::SeqCst), 0, "the first fetch was answered 503");
     assert!(duplicates >= 1, "the message before the gap is fetched and dropped as a duplicate");
     let mut count: BTreeMap<String, usize> = BTreeMap::new();
     while let Some(d) = queue.claim(Duration::ZERO).await.unwrap() {
@@ -316,8 +329,11 @@ async fn on_start_fetches_the_last_duration_for_the_fedmsg_sources_topics() {
         envelope("an-hour-ago", "org.fedoraproject.test.relflow.seq", 3600.0),
         envelope("other-topic", "org.fedoraproject.other.thing", 60.0),
     ]));
-    let backfill =
-        BackfillConfig { url: datagrepper(store).await, on_gap: false, on_start: Some(Duration::from_secs(600)) };
+    let backfill = BackfillConfig {
+        url: datagrepper(store, Default::default()).await,
+        on_gap: false,
+        on_start: Some(Duration::from_secs(600)),
+    };
     let source = FedmsgSource { require_signature: false, ..bus("tcp://127.0.0.1:1") };
     let auto = AutoBackfill::new(&backfill, &[SourceConfig::Fedmsg(source)]).unwrap();
     let h = Harness::new();
